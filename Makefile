@@ -1,0 +1,41 @@
+# Developer and CI entry points. `make test` is what CI runs (see .ci/run).
+
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: venv system-deps lint typecheck test serve fmt
+
+venv: $(STAMP)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Re-install whenever pyproject.toml changes (new or bumped dependencies).
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -e '.[test]'
+	touch $(STAMP)
+
+system-deps:
+	@scripts/ensure-system-deps.sh
+
+lint: venv
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+typecheck: venv
+	$(BIN)/mypy
+
+test: venv system-deps
+	$(MAKE) --no-print-directory lint typecheck
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+serve: venv
+	$(BIN)/llmconfig serve
+
+fmt: venv
+	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Make sure the system packages the test suite needs are installed; quiet when they already are.
+# Today that is Debian's PostgreSQL server (the tests start a throwaway cluster from its binaries).
+set -euo pipefail
+
+shopt -s nullglob
+initdb=(/usr/lib/postgresql/*/bin/initdb)
+shopt -u nullglob
+if ((${#initdb[@]} > 0)); then
+    exit 0
+fi
+
+packages=(postgresql)
+echo "PostgreSQL server binaries not found under /usr/lib/postgresql; installing: ${packages[*]}" >&2
+
+if [[ $(id -u) -eq 0 ]]; then
+    as_root=()
+elif command -v sudo >/dev/null 2>&1; then
+    as_root=(sudo)
+else
+    echo "Not root and sudo is not available. Install these packages and re-run:" >&2
+    echo "    apt-get install -y --no-install-recommends ${packages[*]}" >&2
+    exit 1
+fi
+
+if ! command -v apt-get >/dev/null 2>&1; then
+    echo "apt-get not found. Install the PostgreSQL server (initdb, pg_ctl) with your package manager," >&2
+    echo "or set LLMCONFIG_TEST_POSTGRES_URL to an existing server." >&2
+    exit 1
+fi
+
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
+"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${packages[@]}"

@@ -1,0 +1,84 @@
+"""Shapes of configuration entries at the boundary."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from llmconfig.providers.catalog import ModelKind
+
+ConfigSource = Literal["user", "global", "env"]
+
+# extra_params is handed to the LangChain constructor. Anything that could carry a credential or redirect
+# traffic belongs in the provider (where keys are encrypted), never in plain JSON config.
+_FORBIDDEN_PARAM = re.compile(r"key|secret|token|password|auth|header|base_url|api_base|organization|proxy", re.I)
+_RESERVED_PARAMS = {"model", "model_name", "temperature", "max_tokens", "timeout", "streaming", "http_client"}
+
+
+class FallbackTarget(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    provider_id: str = Field(min_length=1, max_length=100)
+    model_name: str = Field(min_length=1, max_length=255)
+
+
+class ConfigUpdate(BaseModel):
+    """A change to one interaction type. Fields left out keep their current value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider_id: str = Field(min_length=1, max_length=100, description="Provider id (or name)")
+    model_name: str = Field(min_length=1, max_length=255)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, gt=0, le=10_000_000)
+    extra_params: dict[str, Any] | None = None
+    fallbacks: list[FallbackTarget] | None = Field(default=None, max_length=10)
+    version: int | None = None
+
+    @field_validator("extra_params")
+    @classmethod
+    def _no_credentials_in_params(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        for name in value or {}:
+            if _FORBIDDEN_PARAM.search(name):
+                raise ValueError(f"extra_params may not set {name!r}: credentials and endpoints belong to the provider")
+            if name in _RESERVED_PARAMS:
+                raise ValueError(f"extra_params may not set {name!r}: use the field of that name instead")
+        return value
+
+
+class ConfigEntry(BaseModel):
+    interaction_type: str
+    kind: ModelKind
+    provider_id: str
+    provider_name: str
+    model_name: str
+    temperature: float | None
+    max_tokens: int | None
+    extra_params: dict[str, Any]
+    fallbacks: list[FallbackTarget]
+    version: int
+    updated_at: datetime
+    updated_by: str | None
+    source: ConfigSource = "global"
+
+
+class InteractionTypeInfo(BaseModel):
+    name: str
+    kind: ModelKind
+    description: str
+    builtin: bool
+    version: int
+
+
+class ConfigCheck(BaseModel):
+    ok: bool
+    status: str
+    detail: str
+
+
+class ConfigValidation(BaseModel):
+    ok: bool
+    results: dict[str, ConfigCheck]

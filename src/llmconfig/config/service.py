@@ -1,0 +1,340 @@
+"""Interaction types, global configuration and user overrides, and how a request resolves against them."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
+
+from llmconfig.config.defaults import BUILTIN_DEFAULTS
+from llmconfig.config.resolution import Resolution, Target, freeze_params
+from llmconfig.config.schemas import (
+    ConfigCheck,
+    ConfigEntry,
+    ConfigUpdate,
+    ConfigValidation,
+    FallbackTarget,
+    InteractionTypeInfo,
+)
+from llmconfig.db.engine import bump_revision, read_revision, transaction
+from llmconfig.db.models import GlobalConfig, InteractionType, Provider, ProviderModel, UserConfig
+from llmconfig.errors import ConflictError, LLMConfigError, NotFoundError, ValidationError
+from llmconfig.providers.adapters import adapter_for
+from llmconfig.providers.schemas import ValidationResult
+from llmconfig.providers.service import ProviderService, find_provider
+
+log = logging.getLogger("llmconfig.config")
+
+
+def find_interaction_type(session: Session, name: str) -> InteractionType:
+    interaction_type = session.get(InteractionType, name)
+    if interaction_type is None:
+        known = ", ".join(session.scalars(select(InteractionType.name).order_by(InteractionType.name)))
+        raise NotFoundError(f"Unknown interaction type {name!r}; known types: {known}")
+    return interaction_type
+
+
+def _entry(row: GlobalConfig | UserConfig, kind: str, *, source: str) -> ConfigEntry:
+    return ConfigEntry.model_validate(
+        {
+            "interaction_type": row.interaction_type,
+            "kind": kind,
+            "provider_id": row.provider_id,
+            "provider_name": row.provider.name,
+            "model_name": row.model_name,
+            "temperature": row.temperature,
+            "max_tokens": row.max_tokens,
+            "extra_params": row.extra_params or {},
+            "fallbacks": row.fallbacks or [],
+            "version": row.version,
+            "updated_at": row.updated_at,
+            "updated_by": row.updated_by,
+            "source": source,
+        }
+    )
+
+
+def _target(provider: Provider, model_name: str) -> Target:
+    return Target(
+        provider_id=provider.id,
+        provider_name=provider.name,
+        provider_type=provider.provider_type,
+        provider_version=provider.version,
+        base_url=provider.api_base_url or adapter_for(provider.provider_type).normalise_base_url(None),
+        api_key_ref=provider.api_key_ref,
+        model_name=model_name,
+    )
+
+
+class ConfigService:
+    """Reads and changes configuration; :meth:`resolve` is what the factory asks on a cache miss."""
+
+    def __init__(self, *, sessions: sessionmaker[Session], providers: ProviderService) -> None:
+        self._sessions = sessions
+        self._providers = providers
+
+    # -- interaction types -------------------------------------------------------------------------
+
+    def interaction_types(self) -> list[InteractionTypeInfo]:
+        with transaction(self._sessions) as session:
+            rows = session.scalars(select(InteractionType))
+            infos = [InteractionTypeInfo.model_validate(row, from_attributes=True) for row in rows]
+        # Built-ins in their documented order, then the operators' own types alphabetically.
+        order = list(BUILTIN_DEFAULTS)
+        return sorted(infos, key=lambda t: (order.index(t.name) if t.name in order else len(order), t.name))
+
+    # -- global configuration ----------------------------------------------------------------------
+
+    def get_global(self) -> dict[str, ConfigEntry]:
+        with transaction(self._sessions) as session:
+            kinds = dict(session.execute(select(InteractionType.name, InteractionType.kind)).tuples().all())
+            rows = session.scalars(select(GlobalConfig).order_by(GlobalConfig.interaction_type))
+            return {row.interaction_type: _entry(row, kinds[row.interaction_type], source="global") for row in rows}
+
+    def get_entry(self, interaction_type: str) -> ConfigEntry:
+        with transaction(self._sessions) as session:
+            kind = find_interaction_type(session, interaction_type).kind
+            row = session.get(GlobalConfig, interaction_type)
+            if row is None:
+                raise NotFoundError(
+                    f"{interaction_type!r} is not configured; set it with "
+                    f"`llmconfig config set {interaction_type} --provider NAME --model MODEL`"
+                )
+            return _entry(row, kind, source="global")
+
+    def set_global(self, interaction_type: str, update: ConfigUpdate, *, actor: str) -> ConfigEntry:
+        """Create or change the global entry of one interaction type, in one transaction."""
+        try:
+            with transaction(self._sessions) as session:
+                kind = find_interaction_type(session, interaction_type).kind
+                row = session.get(GlobalConfig, interaction_type)
+                self._check_version(interaction_type, row, update.version)
+                values = self._checked_values(session, kind, update, current=row)
+                if row is None:
+                    row = GlobalConfig(interaction_type=interaction_type, **values, updated_by=actor)
+                    session.add(row)
+                else:
+                    for name, value in values.items():
+                        setattr(row, name, value)
+                    row.updated_by = actor
+                bump_revision(session)
+                session.flush()
+                session.refresh(row)
+                return _entry(row, kind, source="global")
+        except StaleDataError:
+            raise ConflictError(
+                f"{interaction_type!r} was changed by someone else meanwhile; reload it and apply your change again"
+            ) from None
+
+    # -- user overrides ----------------------------------------------------------------------------
+
+    def set_override(self, user_id: str, interaction_type: str, update: ConfigUpdate, *, actor: str) -> ConfigEntry:
+        """Create or change one user's override of one interaction type; it wins over the global entry."""
+        try:
+            with transaction(self._sessions) as session:
+                kind = find_interaction_type(session, interaction_type).kind
+                row = self._override_row(session, user_id, interaction_type)
+                self._check_version(f"{interaction_type} for user {user_id}", row, update.version)
+                values = self._checked_values(session, kind, update, current=row)
+                if row is None:
+                    row = UserConfig(user_id=user_id, interaction_type=interaction_type, **values, updated_by=actor)
+                    session.add(row)
+                else:
+                    for name, value in values.items():
+                        setattr(row, name, value)
+                    row.updated_by = actor
+                bump_revision(session)
+                session.flush()
+                session.refresh(row)
+                return _entry(row, kind, source="user")
+        except StaleDataError:
+            raise ConflictError(
+                f"The override of {interaction_type!r} for user {user_id!r} was changed by someone else meanwhile; "
+                "reload it and apply your change again"
+            ) from None
+
+    def clear_override(self, user_id: str, interaction_type: str) -> None:
+        """Remove one user's override; the user follows the global entry again."""
+        with transaction(self._sessions) as session:
+            find_interaction_type(session, interaction_type)
+            row = self._override_row(session, user_id, interaction_type)
+            if row is None:
+                raise NotFoundError(f"User {user_id!r} has no override for {interaction_type!r}")
+            session.delete(row)
+            bump_revision(session)
+
+    @staticmethod
+    def _override_row(session: Session, user_id: str, interaction_type: str) -> UserConfig | None:
+        return session.scalar(
+            select(UserConfig).where(UserConfig.user_id == user_id, UserConfig.interaction_type == interaction_type)
+        )
+
+    def summary(self) -> str:
+        """One human-readable line per interaction type."""
+        entries = self.get_global()
+        lines = []
+        for info in self.interaction_types():
+            entry = entries.get(info.name)
+            if entry is None:
+                lines.append(f"{info.name}: not configured")
+                continue
+            details = [f"temperature {entry.temperature}" if entry.temperature is not None else "default temperature"]
+            if entry.max_tokens is not None:
+                details.append(f"max tokens {entry.max_tokens}")
+            if entry.fallbacks:
+                details.append(f"{len(entry.fallbacks)} fallback(s)")
+            lines.append(f"{info.name}: {entry.provider_name} / {entry.model_name} ({', '.join(details)})")
+        return "\n".join(lines)
+
+    def validate(self) -> ConfigValidation:
+        """Check every configured interaction type: its provider answers and still offers its model.
+
+        Providers are checked concurrently, each once, so the whole check takes about as long as the
+        slowest provider rather than the sum of them.
+        """
+        entries = self.get_global()
+        provider_ids = sorted({entry.provider_id for entry in entries.values()})
+        with ThreadPoolExecutor(max_workers=max(1, min(16, len(provider_ids)))) as pool:
+            outcomes = dict(zip(provider_ids, pool.map(self._providers.validate, provider_ids), strict=True))
+        catalogs = {pid: {m.model_name for m in self._providers.catalog(pid)} for pid in provider_ids}
+        results: dict[str, ConfigCheck] = {}
+        for name, entry in entries.items():
+            outcome: ValidationResult = outcomes[entry.provider_id]
+            if not outcome.ok:
+                results[name] = ConfigCheck(ok=False, status=outcome.status, detail=outcome.detail)
+            elif catalogs[entry.provider_id] and entry.model_name not in catalogs[entry.provider_id]:
+                results[name] = ConfigCheck(
+                    ok=False,
+                    status="model_missing",
+                    detail=f"{entry.provider_name} no longer offers {entry.model_name!r}; choose another model",
+                )
+            else:
+                results[name] = ConfigCheck(ok=True, status="ok", detail=f"{entry.provider_name} / {entry.model_name}")
+        return ConfigValidation(ok=all(r.ok for r in results.values()), results=results)
+
+    # -- resolution --------------------------------------------------------------------------------
+
+    def revision(self) -> int:
+        with transaction(self._sessions) as session:
+            return read_revision(session)
+
+    def resolve(self, interaction_type: str, user_id: str | None = None) -> tuple[Resolution | None, int]:
+        """The configuration in force for a request (user override, then global), and the revision read.
+
+        Returns ``(None, revision)`` when the type exists but nothing is configured for it.
+        """
+        with transaction(self._sessions) as session:
+            revision = read_revision(session)
+            kind = find_interaction_type(session, interaction_type).kind
+            row: GlobalConfig | UserConfig | None = None
+            source = "global"
+            if user_id is not None:
+                row, source = self._override_row(session, user_id, interaction_type), "user"
+            if row is None:
+                row, source = session.get(GlobalConfig, interaction_type), "global"
+            if row is None:
+                return None, revision
+            if not row.provider.enabled:
+                raise LLMConfigError(
+                    f"{interaction_type!r} uses provider {row.provider.name!r}, which is disabled; "
+                    "enable it or configure another provider"
+                )
+            fallbacks = []
+            for fallback in row.fallbacks or []:
+                provider = session.get(Provider, fallback["provider_id"])
+                if provider is not None and provider.enabled:
+                    fallbacks.append(_target(provider, fallback["model_name"]))
+            resolution = Resolution(
+                interaction_type=interaction_type,
+                kind=kind,  # type: ignore[arg-type]
+                source=source,  # type: ignore[arg-type]
+                target=_target(row.provider, row.model_name),
+                temperature=row.temperature,
+                max_tokens=row.max_tokens,
+                extra_params_json=freeze_params(row.extra_params or {}),
+                fallbacks=tuple(fallbacks),
+            )
+            return resolution, revision
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def _check_version(name: str, row: GlobalConfig | UserConfig | None, version: int | None) -> None:
+        if version is None:
+            return
+        current = row.version if row is not None else 0
+        if version != current:
+            raise ConflictError(
+                f"{name!r} was changed by someone else (you sent version {version}, it is now at {current}); "
+                "reload it and apply your change again"
+            )
+
+    def _checked_values(
+        self, session: Session, kind: str, update: ConfigUpdate, *, current: GlobalConfig | UserConfig | None
+    ) -> dict[str, Any]:
+        provider = self._usable_provider(session, update.provider_id, kind, update.model_name)
+        given = update.model_fields_set
+        fallbacks = update.fallbacks if "fallbacks" in given else None
+        values: dict[str, Any] = {
+            "provider_id": provider.id,
+            "model_name": update.model_name,
+            "temperature": _pick("temperature", update, current, given),
+            "max_tokens": _pick("max_tokens", update, current, given),
+            "extra_params": _pick("extra_params", update, current, given) or {},
+        }
+        if fallbacks is None and current is not None and "fallbacks" not in given:
+            values["fallbacks"] = current.fallbacks
+        else:
+            checked: list[dict[str, str]] = []
+            for fallback in fallbacks or []:
+                target = self._usable_provider(session, fallback.provider_id, kind, fallback.model_name)
+                checked.append(FallbackTarget(provider_id=target.id, model_name=fallback.model_name).model_dump())
+            values["fallbacks"] = checked
+        return values
+
+    @staticmethod
+    def _usable_provider(session: Session, ref: str, kind: str, model_name: str) -> Provider:
+        try:
+            provider = find_provider(session, ref)
+        except NotFoundError:
+            raise ValidationError(
+                f"Provider {ref!r} does not exist; add it first or pick one from `llmconfig providers list`"
+            ) from None
+        if not provider.enabled:
+            raise ValidationError(f"Provider {provider.name!r} is disabled; enable it or choose another provider")
+        if kind == "embeddings" and provider.provider_type == "anthropic":
+            raise ValidationError(
+                f"Provider {provider.name!r} is an Anthropic provider, which has no embeddings API; "
+                "choose an openai or custom provider"
+            )
+        catalog = dict(
+            session.execute(
+                select(ProviderModel.model_name, ProviderModel.kind).where(ProviderModel.provider_id == provider.id)
+            )
+            .tuples()
+            .all()
+        )
+        if catalog:
+            if model_name not in catalog:
+                suitable = sorted(name for name, model_kind in catalog.items() if model_kind == kind)
+                shown = ", ".join(suitable[:10]) + (" …" if len(suitable) > 10 else "")
+                raise ValidationError(
+                    f"Provider {provider.name!r} does not offer model {model_name!r}; "
+                    f"its {kind} models are: {shown or 'none'} (refresh with `llmconfig providers models "
+                    f"{provider.name} --refresh`)"
+                )
+            if catalog[model_name] != kind:
+                raise ValidationError(
+                    f"{model_name!r} is a {catalog[model_name]} model, but this interaction type needs a {kind} model"
+                )
+        return provider
+
+
+def _pick(name: str, update: ConfigUpdate, current: GlobalConfig | UserConfig | None, given: set[str]) -> Any:
+    if name in given or current is None:
+        return getattr(update, name)
+    return getattr(current, name)

@@ -1,0 +1,81 @@
+"""Engines and sessions. One engine per :class:`~llmconfig.settings.Settings`; no import-time globals."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, select, update
+from sqlalchemy.engine.url import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import InterfaceError as SAInterfaceError
+from sqlalchemy.orm import Session, sessionmaker
+
+from llmconfig.db.models import ConfigRevision
+from llmconfig.errors import DatabaseUnavailableError, SettingsError
+
+# Errors that mean "the database is not there", as opposed to a bug or a constraint violation.
+UNAVAILABLE_ERRORS = (OperationalError, SAInterfaceError)
+
+
+def create_db_engine(database_url: str, *, connect_timeout: float = 5.0) -> Engine:
+    """Create an engine with the connection settings llmconfig relies on for each backend."""
+    try:
+        url = make_url(database_url)
+    except ArgumentError as exc:
+        raise SettingsError(
+            f"LLMCONFIG_DATABASE_URL is not a valid database URL ({exc}); "
+            "use sqlite:///path/to/file.db or postgresql+psycopg://user:password@host/db"
+        ) from None
+    if url.get_backend_name() == "sqlite":
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        event.listen(engine, "connect", _configure_sqlite)
+        return engine
+    if url.get_backend_name() == "postgresql":
+        return create_engine(
+            url,
+            pool_pre_ping=True,
+            connect_args={"connect_timeout": max(1, int(connect_timeout))},
+        )
+    raise SettingsError(f"Database backend {url.get_backend_name()!r} is not supported; use SQLite or PostgreSQL")
+
+
+def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers (every agent process) proceed while one writer commits.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def transaction(sessions: sessionmaker[Session]) -> Iterator[Session]:
+    """One unit of work: commit on success, roll back on any error, map outages to our error type."""
+    try:
+        with sessions.begin() as session:
+            yield session
+    except UNAVAILABLE_ERRORS as exc:
+        raise DatabaseUnavailableError(describe_unavailable(exc)) from None
+
+
+def describe_unavailable(exc: Exception) -> str:
+    first_line = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc).strip() else ""
+    return (
+        f"The configuration database cannot be reached ({first_line}); "
+        "check LLMCONFIG_DATABASE_URL and that the database server is running"
+    )
+
+
+def bump_revision(session: Session) -> None:
+    """Record that resolution may have changed; call inside the transaction that made the change."""
+    session.execute(update(ConfigRevision).where(ConfigRevision.id == 1).values(revision=ConfigRevision.revision + 1))
+
+
+def read_revision(session: Session) -> int:
+    return session.scalar(select(ConfigRevision.revision).where(ConfigRevision.id == 1)) or 0

@@ -1,0 +1,173 @@
+"""Typed SQLAlchemy models. The schema itself is owned by the Alembic migrations in ``migrations/``.
+
+Rows that people edit carry a ``version`` that SQLAlchemy checks on every UPDATE (``version_id_col``),
+so two writers racing on the same row cannot both win.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC timestamps on every backend (SQLite hands back naive values otherwise)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Timestamped:
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class InteractionType(Timestamped, Base):
+    __tablename__ = "interaction_types"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "chat" | "embeddings"
+    description: Mapped[str] = mapped_column(Text, default="")
+    builtin: Mapped[bool] = mapped_column(Boolean, default=False)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class Provider(Timestamped, Base):
+    __tablename__ = "providers"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    provider_type: Mapped[str] = mapped_column(String(16))  # "openai" | "anthropic" | "custom"
+    api_base_url: Mapped[str | None] = mapped_column(String(2048))
+    # A reference into the secret backend, never the key itself.
+    api_key_ref: Mapped[str | None] = mapped_column(Text)
+    api_key_hint: Mapped[str | None] = mapped_column(String(8))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    validation_status: Mapped[str] = mapped_column(String(16), default="never")
+    validation_error: Mapped[str | None] = mapped_column(Text)
+    validated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    models: Mapped[list[ProviderModel]] = relationship(
+        back_populates="provider", cascade="all, delete-orphan", order_by="ProviderModel.model_name"
+    )
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class ProviderModel(Base):
+    """One entry of a provider's catalog."""
+
+    __tablename__ = "provider_models"
+    __table_args__ = (UniqueConstraint("provider_id", "model_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    provider_id: Mapped[str] = mapped_column(ForeignKey("providers.id", ondelete="CASCADE"), index=True)
+    model_name: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))  # "chat" | "embeddings"
+    display_name: Mapped[str | None] = mapped_column(String(255))
+    discovered_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    provider: Mapped[Provider] = relationship(back_populates="models")
+
+
+class ModelSettings:
+    """The fields shared by a global config entry and a user override."""
+
+    provider_id: Mapped[str] = mapped_column(ForeignKey("providers.id", ondelete="RESTRICT"), index=True)
+    model_name: Mapped[str] = mapped_column(String(255))
+    temperature: Mapped[float | None] = mapped_column(Float)
+    max_tokens: Mapped[int | None] = mapped_column(Integer)
+    extra_params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    fallbacks: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    updated_by: Mapped[str | None] = mapped_column(String(255))
+
+
+class GlobalConfig(ModelSettings, Timestamped, Base):
+    __tablename__ = "global_configs"
+
+    interaction_type: Mapped[str] = mapped_column(
+        ForeignKey("interaction_types.name", ondelete="RESTRICT"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    provider: Mapped[Provider] = relationship()
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class UserConfig(ModelSettings, Timestamped, Base):
+    __tablename__ = "user_configs"
+    __table_args__ = (UniqueConstraint("user_id", "interaction_type"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(255), index=True)
+    interaction_type: Mapped[str] = mapped_column(ForeignKey("interaction_types.name", ondelete="RESTRICT"))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    provider: Mapped[Provider] = relationship()
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class ConfigRevision(Base):
+    """A single counter bumped in the same transaction as every change that can alter resolution.
+
+    Processes that cache resolved models compare it with the value they saw last: one indexed read of one
+    row tells them whether anything changed.
+    """
+
+    __tablename__ = "config_revision"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    revision: Mapped[int] = mapped_column(BigInteger, default=0)

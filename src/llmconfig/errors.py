@@ -1,0 +1,77 @@
+"""The exceptions llmconfig raises. Every message says what is wrong and what to do about it.
+
+::
+
+    LLMConfigError                      base of everything below; also raised when nothing is configured
+    ├── SettingsError                   a setting cannot be used (bad master key, unknown backend …)
+    ├── SecretBackendError              the secret backend failed or holds no such secret
+    │   └── SecretDecryptionError       a stored secret cannot be decrypted (wrong master key, tampering)
+    ├── DatabaseUnavailableError        the database cannot be reached
+    ├── ValidationError                 input rejected before anything was written (HTTP 422)
+    ├── NotFoundError                   unknown provider, interaction type … (HTTP 404)
+    ├── ConflictError                   duplicate name, stale version, provider in use (HTTP 409)
+    └── ProviderError                   a provider answered badly or not at all
+        ├── ProviderUnauthorizedError   credentials rejected (401/403)
+        ├── ProviderUnreachableError    connection refused, DNS failure …
+        ├── ProviderTimeoutError        no answer within LLMCONFIG_REQUEST_TIMEOUT
+        └── ProviderBadResponseError    HTML, invalid JSON, unexpected shape, 5xx
+
+Messages never contain an API key: code that builds them only ever sees provider names, URLs and
+hints.
+"""
+
+from __future__ import annotations
+
+
+class LLMConfigError(Exception):
+    """Base class; also raised when an interaction type has no usable configuration."""
+
+
+class SettingsError(LLMConfigError):
+    """A setting has a value that cannot be used."""
+
+
+class SecretBackendError(LLMConfigError):
+    """The secret backend failed or does not hold the requested secret."""
+
+
+class SecretDecryptionError(SecretBackendError):
+    """A stored secret cannot be decrypted with the configured master key."""
+
+
+class DatabaseUnavailableError(LLMConfigError):
+    """The configuration database cannot be reached."""
+
+
+class ValidationError(LLMConfigError):
+    """Input was rejected; nothing was written."""
+
+
+class NotFoundError(LLMConfigError):
+    """The named provider, interaction type or configuration does not exist."""
+
+
+class ConflictError(LLMConfigError):
+    """The change conflicts with the stored state (duplicate name, stale version, in use)."""
+
+
+class ProviderError(LLMConfigError):
+    """A provider could not be used; ``status`` is the validation status it maps to."""
+
+    status = "bad_response"
+
+
+class ProviderUnauthorizedError(ProviderError):
+    status = "unauthorized"
+
+
+class ProviderUnreachableError(ProviderError):
+    status = "unreachable"
+
+
+class ProviderTimeoutError(ProviderError):
+    status = "timeout"
+
+
+class ProviderBadResponseError(ProviderError):
+    status = "bad_response"

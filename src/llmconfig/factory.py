@@ -1,0 +1,271 @@
+"""``get_llm`` and ``get_embeddings``: configured LangChain objects, built once and reused.
+
+Two caches keep the hot path a dictionary lookup:
+
+* ``_hot`` maps ``(interaction type, user id, kind)`` to the object last handed out for it;
+* ``_objects`` maps a :class:`~llmconfig.config.resolution.Resolution` (everything an object is built
+  from) to the object, so user overrides that resolve alike, and unchanged entries after an invalidation,
+  share one instance.
+
+Staleness is bounded by ``LLMCONFIG_CACHE_TTL``: at most that often, one indexed read of the config
+revision counter tells whether anything changed; if it did, ``_hot`` is dropped and the next call
+resolves again. When the database cannot be reached, the objects already handed out keep being served
+(last known good) and the failure is logged once until the database answers again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from typing import Any, Literal
+
+from langchain_core.embeddings import Embeddings
+from langchain_core.language_models import BaseChatModel
+from sqlalchemy import Engine
+
+from llmconfig.config.defaults import default_for
+from llmconfig.config.resolution import Resolution
+from llmconfig.config.service import ConfigService
+from llmconfig.db.engine import create_db_engine, make_sessionmaker
+from llmconfig.errors import DatabaseUnavailableError, LLMConfigError, SecretDecryptionError
+from llmconfig.providers.adapters import OPENAI_DEFAULT_BASE_URL, OpenAIAdapter, adapter_for
+from llmconfig.providers.service import ProviderService
+from llmconfig.secrets import SecretBackend, make_secret_backend
+from llmconfig.settings import Settings, get_settings
+
+log = logging.getLogger("llmconfig.factory")
+
+Kind = Literal["chat", "embeddings"]
+HotKey = tuple[str, str | None, Kind]
+
+# Bounds memory when many distinct user ids pass through one process.
+_MAX_HOT_ENTRIES = 10_000
+
+
+class LLMConfigService:
+    """Resolves interaction types to LangChain objects, following the stored configuration live.
+
+    One instance per process is the normal use (see :func:`get_llm`); it is thread-safe.
+    """
+
+    def __init__(self, settings: Settings | None = None, *, engine: Engine | None = None) -> None:
+        self.settings = settings or get_settings()
+        self.engine = engine or create_db_engine(self.settings.database_url)
+        self.sessions = make_sessionmaker(self.engine)
+        self.secrets: SecretBackend = make_secret_backend(self.settings)
+        self.providers = ProviderService(sessions=self.sessions, secrets=self.secrets, settings=self.settings)
+        self.config = ConfigService(sessions=self.sessions, providers=self.providers)
+        self._hot: dict[HotKey, Any] = {}
+        self._objects: dict[Resolution, Any] = {}
+        self._revision: int | None = None
+        self._checked_at = float("-inf")
+        self._build_lock = threading.Lock()
+        self._outage_logged = False
+        self._env_warned: set[str] = set()
+
+    # -- public API --------------------------------------------------------------------------------
+
+    def get_llm(self, interaction_type: str = "reasoning", user_id: str | None = None) -> BaseChatModel:
+        """The chat model configured for ``interaction_type`` (and ``user_id``'s override, if any)."""
+        model: BaseChatModel = self._get((interaction_type, user_id, "chat"))
+        return model
+
+    def get_embeddings(self, user_id: str | None = None, interaction_type: str = "embeddings") -> Embeddings:
+        """The embeddings model configured for ``interaction_type`` (``embeddings`` by default)."""
+        embeddings: Embeddings = self._get((interaction_type, user_id, "embeddings"))
+        return embeddings
+
+    async def get_llm_for_interaction(
+        self, interaction_type: str = "reasoning", user_id: str | None = None
+    ) -> BaseChatModel:
+        """Async twin of :meth:`get_llm`; a cache hit returns at once, a miss resolves in a worker thread."""
+        key: HotKey = (interaction_type, user_id, "chat")
+        cached = self._fresh_hit(key)
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        return await asyncio.to_thread(self.get_llm, interaction_type, user_id)
+
+    async def get_embeddings_model(
+        self, user_id: str | None = None, interaction_type: str = "embeddings"
+    ) -> Embeddings:
+        """Async twin of :meth:`get_embeddings`."""
+        key: HotKey = (interaction_type, user_id, "embeddings")
+        cached = self._fresh_hit(key)
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        return await asyncio.to_thread(self.get_embeddings, user_id, interaction_type)
+
+    def invalidate(self) -> None:
+        """Forget every resolution; the next call reads the configuration again."""
+        self._hot.clear()
+        self._checked_at = float("-inf")
+
+    def close(self) -> None:
+        self.invalidate()
+        self._objects.clear()
+        self.engine.dispose()
+
+    # -- cache -------------------------------------------------------------------------------------
+
+    def _fresh_hit(self, key: HotKey) -> Any:
+        if time.monotonic() - self._checked_at > self.settings.cache_ttl:
+            return None
+        return self._hot.get(key)
+
+    def _get(self, key: HotKey) -> Any:
+        if time.monotonic() - self._checked_at > self.settings.cache_ttl:
+            self._check_revision()
+        cached = self._hot.get(key)
+        if cached is not None:
+            return cached
+        with self._build_lock:
+            cached = self._hot.get(key)
+            if cached is not None:
+                return cached
+            built = self._resolve_and_build(key)
+            if len(self._hot) >= _MAX_HOT_ENTRIES:
+                self._hot.clear()
+            self._hot[key] = built
+            return built
+
+    def _check_revision(self) -> None:
+        try:
+            revision = self.config.revision()
+        except DatabaseUnavailableError as exc:
+            self._note_outage(exc)
+            # Keep serving what we have; try again after another TTL.
+            self._checked_at = time.monotonic()
+            return
+        self._note_recovery()
+        if revision != self._revision:
+            self._hot.clear()
+            self._revision = revision
+        self._checked_at = time.monotonic()
+
+    def _resolve_and_build(self, key: HotKey) -> Any:
+        interaction_type, user_id, kind = key
+        try:
+            resolution, revision = self.config.resolve(interaction_type, user_id)
+        except DatabaseUnavailableError as exc:
+            self._note_outage(exc)
+            return self._from_environment(interaction_type, kind, reason="the configuration database is unreachable")
+        self._note_recovery()
+        self._revision = revision
+        if resolution is None:
+            return self._from_environment(
+                interaction_type, kind, reason=f"nothing is configured for {interaction_type!r}"
+            )
+        if resolution.kind != kind:
+            other = "get_embeddings()" if resolution.kind == "embeddings" else "get_llm()"
+            raise LLMConfigError(
+                f"{interaction_type!r} is a {resolution.kind} interaction type; ask for it with {other}"
+            )
+        built = self._objects.get(resolution)
+        if built is None:
+            built = self._build(resolution)
+            self._objects[resolution] = built
+        return built
+
+    def _build(self, resolution: Resolution) -> Any:
+        target = resolution.target
+        adapter = adapter_for(target.provider_type)
+        api_key = None
+        if target.api_key_ref is not None:
+            try:
+                api_key = self.secrets.load(target.api_key_ref, owner=target.provider_id)
+            except SecretDecryptionError as exc:
+                raise SecretDecryptionError(f"API key of provider {target.provider_name!r}: {exc}") from None
+        if resolution.kind == "embeddings":
+            return adapter.embeddings(
+                base_url=target.base_url,
+                api_key=api_key,
+                model=target.model_name,
+                extra_params=resolution.extra_params,
+                timeout=None,
+            )
+        return adapter.chat_model(
+            base_url=target.base_url,
+            api_key=api_key,
+            model=target.model_name,
+            temperature=resolution.temperature,
+            max_tokens=resolution.max_tokens,
+            extra_params=resolution.extra_params,
+            timeout=None,
+        )
+
+    def _from_environment(self, interaction_type: str, kind: Kind, *, reason: str) -> Any:
+        """The environment fallback of DESIGN §1: OpenAI from OPENAI_API_KEY with the built-in default."""
+        api_key = os.environ.get("OPENAI_API_KEY")
+        if not api_key:
+            raise LLMConfigError(
+                f"No model for {interaction_type!r}: {reason}. Configure it with `llmconfig config set "
+                f"{interaction_type} --provider NAME --model MODEL` (or the web panel), or set OPENAI_API_KEY "
+                "to fall back to OpenAI"
+            )
+        default = default_for(interaction_type, kind)
+        if interaction_type not in self._env_warned:
+            self._env_warned.add(interaction_type)
+            log.warning(
+                "Using OpenAI %s from OPENAI_API_KEY for %r because %s", default.model_name, interaction_type, reason
+            )
+        adapter = OpenAIAdapter()
+        base_url = adapter.normalise_base_url(os.environ.get("OPENAI_BASE_URL") or OPENAI_DEFAULT_BASE_URL)
+        if kind == "embeddings":
+            return adapter.embeddings(
+                base_url=base_url, api_key=api_key, model=default.model_name, extra_params={}, timeout=None
+            )
+        return adapter.chat_model(
+            base_url=base_url,
+            api_key=api_key,
+            model=default.model_name,
+            temperature=default.temperature,
+            max_tokens=None,
+            extra_params={},
+            timeout=None,
+        )
+
+    def _note_outage(self, exc: Exception) -> None:
+        if not self._outage_logged:
+            self._outage_logged = True
+            log.error("%s; serving the last known configuration until it is back", exc)
+
+    def _note_recovery(self) -> None:
+        if self._outage_logged:
+            self._outage_logged = False
+            log.warning("The configuration database is reachable again")
+
+
+_default_service: LLMConfigService | None = None
+_default_lock = threading.Lock()
+
+
+def default_service() -> LLMConfigService:
+    """The process-wide service behind :func:`get_llm`, created on first use from the environment."""
+    global _default_service
+    if _default_service is None:
+        with _default_lock:
+            if _default_service is None:
+                _default_service = LLMConfigService()
+    return _default_service
+
+
+def reset_default_service() -> None:
+    """Close the process-wide service; the next call builds a new one from the environment."""
+    global _default_service
+    with _default_lock:
+        if _default_service is not None:
+            _default_service.close()
+        _default_service = None
+
+
+def get_llm(interaction_type: str = "reasoning", user_id: str | None = None) -> BaseChatModel:
+    """The LangChain chat model configured for ``interaction_type``, for ``user_id`` when given."""
+    return default_service().get_llm(interaction_type, user_id)
+
+
+def get_embeddings(user_id: str | None = None, interaction_type: str = "embeddings") -> Embeddings:
+    """The LangChain embeddings model configured for ``interaction_type``."""
+    return default_service().get_embeddings(user_id, interaction_type)

@@ -1,0 +1,313 @@
+"""Provider adapters: one per provider type, each able to discover models and build LangChain objects.
+
+An adapter is stateless. It receives the provider's base URL and decrypted key for one call and forgets
+them; keys are never logged, never put in exception messages, and never kept outside the LangChain
+object the caller asked for.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any, ClassVar, Protocol
+from urllib.parse import urlsplit
+
+import httpx
+from langchain_core.embeddings import Embeddings
+from langchain_core.language_models import BaseChatModel
+
+from llmconfig.errors import (
+    ProviderBadResponseError,
+    ProviderError,
+    ProviderTimeoutError,
+    ProviderUnauthorizedError,
+    ProviderUnreachableError,
+    ValidationError,
+)
+from llmconfig.providers.catalog import ANTHROPIC_BUILTIN_MODELS, DiscoveredModel, infer_kind
+
+ANTHROPIC_API_VERSION = "2023-06-01"
+OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
+ANTHROPIC_DEFAULT_BASE_URL = "https://api.anthropic.com"
+
+
+class ProviderAdapter(Protocol):
+    """What llmconfig needs from a kind of provider.
+
+    ``base_url`` is always the value returned by :meth:`normalise_base_url`, so adapters can rely on its
+    shape. ``discover`` raises a :class:`~llmconfig.errors.ProviderError` subclass whose ``status`` is
+    the validation status to report; ``chat_model`` and ``embeddings`` only construct objects and make no
+    network calls.
+    """
+
+    provider_type: ClassVar[str]
+    requires_base_url: ClassVar[bool]
+
+    def normalise_base_url(self, base_url: str | None) -> str: ...
+
+    def discover(self, client: httpx.Client, *, base_url: str, api_key: str | None) -> list[DiscoveredModel]: ...
+
+    def chat_model(
+        self,
+        *,
+        base_url: str,
+        api_key: str | None,
+        model: str,
+        temperature: float | None,
+        max_tokens: int | None,
+        extra_params: dict[str, Any],
+        timeout: float | None,
+    ) -> BaseChatModel: ...
+
+    def embeddings(
+        self, *, base_url: str, api_key: str | None, model: str, extra_params: dict[str, Any], timeout: float | None
+    ) -> Embeddings: ...
+
+
+def check_http_url(base_url: str) -> str:
+    """Reject anything that is not an absolute http(s) URL with a host, with a message that says why."""
+    candidate = base_url.strip()
+    parts = urlsplit(candidate)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationError(
+            f"Base URL {candidate!r} is not an absolute http:// or https:// URL; "
+            "give the server's API address, for example http://localhost:8000/v1"
+        )
+    if parts.username or parts.password:
+        raise ValidationError(
+            "Base URL must not contain credentials; pass the API key separately (--api-key-env or api_key)"
+        )
+    if parts.query or parts.fragment:
+        raise ValidationError(f"Base URL {candidate!r} must not have a query string or fragment")
+    return candidate.rstrip("/")
+
+
+def _fetch_json(client: httpx.Client, url: str, headers: dict[str, str]) -> Any:
+    """GET a JSON document, translating every failure into the validation status it stands for."""
+    host = urlsplit(url).netloc
+    try:
+        response = client.get(url, headers=headers)
+    except httpx.TimeoutException:
+        raise ProviderTimeoutError(
+            f"{host} did not answer within the request timeout; check that the server is up "
+            "or raise LLMCONFIG_REQUEST_TIMEOUT"
+        ) from None
+    except httpx.HTTPError as exc:
+        raise ProviderUnreachableError(
+            f"Cannot connect to {host} ({type(exc).__name__}); check the base URL and that the server is running"
+        ) from None
+    if response.status_code in (401, 403):
+        raise ProviderUnauthorizedError(
+            f"{host} rejected the API key (HTTP {response.status_code}); set a valid key for this provider"
+        )
+    if response.status_code == 404:
+        raise _NotFound(f"{url} answered 404")
+    if response.status_code >= 400:
+        raise ProviderBadResponseError(
+            f"{host} answered HTTP {response.status_code} to {urlsplit(url).path}; "
+            "check the base URL and the server's logs"
+        )
+    try:
+        return response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        content_type = response.headers.get("content-type", "unknown").split(";")[0]
+        raise ProviderBadResponseError(
+            f"{host} answered {urlsplit(url).path} with {content_type}, not JSON; "
+            "is the base URL the API endpoint (for OpenAI-compatible servers usually ending in /v1)?"
+        ) from None
+
+
+class _NotFound(ProviderBadResponseError):
+    """A 404, which some adapters treat as 'no discovery endpoint' rather than a failure."""
+
+
+def _model_list(document: Any, *, host: str) -> list[dict[str, Any]]:
+    data = document.get("data") if isinstance(document, dict) else None
+    if not isinstance(data, list) or not all(isinstance(item, dict) and "id" in item for item in data):
+        raise ProviderBadResponseError(
+            f"{host} answered the models request with JSON of an unexpected shape; "
+            "is it an OpenAI-compatible (or Anthropic) API?"
+        )
+    return data
+
+
+class OpenAICompatibleAdapter:
+    """OpenAI and every server that speaks its wire format (vLLM, Ollama, LM Studio, LocalAI, TGI …)."""
+
+    provider_type: ClassVar[str] = "custom"
+    requires_base_url: ClassVar[bool] = True
+
+    def normalise_base_url(self, base_url: str | None) -> str:
+        if not base_url:
+            raise ValidationError(
+                "A custom provider needs a base URL: the address of its OpenAI-compatible API, "
+                "for example http://localhost:11434/v1"
+            )
+        url = check_http_url(base_url)
+        # Every OpenAI-compatible server we know serves its API under /v1; operators often paste the
+        # bare server address.
+        if urlsplit(url).path in ("", "/"):
+            url += "/v1"
+        return url
+
+    def discover(self, client: httpx.Client, *, base_url: str, api_key: str | None) -> list[DiscoveredModel]:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        url = f"{base_url}/models"
+        try:
+            document = _fetch_json(client, url, headers)
+        except _NotFound:
+            raise ProviderBadResponseError(
+                f"{url} does not exist (404); the base URL should be the OpenAI-compatible API root, "
+                "usually ending in /v1"
+            ) from None
+        entries = _model_list(document, host=urlsplit(url).netloc)
+        return [DiscoveredModel(str(item["id"]), infer_kind(str(item["id"]))) for item in entries]
+
+    def chat_model(
+        self,
+        *,
+        base_url: str,
+        api_key: str | None,
+        model: str,
+        temperature: float | None,
+        max_tokens: int | None,
+        extra_params: dict[str, Any],
+        timeout: float | None,
+    ) -> BaseChatModel:
+        from langchain_openai import ChatOpenAI
+
+        params: dict[str, Any] = {
+            "model": model,
+            "base_url": base_url,
+            # Local servers accept any key; the SDK insists on one.
+            "api_key": api_key or "not-needed",
+            "timeout": timeout,
+            "stream_usage": True,
+        }
+        if temperature is not None:
+            params["temperature"] = temperature
+        if max_tokens is not None:
+            params["max_tokens"] = max_tokens
+        return ChatOpenAI(**{**extra_params, **params})
+
+    def embeddings(
+        self, *, base_url: str, api_key: str | None, model: str, extra_params: dict[str, Any], timeout: float | None
+    ) -> Embeddings:
+        from langchain_openai import OpenAIEmbeddings
+
+        return OpenAIEmbeddings(
+            **{
+                **extra_params,
+                "model": model,
+                "base_url": base_url,
+                "api_key": api_key or "not-needed",
+                "timeout": timeout,
+                # Client-side token splitting needs tiktoken's OpenAI vocabularies, which other servers'
+                # models do not use (and which are downloaded at run time).
+                "check_embedding_ctx_length": self._splits_by_tokens(base_url),
+            }
+        )
+
+    def _splits_by_tokens(self, base_url: str) -> bool:
+        return False
+
+
+class OpenAIAdapter(OpenAICompatibleAdapter):
+    provider_type: ClassVar[str] = "openai"
+    requires_base_url: ClassVar[bool] = False
+
+    def normalise_base_url(self, base_url: str | None) -> str:
+        return super().normalise_base_url(base_url or OPENAI_DEFAULT_BASE_URL)
+
+    def _splits_by_tokens(self, base_url: str) -> bool:
+        return base_url == OPENAI_DEFAULT_BASE_URL
+
+
+class AnthropicAdapter:
+    provider_type: ClassVar[str] = "anthropic"
+    requires_base_url: ClassVar[bool] = False
+
+    def normalise_base_url(self, base_url: str | None) -> str:
+        url = check_http_url(base_url or ANTHROPIC_DEFAULT_BASE_URL)
+        # The Anthropic SDK appends /v1 itself.
+        return url.removesuffix("/v1")
+
+    def discover(self, client: httpx.Client, *, base_url: str, api_key: str | None) -> list[DiscoveredModel]:
+        headers = {"anthropic-version": ANTHROPIC_API_VERSION}
+        if api_key:
+            headers["x-api-key"] = api_key
+        url = f"{base_url}/v1/models?limit=1000"
+        try:
+            document = _fetch_json(client, url, headers)
+        except _NotFound:
+            return [DiscoveredModel(name, "chat", display) for name, display in ANTHROPIC_BUILTIN_MODELS]
+        entries = _model_list(document, host=urlsplit(url).netloc)
+        return [DiscoveredModel(str(item["id"]), "chat", _optional_str(item.get("display_name"))) for item in entries]
+
+    def chat_model(
+        self,
+        *,
+        base_url: str,
+        api_key: str | None,
+        model: str,
+        temperature: float | None,
+        max_tokens: int | None,
+        extra_params: dict[str, Any],
+        timeout: float | None,
+    ) -> BaseChatModel:
+        from langchain_anthropic import ChatAnthropic
+
+        params: dict[str, Any] = {
+            "model": model,
+            "base_url": base_url,
+            "api_key": api_key or "not-needed",
+            "timeout": timeout,
+        }
+        if temperature is not None:
+            # Anthropic accepts 0–1 where OpenAI accepts 0–2; higher values are clamped rather than sent
+            # to be rejected on every call.
+            params["temperature"] = min(temperature, 1.0)
+        if max_tokens is not None:
+            params["max_tokens"] = max_tokens
+        return ChatAnthropic(**{**extra_params, **params})
+
+    def embeddings(
+        self, *, base_url: str, api_key: str | None, model: str, extra_params: dict[str, Any], timeout: float | None
+    ) -> Embeddings:
+        raise ValidationError(
+            "Anthropic has no embeddings API; configure the embeddings interaction type with an openai "
+            "or custom provider"
+        )
+
+
+def _optional_str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+ADAPTERS: dict[str, Callable[[], ProviderAdapter]] = {
+    "openai": OpenAIAdapter,
+    "anthropic": AnthropicAdapter,
+    "custom": OpenAICompatibleAdapter,
+}
+PROVIDER_TYPES = tuple(ADAPTERS)
+
+
+def adapter_for(provider_type: str) -> ProviderAdapter:
+    """The adapter of a provider type, or a ValidationError listing the known ones."""
+    try:
+        return ADAPTERS[provider_type]()
+    except KeyError:
+        raise ValidationError(
+            f"Unknown provider type {provider_type!r}; use one of: {', '.join(PROVIDER_TYPES)}"
+        ) from None
+
+
+__all__ = [
+    "PROVIDER_TYPES",
+    "AnthropicAdapter",
+    "OpenAIAdapter",
+    "OpenAICompatibleAdapter",
+    "ProviderAdapter",
+    "ProviderError",
+    "adapter_for",
+]

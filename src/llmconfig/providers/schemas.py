@@ -1,0 +1,79 @@
+"""The shapes providers take at the boundary: what callers send in and what they get back.
+
+``ProviderPublic`` has no field that could hold a key, so a key cannot leak through it by accident.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+from llmconfig.providers.catalog import ModelKind
+
+ProviderType = Literal["openai", "anthropic", "custom"]
+ValidationStatus = Literal["never", "ok", "failed"]
+CheckStatus = Literal["ok", "unauthorized", "unreachable", "timeout", "bad_response", "blocked"]
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+
+
+class ProviderCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=NAME_PATTERN, description="Unique name: letters, digits, '.', '_' or '-'")
+    provider_type: ProviderType
+    api_base_url: str | None = Field(default=None, max_length=2048)
+    api_key: SecretStr | None = Field(default=None, max_length=4096)
+    enabled: bool = True
+
+    @field_validator("api_key")
+    @classmethod
+    def _blank_key_means_none(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            return None
+        return value
+
+
+class ProviderUpdate(BaseModel):
+    """A partial update: fields left out stay as they are; ``api_key=None`` removes the key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, pattern=NAME_PATTERN)
+    api_base_url: str | None = Field(default=None, max_length=2048)
+    api_key: SecretStr | None = Field(default=None, max_length=4096)
+    enabled: bool | None = None
+    version: int | None = None
+
+
+class ProviderPublic(BaseModel):
+    id: str
+    name: str
+    provider_type: ProviderType
+    api_base_url: str | None
+    enabled: bool
+    has_api_key: bool
+    api_key_hint: str | None
+    validation_status: ValidationStatus
+    validation_error: str | None
+    validated_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+
+
+class CatalogEntry(BaseModel):
+    model_name: str
+    kind: ModelKind
+    display_name: str | None = None
+    discovered_at: datetime
+
+
+class ValidationResult(BaseModel):
+    ok: bool
+    status: CheckStatus
+    detail: str
+    latency_ms: float | None = None
+    models_discovered: int = 0

@@ -1,0 +1,316 @@
+"""Providers: add, change, remove, validate and discover, each change in one transaction.
+
+Network calls (validation, discovery) never run inside a database transaction: a provider that takes the
+full request timeout to answer must not hold a write lock on SQLite or a row lock on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import time
+from dataclasses import dataclass
+
+import httpx
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
+
+from llmconfig.db.engine import bump_revision, transaction
+from llmconfig.db.models import GlobalConfig, Provider, ProviderModel, UserConfig, new_id, utcnow
+from llmconfig.errors import (
+    ConflictError,
+    NotFoundError,
+    ProviderError,
+    SecretDecryptionError,
+)
+from llmconfig.providers.adapters import adapter_for
+from llmconfig.providers.catalog import DiscoveredModel
+from llmconfig.providers.schemas import (
+    CatalogEntry,
+    ProviderCreate,
+    ProviderPublic,
+    ProviderUpdate,
+    ValidationResult,
+)
+from llmconfig.secrets import SecretBackend
+from llmconfig.settings import Settings
+
+log = logging.getLogger("llmconfig.providers")
+
+
+def key_hint(api_key: str) -> str | None:
+    """The last four characters, and only for keys long enough that four reveal nothing useful."""
+    return api_key[-4:] if len(api_key) >= 12 else None
+
+
+def to_public(provider: Provider) -> ProviderPublic:
+    return ProviderPublic.model_validate(
+        {
+            "id": provider.id,
+            "name": provider.name,
+            "provider_type": provider.provider_type,
+            "api_base_url": provider.api_base_url,
+            "enabled": provider.enabled,
+            "has_api_key": provider.api_key_ref is not None,
+            "api_key_hint": provider.api_key_hint,
+            "validation_status": provider.validation_status,
+            "validation_error": provider.validation_error,
+            "validated_at": provider.validated_at,
+            "created_at": provider.created_at,
+            "updated_at": provider.updated_at,
+            "version": provider.version,
+        }
+    )
+
+
+def find_provider(session: Session, ref: str) -> Provider:
+    """A provider by id or by name, or NotFoundError."""
+    provider = session.scalar(select(Provider).where(or_(Provider.id == ref, Provider.name == ref)))
+    if provider is None:
+        raise NotFoundError(f"No provider {ref!r}; list them with `llmconfig providers list`")
+    return provider
+
+
+@dataclass(frozen=True, slots=True)
+class Discovery:
+    models: list[DiscoveredModel]
+    latency_ms: float
+
+
+class ProviderService:
+    """Everything that can be done to providers; the API, the CLI and the factory all go through it."""
+
+    def __init__(self, *, sessions: sessionmaker[Session], secrets: SecretBackend, settings: Settings) -> None:
+        self._sessions = sessions
+        self._secrets = secrets
+        self._settings = settings
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def list(self) -> builtins.list[ProviderPublic]:
+        with transaction(self._sessions) as session:
+            return [to_public(p) for p in session.scalars(select(Provider).order_by(Provider.name))]
+
+    def get(self, ref: str) -> ProviderPublic:
+        with transaction(self._sessions) as session:
+            return to_public(find_provider(session, ref))
+
+    def catalog(self, ref: str, *, refresh: bool = False) -> builtins.list[CatalogEntry]:
+        """The provider's models; ``refresh`` re-discovers them first (and fails if discovery fails)."""
+        if refresh:
+            result = self.validate(ref)
+            if not result.ok:
+                raise ProviderError(f"Cannot refresh the models of {ref!r}: {result.detail}")
+        with transaction(self._sessions) as session:
+            provider = find_provider(session, ref)
+            return [
+                CatalogEntry(
+                    model_name=m.model_name, kind=m.kind, display_name=m.display_name, discovered_at=m.discovered_at
+                )
+                for m in provider.models
+            ]
+
+    def api_key(self, provider: Provider) -> str | None:
+        """Decrypt a provider's key for immediate use; the caller must not keep or log it."""
+        if provider.api_key_ref is None:
+            return None
+        try:
+            return self._secrets.load(provider.api_key_ref, owner=provider.id)
+        except SecretDecryptionError as exc:
+            raise SecretDecryptionError(f"API key of provider {provider.name!r}: {exc}") from None
+
+    # -- changing ----------------------------------------------------------------------------------
+
+    def add(self, data: ProviderCreate, *, validate: bool = True) -> tuple[ProviderPublic, ValidationResult | None]:
+        """Add a provider. With ``validate``, it is first checked and nothing is written if it fails."""
+        adapter = adapter_for(data.provider_type)
+        base_url = adapter.normalise_base_url(data.api_base_url)
+        api_key = data.api_key.get_secret_value().strip() if data.api_key else None
+        with transaction(self._sessions) as session:
+            if session.scalar(select(Provider.id).where(Provider.name == data.name)) is not None:
+                raise ConflictError(f"A provider named {data.name!r} already exists; choose another name")
+
+        discovery: Discovery | None = None
+        if validate:
+            discovery = self._discover(data.provider_type, base_url, api_key)  # raises ProviderError
+
+        provider = Provider(
+            id=new_id(),
+            name=data.name,
+            provider_type=data.provider_type,
+            api_base_url=base_url,
+            enabled=data.enabled,
+            api_key_hint=key_hint(api_key) if api_key else None,
+        )
+        session_committed = False
+        try:
+            with transaction(self._sessions) as session:
+                if api_key:
+                    provider.api_key_ref = self._secrets.store(owner=provider.id, value=api_key)
+                session.add(provider)
+                if discovery is not None:
+                    provider.validation_status = "ok"
+                    provider.validated_at = utcnow()
+                    self._replace_catalog(session, provider.id, discovery.models)
+                bump_revision(session)
+            session_committed = True
+        except IntegrityError:
+            raise ConflictError(f"A provider named {data.name!r} already exists; choose another name") from None
+        finally:
+            if not session_committed and provider.api_key_ref is not None:
+                self._secrets.delete(provider.api_key_ref)
+        result = None
+        if discovery is not None:
+            result = ValidationResult(
+                ok=True,
+                status="ok",
+                detail=f"{len(discovery.models)} models available",
+                latency_ms=discovery.latency_ms,
+                models_discovered=len(discovery.models),
+            )
+        log.info("provider added: %s (%s, %s)", provider.name, provider.provider_type, base_url)
+        return self.get(provider.id), result
+
+    def update(self, ref: str, data: ProviderUpdate) -> ProviderPublic:
+        """Apply a partial update; a stale ``version`` is rejected and nothing changes."""
+        changed = data.model_fields_set
+        old_secret: str | None = None
+        new_secret: str | None = None
+        try:
+            with transaction(self._sessions) as session:
+                provider = find_provider(session, ref)
+                if data.version is not None and data.version != provider.version:
+                    raise ConflictError(_stale(provider.name, data.version, provider.version))
+                if "name" in changed and data.name and data.name != provider.name:
+                    if session.scalar(select(Provider.id).where(Provider.name == data.name)) is not None:
+                        raise ConflictError(f"A provider named {data.name!r} already exists; choose another name")
+                    provider.name = data.name
+                if "api_base_url" in changed:
+                    adapter = adapter_for(provider.provider_type)
+                    provider.api_base_url = adapter.normalise_base_url(data.api_base_url)
+                if "enabled" in changed and data.enabled is not None:
+                    provider.enabled = data.enabled
+                if "api_key" in changed:
+                    old_secret = provider.api_key_ref
+                    key = data.api_key.get_secret_value().strip() if data.api_key else ""
+                    if key:
+                        new_secret = self._secrets.store(owner=provider.id, value=key)
+                        # The AWS backend updates the same secret in place: nothing to delete then.
+                        old_secret = None if old_secret == new_secret else old_secret
+                    provider.api_key_ref = new_secret
+                    provider.api_key_hint = key_hint(key) if key else None
+                if session.is_modified(provider):
+                    provider.validation_status = "never"
+                    provider.validation_error = None
+                    bump_revision(session)
+        except StaleDataError:
+            raise ConflictError(f"Provider {ref!r} was changed by someone else meanwhile; reload and retry") from None
+        except Exception:
+            if new_secret is not None and new_secret != old_secret:
+                self._secrets.delete(new_secret)
+            raise
+        if old_secret is not None:
+            self._secrets.delete(old_secret)
+        return self.get(ref if "name" not in changed or not data.name else data.name)
+
+    def remove(self, ref: str, *, version: int | None = None) -> None:
+        """Delete a provider; refused while any interaction type (or override, or fallback) uses it."""
+        with transaction(self._sessions) as session:
+            provider = find_provider(session, ref)
+            if version is not None and version != provider.version:
+                raise ConflictError(_stale(provider.name, version, provider.version))
+            users = self._users_of(session, provider.id)
+            if users:
+                raise ConflictError(
+                    f"Provider {provider.name!r} is in use by {', '.join(users)}; point those at another provider first"
+                )
+            secret = provider.api_key_ref
+            session.delete(provider)
+            bump_revision(session)
+        if secret is not None:
+            self._secrets.delete(secret)
+
+    def validate(self, ref: str) -> ValidationResult:
+        """Check connectivity and credentials, refresh the catalog on success, record the outcome."""
+        with transaction(self._sessions) as session:
+            provider = find_provider(session, ref)
+            provider_id, provider_type, base_url = provider.id, provider.provider_type, provider.api_base_url
+            api_key = self.api_key(provider)
+        adapter = adapter_for(provider_type)
+        try:
+            discovery = self._discover(provider_type, base_url or adapter.normalise_base_url(None), api_key)
+        except ProviderError as exc:
+            self._record_validation(provider_id, status="failed", error=str(exc), models=None)
+            return ValidationResult(ok=False, status=exc.status, detail=str(exc))
+        self._record_validation(provider_id, status="ok", error=None, models=discovery.models)
+        return ValidationResult(
+            ok=True,
+            status="ok",
+            detail=f"{len(discovery.models)} models available",
+            latency_ms=discovery.latency_ms,
+            models_discovered=len(discovery.models),
+        )
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _discover(self, provider_type: str, base_url: str, api_key: str | None) -> Discovery:
+        adapter = adapter_for(provider_type)
+        started = time.perf_counter()
+        with httpx.Client(timeout=self._settings.request_timeout, follow_redirects=False) as client:
+            models = adapter.discover(client, base_url=base_url, api_key=api_key)
+        return Discovery(models=models, latency_ms=round((time.perf_counter() - started) * 1000, 1))
+
+    def _record_validation(
+        self, provider_id: str, *, status: str, error: str | None, models: builtins.list[DiscoveredModel] | None
+    ) -> None:
+        with transaction(self._sessions) as session:
+            # A Core UPDATE on purpose: validating is not an edit, so it must not bump the row's version and
+            # turn someone's open edit into a conflict.
+            session.execute(
+                update(Provider)
+                .where(Provider.id == provider_id)
+                .values(validation_status=status, validation_error=error, validated_at=utcnow())
+            )
+            if models is not None:
+                self._replace_catalog(session, provider_id, models)
+
+    @staticmethod
+    def _replace_catalog(session: Session, provider_id: str, models: builtins.list[DiscoveredModel]) -> None:
+        session.execute(delete(ProviderModel).where(ProviderModel.provider_id == provider_id))
+        seen: set[str] = set()
+        now = utcnow()
+        for model in models:
+            if model.model_name in seen:
+                continue
+            seen.add(model.model_name)
+            session.add(
+                ProviderModel(
+                    provider_id=provider_id,
+                    model_name=model.model_name,
+                    kind=model.kind,
+                    display_name=model.display_name,
+                    discovered_at=now,
+                )
+            )
+
+    @staticmethod
+    def _users_of(session: Session, provider_id: str) -> builtins.list[str]:
+        users: builtins.list[str] = []
+        for entry in session.scalars(select(GlobalConfig)):
+            if entry.provider_id == provider_id or any(f.get("provider_id") == provider_id for f in entry.fallbacks):
+                users.append(entry.interaction_type)
+        for override in session.scalars(select(UserConfig)):
+            if override.provider_id == provider_id or any(
+                f.get("provider_id") == provider_id for f in override.fallbacks
+            ):
+                users.append(f"{override.interaction_type} (override of user {override.user_id})")
+        return users
+
+
+def _stale(name: str, given: int, current: int) -> str:
+    return (
+        f"{name!r} was changed by someone else (you sent version {given}, it is now at {current}); "
+        "reload it and apply your change again"
+    )

@@ -1,0 +1,224 @@
+"""The local secret backend: AES-256-GCM with a master key held by the operator.
+
+The reference *is* the ciphertext — ``"local:v1:" + urlsafe-base64(nonce + ciphertext)`` — so the
+database row carries everything needed to decrypt except the master key, and deleting a secret is a
+no-op. The owner id is authenticated as associated data: a reference copied onto another provider fails
+to decrypt instead of silently lending its key.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import logging
+import os
+import stat
+from pathlib import Path
+from typing import Final
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from llmconfig.errors import SecretBackendError, SecretDecryptionError, SettingsError
+from llmconfig.settings import Settings
+
+__all__ = ["LocalSecretBackend", "load_master_key"]
+
+logger = logging.getLogger("llmconfig.secrets")
+
+KEY_BYTES: Final = 32
+NONCE_BYTES: Final = 12
+TAG_BYTES: Final = 16
+REFERENCE_PREFIX: Final = "local:v1:"
+GENERATE_KEY_COMMAND: Final = 'python -c "import base64,os;print(base64.b64encode(os.urandom(32)).decode())"'
+
+
+class LocalSecretBackend:
+    """Encrypts secrets with AES-256-GCM; see the module docstring for the reference format."""
+
+    name = "local"
+
+    def __init__(self, master_key: bytes) -> None:
+        if len(master_key) != KEY_BYTES:
+            raise SettingsError(
+                f"The local secret backend needs a master key of exactly {KEY_BYTES} bytes, "
+                f"got {len(master_key)}. Generate one with: {GENERATE_KEY_COMMAND}"
+            )
+        self._aead = AESGCM(master_key)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LocalSecretBackend:
+        """Build the backend from ``LLMCONFIG_MASTER_KEY``, else from (or into) the master key file."""
+        return cls(load_master_key(settings))
+
+    def store(self, *, owner: str, value: str) -> str:
+        """Encrypt ``value`` bound to ``owner``; every call uses a fresh nonce, so references differ."""
+        nonce = os.urandom(NONCE_BYTES)
+        ciphertext = self._aead.encrypt(nonce, value.encode("utf-8"), owner.encode("utf-8"))
+        return REFERENCE_PREFIX + base64.urlsafe_b64encode(nonce + ciphertext).decode("ascii")
+
+    def load(self, reference: str, *, owner: str) -> str:
+        """Decrypt ``reference``; raises :class:`SecretDecryptionError` rather than return garbage."""
+        if not reference.startswith("local:"):
+            backend = reference.split(":", 1)[0] if ":" in reference else "unknown"
+            raise SecretBackendError(
+                f"The API key of provider {owner} is stored in the {backend!r} secret backend, but "
+                f"LLMCONFIG_SECRET_BACKEND is 'local'. Set LLMCONFIG_SECRET_BACKEND={backend} "
+                "(with its settings), or enter the API key again."
+            )
+        if not reference.startswith(REFERENCE_PREFIX):
+            version = reference.split(":", 2)[1] if reference.count(":") >= 2 else "?"
+            raise SecretBackendError(
+                f"The API key of provider {owner} uses local secret format {version!r}, which this "
+                "version of llmconfig cannot read. Upgrade llmconfig, or enter the API key again."
+            )
+        try:
+            blob = base64.urlsafe_b64decode(reference[len(REFERENCE_PREFIX) :].encode("ascii"))
+        except (binascii.Error, UnicodeEncodeError, ValueError):
+            blob = b""
+        if len(blob) < NONCE_BYTES + TAG_BYTES:
+            raise SecretDecryptionError(
+                f"The stored API key of provider {owner} is damaged (not a valid local secret reference). "
+                "Enter the API key again."
+            )
+        nonce, ciphertext = blob[:NONCE_BYTES], blob[NONCE_BYTES:]
+        try:
+            plaintext = self._aead.decrypt(nonce, ciphertext, owner.encode("utf-8"))
+            return plaintext.decode("utf-8")
+        except (InvalidTag, UnicodeDecodeError):
+            # `from None`: the cryptography traceback says nothing an operator can act on.
+            raise SecretDecryptionError(
+                f"The stored API key of provider {owner} cannot be decrypted: the master key differs from "
+                "the one it was encrypted with (or the stored value was altered or belongs to another "
+                "provider). Set LLMCONFIG_MASTER_KEY or LLMCONFIG_MASTER_KEY_FILE to the original master "
+                "key, or enter the API key again."
+            ) from None
+
+    def delete(self, reference: str) -> None:
+        """Nothing to do: the reference is the ciphertext, so dropping it from the database forgets it."""
+
+    def check(self) -> None:
+        """Encrypt and decrypt a probe, proving the key and the crypto library work."""
+        probe = "llmconfig-health-probe"
+        try:
+            ok = self.load(self.store(owner="health", value=probe), owner="health") == probe
+        except SecretBackendError as exc:
+            raise SecretBackendError(f"The local secret backend failed its self-test: {exc}") from None
+        if not ok:
+            raise SecretBackendError("The local secret backend failed its self-test (round trip mismatch).")
+
+
+def load_master_key(settings: Settings) -> bytes:
+    """Return the 32-byte master key from the settings, reading or creating the key file as needed.
+
+    ``LLMCONFIG_MASTER_KEY`` wins. Otherwise ``LLMCONFIG_MASTER_KEY_FILE`` is read if it exists (with a
+    warning when other users may read it) or created with mode 0600, logging one warning that asks the
+    operator to back it up.
+    """
+    if settings.master_key is not None:
+        return _decode_master_key(settings.master_key.get_secret_value(), source="LLMCONFIG_MASTER_KEY")
+    path = settings.master_key_file
+    if path.exists():
+        return _read_key_file(path)
+    return _create_key_file(path)
+
+
+def _decode_master_key(text: str, *, source: str) -> bytes:
+    cleaned = text.strip()
+    problem: str | None = None
+    key = b""
+    if not cleaned:
+        problem = "it is empty"
+    else:
+        try:
+            # Accept the URL-safe alphabet too: both are common ways to print 32 random bytes.
+            key = base64.b64decode(cleaned.replace("-", "+").replace("_", "/"), validate=True)
+        except (binascii.Error, ValueError):
+            problem = "it is not valid base64"
+        else:
+            if len(key) != KEY_BYTES:
+                problem = f"it decodes to {len(key)} bytes instead of {KEY_BYTES}"
+    if problem is not None:
+        raise SettingsError(
+            f"The master key in {source} cannot be used: {problem}. It must be the base64 encoding of "
+            f"exactly {KEY_BYTES} random bytes; generate one with: {GENERATE_KEY_COMMAND}"
+        )
+    return key
+
+
+def _read_key_file(path: Path) -> bytes:
+    try:
+        mode = path.stat().st_mode
+        text = path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SettingsError(
+            f"Cannot read the master key file {path} ({exc.__class__.__name__}). Check its permissions, "
+            "or set LLMCONFIG_MASTER_KEY / LLMCONFIG_MASTER_KEY_FILE."
+        ) from None
+    if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
+        logger.warning(
+            "The master key file %s can be accessed by other users (mode %s); restrict it with: chmod 600 %s",
+            path,
+            oct(stat.S_IMODE(mode)),
+            path,
+        )
+    return _decode_master_key(text, source=f"the file {path}")
+
+
+def _create_key_file(path: Path) -> bytes:
+    key = os.urandom(KEY_BYTES)
+    data = base64.b64encode(key) + b"\n"
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        created = _write_new_file(path, data)
+    except OSError as exc:
+        raise SettingsError(
+            f"Cannot create the master key file {path} ({exc.strerror or exc.__class__.__name__}). "
+            "Make its directory writable, or set LLMCONFIG_MASTER_KEY_FILE to a writable path, or set "
+            f"LLMCONFIG_MASTER_KEY (generate one with: {GENERATE_KEY_COMMAND})."
+        ) from None
+    if not created:
+        # Another process (a second replica starting at the same moment) won the race: use its key.
+        return _read_key_file(path)
+    logger.warning(
+        "Created a new master key file %s (mode 0600). Back it up: every stored API key is encrypted "
+        "with it, and losing it makes them all unreadable.",
+        path,
+    )
+    return key
+
+
+def _write_new_file(path: Path, data: bytes) -> bool:
+    """Write ``data`` to ``path`` only if it does not exist; ``False`` when someone else created it first.
+
+    The key is written to a private temporary file and then hard-linked into place, so no reader ever sees
+    a half-written key file. Filesystems without hard links fall back to an exclusive create.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    _write_exclusive(tmp, data)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    except OSError:
+        try:
+            _write_exclusive(path, data)
+        except FileExistsError:
+            return False
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    return True
+
+
+def _write_exclusive(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,246 @@
+"""Real parts for the whole test suite: a PostgreSQL server, a moto Secrets Manager server, settings.
+
+Nothing here is a mock. PostgreSQL is Debian's server started in a temporary directory (``make test``
+installs it); set ``LLMCONFIG_TEST_POSTGRES_URL`` to use an existing server instead. moto is the real
+``moto_server`` executable from the virtual environment, listening on loopback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+from sqlalchemy.engine import make_url
+
+from llmconfig.settings import Settings
+
+POSTGRES_URL_ENV = "LLMCONFIG_TEST_POSTGRES_URL"
+STARTUP_TIMEOUT_SECONDS = 60.0
+
+
+def free_tcp_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (and, once returned, nothing will)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+# --------------------------------------------------------------------------------------------- PostgreSQL
+
+
+def _postgres_bin_dir() -> Path:
+    def version(path: Path) -> tuple[int, ...]:
+        return tuple(int(part) for part in re.findall(r"\d+", path.parent.parent.name)) or (0,)
+
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=version)
+    if not candidates or not (candidates[-1].parent / "pg_ctl").exists():
+        pytest.fail(
+            "PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin. Run `make test` (it "
+            "installs Debian's postgresql package), or set LLMCONFIG_TEST_POSTGRES_URL to a server.",
+            pytrace=False,
+        )
+    return candidates[-1].parent
+
+
+def _as_server_user(command: list[str]) -> list[str]:
+    """initdb and postgres refuse to run as root; drop to the ``postgres`` system user in that case."""
+    if os.geteuid() != 0:
+        return command
+    if shutil.which("runuser"):
+        return ["runuser", "-u", "postgres", "--", *command]
+    return ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--", *command]
+
+
+def _run(command: list[str], *, what: str, log: Path | None = None) -> None:
+    result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+    if result.returncode != 0:
+        server_log = log.read_text(errors="replace")[-4000:] if log and log.exists() else ""
+        pytest.fail(
+            f"{what} failed (exit {result.returncode}): {' '.join(command)}\n"
+            f"{result.stdout}\n{result.stderr}\n{server_log}",
+            pytrace=False,
+        )
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """URL of a PostgreSQL server for this session, superuser ``postgres``, trust authentication."""
+    external = os.environ.get(POSTGRES_URL_ENV)
+    if external:
+        yield make_url(external).set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+        return
+
+    bin_dir = _postgres_bin_dir()
+    workdir = Path(tempfile.mkdtemp(prefix="llmconfig-pg-"))
+    data_dir, log_file = workdir / "data", workdir / "server.log"
+    if os.geteuid() == 0:
+        shutil.chown(workdir, user="postgres", group="postgres")
+    port = free_tcp_port()
+    pg_ctl = str(bin_dir / "pg_ctl")
+    started = False
+    try:
+        _run(
+            _as_server_user(
+                [str(bin_dir / "initdb"), "-D", str(data_dir), "-A", "trust", "-U", "postgres", "-E", "UTF8"]
+            ),
+            what="initdb",
+        )
+        # Durability is worthless for a throwaway cluster; turning it off makes DDL-heavy tests fast.
+        options = (
+            f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={workdir} "
+            "-c fsync=off -c full_page_writes=off -c synchronous_commit=off"
+        )
+        started = True
+        _run(
+            _as_server_user(
+                [pg_ctl, "-D", str(data_dir), "-l", str(log_file), "-o", options, "-w", "-t", "60", "start"]
+            ),
+            what="pg_ctl start",
+            log=log_file,
+        )
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        if started:
+            subprocess.run(
+                _as_server_user([pg_ctl, "-D", str(data_dir), "-m", "immediate", "-w", "stop"]),
+                capture_output=True,
+                check=False,
+                timeout=60,
+            )
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _psycopg_conninfo(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A fresh SQLite database file for one test."""
+    return f"sqlite:///{tmp_path}/llmconfig.db"
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+    ]
+)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database; tests using it run once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/llmconfig.db"
+        return
+    server_url: str = request.getfixturevalue("postgres_url")
+    name = f"llmconfig_test_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(_psycopg_conninfo(server_url), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(_psycopg_conninfo(server_url), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+# ------------------------------------------------------------------------------------------------ AWS/moto
+
+
+@pytest.fixture(scope="session")
+def aws_credentials() -> Iterator[None]:
+    """Fake AWS credentials for the session, and nothing from the developer's own AWS setup."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for name in ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+        patch.delenv(name, raising=False)
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SECRETS_MANAGER"):
+        patch.delenv(name, raising=False)
+    patch.setenv("AWS_CONFIG_FILE", os.devnull)
+    patch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    try:
+        yield
+    finally:
+        patch.undo()
+
+
+def _wait_for_http(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(
+                f"moto_server exited with {process.returncode}:\n{log.read_text(errors='replace')}",
+                pytrace=False,
+            )
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except urllib.error.HTTPError:
+            return  # any HTTP answer means it is serving
+        except OSError:
+            time.sleep(0.1)
+    pytest.fail(f"moto_server did not answer at {url} within {STARTUP_TIMEOUT_SECONDS:.0f}s", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(aws_credentials: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a real ``moto_server`` (AWS APIs incl. Secrets Manager) on loopback for this session."""
+    executable = Path(sys.executable).parent / "moto_server"
+    if not executable.exists():
+        pytest.fail(f"{executable} not found: run `make test` (installs the test extras).", pytrace=False)
+    port = free_tcp_port()
+    log = tmp_path_factory.mktemp("moto") / "moto_server.log"
+    with log.open("wb") as log_handle:
+        process = subprocess.Popen(
+            [str(executable), "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log_handle,
+            stderr=subprocess.STDOUT,
+        )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for_http(f"{endpoint}/moto-api/", process, log)
+        yield endpoint
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# ------------------------------------------------------------------------------------------------ settings
+
+
+@pytest.fixture
+def settings_factory(tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Settings]:
+    """Build :class:`Settings` for one test: no ``.env``, no ``LLMCONFIG_*`` from the developer's shell.
+
+    Defaults: a fresh SQLite database and a master key file in ``tmp_path``; keyword overrides win.
+    """
+    for name in list(os.environ):
+        if name.startswith("LLMCONFIG_") and not name.startswith("LLMCONFIG_TEST_"):
+            monkeypatch.delenv(name)
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {"database_url": sqlite_url, "master_key_file": tmp_path / "llmconfig.key"}
+        values.update(overrides)
+        return Settings(_env_file=None, **values)
+
+    return make

@@ -1,0 +1,407 @@
+"""Drive :class:`OpenAIPeer` through the real ``openai`` SDK and ``langchain_openai``."""
+
+from __future__ import annotations
+
+import functools
+import json
+import operator
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import openai
+import pytest
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessageChunk
+from langchain_openai import ChatOpenAI, OpenAIEmbeddings
+from pydantic import BaseModel, Field, SecretStr
+
+from tests.peers import OpenAIPeer, ScriptedReply, ToolCall
+
+KEY = "sk-test-peer"
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+class GetWeather(BaseModel):
+    """Get the current weather for a city."""
+
+    city: str = Field(description="City name")
+    unit: str = Field(default="celsius", description="celsius or fahrenheit")
+
+
+@pytest.fixture
+def peer() -> Iterator[OpenAIPeer]:
+    with OpenAIPeer() as running:
+        yield running
+
+
+def chat_model(peer: OpenAIPeer, *, key: str = KEY, timeout: float = 5.0, **kwargs: object) -> ChatOpenAI:
+    return ChatOpenAI(
+        base_url=peer.base_url,
+        api_key=SecretStr(key),
+        model="gpt-4o",
+        max_retries=0,
+        timeout=timeout,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def embeddings_model(peer: OpenAIPeer, *, timeout: float = 5.0) -> OpenAIEmbeddings:
+    return OpenAIEmbeddings(
+        base_url=peer.base_url,
+        api_key=SecretStr(KEY),
+        model="text-embedding-3-small",
+        check_embedding_ctx_length=False,
+        max_retries=0,
+        timeout=timeout,
+    )
+
+
+def sdk_client(peer: OpenAIPeer, *, key: str = KEY, timeout: float = 5.0) -> openai.OpenAI:
+    return openai.OpenAI(base_url=peer.base_url, api_key=key, max_retries=0, timeout=timeout)
+
+
+def join(chunks: list[BaseMessageChunk]) -> BaseMessageChunk:
+    return functools.reduce(operator.add, chunks)
+
+
+# --------------------------------------------------------------------------- chat
+
+
+def test_invoke_returns_default_reply_and_usage(peer: OpenAIPeer) -> None:
+    message = chat_model(peer).invoke("what is the weather")
+
+    assert isinstance(message, AIMessage)
+    assert message.content == "Hello from openai-peer"
+    assert message.usage_metadata is not None
+    assert message.usage_metadata["input_tokens"] == 4  # words of the prompt
+    assert message.usage_metadata["output_tokens"] == 3  # words of the reply
+    assert message.usage_metadata["total_tokens"] == 7
+    assert message.response_metadata["finish_reason"] == "stop"
+
+    (request,) = peer.requests_to("/v1/chat/completions")
+    assert request.method == "POST"
+    assert request.status == 200
+    assert request.headers["authorization"] == f"Bearer {KEY}"
+    assert request.json["model"] == "gpt-4o"
+    assert request.json["messages"] == [{"role": "user", "content": "what is the weather"}]
+
+
+def test_stream_yields_word_chunks_with_usage(peer: OpenAIPeer) -> None:
+    peer.script(ScriptedReply(text="one two three four five"))
+    chunks = list(chat_model(peer, stream_usage=True).stream("count for me"))
+
+    texts = [c.text for c in chunks if c.text]
+    assert len(texts) == 5
+    assert "".join(texts) == "one two three four five"
+    message = join(chunks)
+    assert isinstance(message, AIMessageChunk)
+    assert message.usage_metadata is not None
+    assert (
+        message.usage_metadata["input_tokens"],
+        message.usage_metadata["output_tokens"],
+        message.usage_metadata["total_tokens"],
+    ) == (3, 5, 8)
+
+    request = peer.last_request
+    assert request.json["stream"] is True
+    assert request.json["stream_options"] == {"include_usage": True}
+    assert request.status == 200
+
+
+def test_stream_without_usage_option_has_no_usage(peer: OpenAIPeer) -> None:
+    chunks = list(chat_model(peer, stream_usage=False).stream("hi"))
+    assert "".join(c.text for c in chunks) == peer.default_reply
+    assert join(chunks).usage_metadata is None  # type: ignore[attr-defined]
+    assert "stream_options" not in peer.last_request.json
+
+
+def test_scripted_replies_are_fifo_then_default(peer: OpenAIPeer) -> None:
+    peer.script(ScriptedReply(text="first"), ScriptedReply(text="second"))
+    model = chat_model(peer)
+    assert [model.invoke("x").content for _ in range(3)] == ["first", "second", "Hello from openai-peer"]
+    assert peer.pending_replies == 0
+
+
+@pytest.mark.parametrize("mode", ["invoke", "stream"])
+def test_bind_tools_scripted_tool_call(peer: OpenAIPeer, mode: str) -> None:
+    peer.script(
+        ScriptedReply(tool_calls=[ToolCall("GetWeather", {"city": "Paris", "unit": "celsius"}, id="call_fixed")])
+    )
+    model = chat_model(peer, stream_usage=True).bind_tools([GetWeather])
+
+    if mode == "invoke":
+        message: BaseMessageChunk | AIMessage = model.invoke("weather in Paris?")
+    else:
+        message = join(list(model.stream("weather in Paris?")))
+
+    assert isinstance(message, AIMessage)
+    assert message.tool_calls == [
+        {"name": "GetWeather", "args": {"city": "Paris", "unit": "celsius"}, "id": "call_fixed", "type": "tool_call"}
+    ]
+    assert message.response_metadata["finish_reason"] == "tool_calls"
+    assert message.usage_metadata is not None
+    assert message.usage_metadata["output_tokens"] == 4  # words of '{"city": "Paris", "unit": "celsius"}'
+    tools = peer.last_request.json["tools"]
+    assert [t["function"]["name"] for t in tools] == ["GetWeather"]
+
+
+def test_text_and_tool_calls_together_with_generated_id(peer: OpenAIPeer) -> None:
+    peer.script(ScriptedReply(text="Let me look.", tool_calls=[ToolCall("GetWeather", {"city": "Oslo"})]))
+    message = chat_model(peer).bind_tools([GetWeather]).invoke("weather in Oslo?")
+    assert isinstance(message, AIMessage)
+    assert message.content == "Let me look."
+    assert message.tool_calls[0]["args"] == {"city": "Oslo"}
+    assert (message.tool_calls[0]["id"] or "").startswith("call_")
+
+
+async def test_async_invoke_and_stream(peer: OpenAIPeer) -> None:
+    model = chat_model(peer, stream_usage=True)
+    message = await model.ainvoke("hello there")
+    assert message.content == peer.default_reply
+    chunks = [chunk async for chunk in model.astream("hello there")]
+    assert len([c for c in chunks if c.text]) >= 3
+    assert "".join(c.text for c in chunks) == peer.default_reply
+    assert peer.requests[-1].headers["x-stainless-async"].startswith("async:")
+
+
+def test_unknown_model_is_404_model_not_found(peer: OpenAIPeer) -> None:
+    with pytest.raises(openai.NotFoundError) as caught:
+        sdk_client(peer).chat.completions.create(model="gpt-nope", messages=[{"role": "user", "content": "hi"}])
+    assert caught.value.code == "model_not_found"
+    with pytest.raises(openai.NotFoundError):
+        ChatOpenAI(base_url=peer.base_url, api_key=SecretStr(KEY), model="gpt-nope", max_retries=0).invoke("hi")
+
+
+# --------------------------------------------------------------------------- embeddings
+
+
+def test_embeddings_are_deterministic(peer: OpenAIPeer) -> None:
+    embeddings = embeddings_model(peer)
+    query = embeddings.embed_query("hello world")
+    docs = embeddings.embed_documents(["hello world", "goodbye world"])
+
+    assert len(query) == 8
+    assert all(len(v) == 8 for v in docs)
+    assert docs[0] == query == embeddings.embed_query("hello world")
+    assert docs[1] != docs[0]
+    assert query == peer.embedding_for("hello world")
+    assert abs(sum(x * x for x in query) - 1.0) < 1e-5  # unit length
+
+    requests = peer.requests_to("/v1/embeddings", "POST")
+    assert [r.json["input"] for r in requests] == [["hello world"], ["hello world", "goodbye world"], ["hello world"]]
+    request = requests[1]
+    assert request.json["model"] == "text-embedding-3-small"
+    # The openai SDK asks for base64 unless encoding_format is given explicitly.
+    assert request.json["encoding_format"] == "base64"
+
+
+def test_embeddings_float_format_tokens_and_dimensions(peer: OpenAIPeer) -> None:
+    client = sdk_client(peer)
+    response = client.embeddings.create(
+        model="text-embedding-3-small", input=[[1, 2, 3], [4, 5]], encoding_format="float", dimensions=4
+    )
+    assert [d.index for d in response.data] == [0, 1]
+    assert response.data[0].embedding == peer.embedding_for([1, 2, 3], dimensions=4)
+    assert response.usage.prompt_tokens == 5
+    single = client.embeddings.create(model="text-embedding-3-small", input="hello world", encoding_format="float")
+    assert single.data[0].embedding == peer.embedding_for("hello world")
+    assert single.usage.total_tokens == 2
+
+
+async def test_async_embeddings(peer: OpenAIPeer) -> None:
+    vector = await embeddings_model(peer).aembed_query("async text")
+    assert vector == peer.embedding_for("async text")
+
+
+# --------------------------------------------------------------------------- models & auth
+
+
+def test_models_list_and_disabled_endpoint(peer: OpenAIPeer) -> None:
+    client = sdk_client(peer)
+    assert [m.id for m in client.models.list()] == ["gpt-4o", "gpt-4o-mini", "text-embedding-3-small"]
+    assert client.models.retrieve("gpt-4o-mini").owned_by == "peer"
+    peer.models_endpoint = False
+    with pytest.raises(openai.NotFoundError):
+        client.models.list()
+
+
+def test_wrong_key_raises_authentication_error(peer: OpenAIPeer) -> None:
+    with pytest.raises(openai.AuthenticationError) as caught:
+        sdk_client(peer, key="sk-wrong-key").models.list()
+    assert caught.value.status_code == 401
+    assert caught.value.body == {
+        "message": "Incorrect API key provided.",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "invalid_api_key",
+    }
+    assert "sk-wrong-key" not in caught.value.response.text
+
+    with pytest.raises(openai.AuthenticationError):
+        chat_model(peer, key="sk-wrong-key").invoke("hi")
+    with pytest.raises(openai.AuthenticationError):
+        list(chat_model(peer, key="sk-wrong-key").stream("hi"))
+
+    assert [r.status for r in peer.requests] == [401, 401, 401]
+    assert peer.requests[-1].headers["authorization"] == "Bearer sk-wrong-key"
+    assert "sk-wrong-key" not in repr(peer.requests[-1])  # credentials are redacted in repr
+
+
+def test_no_api_key_configured_accepts_anything() -> None:
+    with OpenAIPeer(api_key=None, models=["local-model"], name="local") as peer:
+        message = ChatOpenAI(
+            base_url=peer.base_url, api_key=SecretStr("whatever"), model="local-model", max_retries=0
+        ).invoke("hi")
+        assert message.content == "Hello from local"
+
+
+# --------------------------------------------------------------------------- misbehaviour
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "expected"),
+    [
+        # The SDK hands a non-JSON body back as `str`; LangChain then refuses it.
+        ("html", ValueError),
+        ("garbage", json.JSONDecodeError),
+        ("error500", openai.InternalServerError),
+        ("ratelimit429", openai.RateLimitError),
+    ],
+)
+def test_misbehaviour_makes_invoke_raise(peer: OpenAIPeer, behaviour: str, expected: type[Exception]) -> None:
+    peer.behaviour = behaviour
+    with pytest.raises(expected):
+        chat_model(peer).invoke("hi")
+    assert peer.last_request.status == {"error500": 500, "ratelimit429": 429}.get(behaviour, 200)
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "expected"),
+    [
+        # An HTML or garbage body carries no SSE event: the SDK yields nothing and LangChain
+        # raises "No generation chunks were returned".
+        ("html", ValueError),
+        ("garbage", ValueError),
+        ("error500", openai.InternalServerError),
+        ("ratelimit429", openai.RateLimitError),
+    ],
+)
+def test_misbehaviour_makes_stream_raise(peer: OpenAIPeer, behaviour: str, expected: type[Exception]) -> None:
+    peer.behaviour = behaviour
+    with pytest.raises(expected):
+        list(chat_model(peer).stream("hi"))
+
+
+@pytest.mark.parametrize(
+    ("behaviour", "expected"),
+    [
+        ("html", AttributeError),  # the SDK returns the page as str
+        ("garbage", json.JSONDecodeError),
+        ("error500", openai.InternalServerError),
+        ("ratelimit429", openai.RateLimitError),
+    ],
+)
+def test_misbehaviour_makes_embeddings_and_models_raise(
+    peer: OpenAIPeer, behaviour: str, expected: type[Exception]
+) -> None:
+    peer.behaviour = behaviour
+    with pytest.raises(expected):
+        embeddings_model(peer).embed_query("hi")
+    with pytest.raises((expected, AttributeError)):
+        sdk_client(peer).models.list()
+
+
+def test_ratelimit_sends_retry_after_zero(peer: OpenAIPeer) -> None:
+    peer.behaviour = "ratelimit429"
+    with pytest.raises(openai.RateLimitError) as caught:
+        sdk_client(peer).models.list()
+    assert caught.value.response.headers["retry-after"] == "0"
+    assert caught.value.code == "rate_limit_exceeded"
+
+
+def test_hang_times_out_then_recovers(peer: OpenAIPeer) -> None:
+    peer.behaviour = "hang"
+    peer.hang_seconds = 5
+    started = time.monotonic()
+    with pytest.raises(openai.APITimeoutError):
+        chat_model(peer, timeout=0.5).invoke("hi")
+    with pytest.raises(openai.APITimeoutError):
+        list(chat_model(peer, timeout=0.5).stream("hi"))
+    assert time.monotonic() - started < 3
+    peer.behaviour = "ok"
+    assert chat_model(peer).invoke("hi").content == peer.default_reply
+
+
+def test_unknown_behaviour_is_rejected(peer: OpenAIPeer) -> None:
+    with pytest.raises(ValueError, match="unknown behaviour"):
+        peer.behaviour = "sulk"
+
+
+# --------------------------------------------------------------------------- lifecycle
+
+
+def test_stop_is_prompt_while_hanging_and_port_refuses_afterwards() -> None:
+    peer = OpenAIPeer().start()
+    client = sdk_client(peer, timeout=5)
+    assert [m.id for m in client.models.list()][0] == "gpt-4o"  # leaves a pooled keep-alive connection
+
+    peer.behaviour = "hang"
+    peer.hang_seconds = 30
+    errors: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            client.models.list()
+        except BaseException as exc:
+            errors.append(exc)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    deadline = time.monotonic() + 2
+    while len(peer.requests) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    started = time.monotonic()
+    peer.stop()
+    caller.join(timeout=5)
+    assert time.monotonic() - started < 2
+    assert not caller.is_alive()
+    assert errors and isinstance(errors[0], openai.APIConnectionError)
+
+    with pytest.raises(openai.APIConnectionError):
+        client.models.list()
+    with pytest.raises(openai.APIConnectionError):
+        sdk_client(peer).models.list()
+
+
+def test_standalone_module_prints_ready_and_serves() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.peers.openai_peer", "--port", "0", "--api-key", "k-cli", "--models", "a,b"],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    watchdog = threading.Timer(15, process.kill)
+    watchdog.start()
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().strip()
+        assert line.startswith("READY http://127.0.0.1:"), (line, process.stderr and process.stderr.read())
+        root_url = line.removeprefix("READY ")
+        client = openai.OpenAI(base_url=f"{root_url}/v1", api_key="k-cli", max_retries=0, timeout=5)
+        assert [m.id for m in client.models.list()] == ["a", "b"]
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=f"{root_url}/v1", api_key="bad", max_retries=0, timeout=5).models.list()
+    finally:
+        process.terminate()
+        try:
+            returncode = process.wait(timeout=5)
+        finally:
+            watchdog.cancel()
+            if process.poll() is None:
+                process.kill()
+            process.communicate()
+    assert returncode == 0
