@@ -27,7 +27,14 @@ import pytest
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
+from llmconfig.db import upgrade_to_head
+from llmconfig.factory import LLMConfigService
 from llmconfig.settings import Settings
+from tests.peers import AnthropicPeer, OpenAIPeer
+
+# Keys long and unique enough that finding them anywhere (database file, logs, output) is a real leak.
+OPENAI_PEER_KEY = "sk-canary-openai-7f3c9a1e5b2d4068"
+ANTHROPIC_PEER_KEY = "sk-ant-canary-anthropic-2b8e6d4f1a3c5079"
 
 POSTGRES_URL_ENV = "LLMCONFIG_TEST_POSTGRES_URL"
 STARTUP_TIMEOUT_SECONDS = 60.0
@@ -244,3 +251,31 @@ def settings_factory(tmp_path: Path, sqlite_url: str, monkeypatch: pytest.Monkey
         return Settings(_env_file=None, **values)
 
     return make
+
+
+# ------------------------------------------------------------------------------------------------ service and peers
+
+
+@pytest.fixture
+def service(database_url: str, settings_factory: Callable[..., Settings]) -> Iterator[LLMConfigService]:
+    """A migrated :class:`LLMConfigService` on SQLite and on PostgreSQL; cache TTL 0 so changes show at once."""
+    svc = LLMConfigService(settings_factory(database_url=database_url, cache_ttl=0, request_timeout=2))
+    upgrade_to_head(svc.engine)
+    try:
+        yield svc
+    finally:
+        svc.close()
+
+
+@pytest.fixture
+def openai_peer() -> Iterator[OpenAIPeer]:
+    with OpenAIPeer(
+        api_key=OPENAI_PEER_KEY, models=("gpt-4o", "gpt-4o-mini", "local-chat", "text-embedding-3-small")
+    ) as peer:
+        yield peer
+
+
+@pytest.fixture
+def anthropic_peer() -> Iterator[AnthropicPeer]:
+    with AnthropicPeer(api_key=ANTHROPIC_PEER_KEY) as peer:
+        yield peer

@@ -35,7 +35,7 @@ config_app = typer.Typer(help="Show, check and change the model of each interact
 app.add_typer(providers_app, name="providers")
 app.add_typer(config_app, name="config")
 
-out = Console()
+out = Console(soft_wrap=True)
 err = Console(stderr=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]

@@ -20,10 +20,8 @@ import logging
 import os
 import threading
 import time
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from langchain_core.embeddings import Embeddings
-from langchain_core.language_models import BaseChatModel
 from sqlalchemy import Engine
 
 from llmconfig.config.defaults import default_for
@@ -35,6 +33,10 @@ from llmconfig.providers.adapters import OPENAI_DEFAULT_BASE_URL, OpenAIAdapter,
 from llmconfig.providers.service import ProviderService
 from llmconfig.secrets import SecretBackend, make_secret_backend
 from llmconfig.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from langchain_core.embeddings import Embeddings
+    from langchain_core.language_models import BaseChatModel
 
 log = logging.getLogger("llmconfig.factory")
 

@@ -276,8 +276,13 @@ class _PeerRequestHandler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _dispatch
 
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        # Method, path without the query string, status: never headers (they carry the key).
+        if self.peer_server.peer.verbose:
+            sys.stderr.write(f"[{self.peer_server.peer.name}] {self.command} {urlsplit(self.path).path} {code}\n")
+
     def log_message(self, format: str, *args: Any) -> None:
-        # The request line never carries the key; headers are never logged.
+        # Only protocol errors arrive here (malformed requests); silent unless verbose.
         if self.peer_server.peer.verbose:
             sys.stderr.write(f"[{self.peer_server.peer.name}] {format % args}\n")
 
@@ -334,7 +339,7 @@ class BasePeer:
     def behaviour(self, value: str) -> None:
         if value not in BEHAVIOURS:
             raise ValueError(f"unknown behaviour {value!r}; expected one of {', '.join(BEHAVIOURS)}")
-        self._behaviour = cast(Behaviour, value)
+        self._behaviour = value
 
     def script(self, *replies: ScriptedReply) -> None:
         """Queue replies for the next chat/messages calls (FIFO)."""
@@ -355,11 +360,16 @@ class BasePeer:
         return ScriptedReply(text=self.default_reply)
 
     def reset(self) -> None:
-        """Forget recorded requests and scripted replies; back to "ok" behaviour."""
+        """Forget recorded requests and scripted replies and restore the per-test knobs
+        (``behaviour``, ``hang_seconds``, ``models_endpoint``, ``stream_delay``) to their defaults.
+        Constructor state (``api_key``, ``models``, ``name``, ``default_reply``) is kept."""
         with self._lock:
             self.requests.clear()
             self._script.clear()
         self._behaviour = "ok"
+        self.hang_seconds = 30.0
+        self.models_endpoint = True
+        self.stream_delay = 0.0
 
     # ----------------------------------------------------------------- recorded requests
 
@@ -407,7 +417,7 @@ class BasePeer:
         self._port = int(server.server_address[1])
         thread = threading.Thread(
             target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},
+            kwargs={"poll_interval": 0.01},  # bounds how long stop() waits
             name=f"{self.name}:{self._port}",
             daemon=True,
         )

@@ -9,12 +9,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import openai
 import pytest
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessageChunk
+from langchain_core.messages import AIMessage, AIMessageChunk
 from langchain_openai import ChatOpenAI, OpenAIEmbeddings
 from pydantic import BaseModel, Field, SecretStr
 
@@ -31,10 +31,18 @@ class GetWeather(BaseModel):
     unit: str = Field(default="celsius", description="celsius or fahrenheit")
 
 
-@pytest.fixture
-def peer() -> Iterator[OpenAIPeer]:
+@pytest.fixture(scope="module")
+def running_peer() -> Iterator[OpenAIPeer]:
+    # One server per module: LangChain caches its httpx clients per base URL, so reusing the
+    # port saves building new TLS contexts for every test. reset() isolates the tests.
     with OpenAIPeer() as running:
         yield running
+
+
+@pytest.fixture
+def peer(running_peer: OpenAIPeer) -> OpenAIPeer:
+    running_peer.reset()
+    return running_peer
 
 
 def chat_model(peer: OpenAIPeer, *, key: str = KEY, timeout: float = 5.0, **kwargs: object) -> ChatOpenAI:
@@ -44,12 +52,13 @@ def chat_model(peer: OpenAIPeer, *, key: str = KEY, timeout: float = 5.0, **kwar
         model="gpt-4o",
         max_retries=0,
         timeout=timeout,
-        **kwargs,  # type: ignore[arg-type]
+        **kwargs,
     )
 
 
 def embeddings_model(peer: OpenAIPeer, *, timeout: float = 5.0) -> OpenAIEmbeddings:
-    return OpenAIEmbeddings(
+    # OpenAIEmbeddings declares these as aliases the pydantic mypy plugin does not see.
+    return OpenAIEmbeddings(  # type: ignore[call-arg]
         base_url=peer.base_url,
         api_key=SecretStr(KEY),
         model="text-embedding-3-small",
@@ -59,12 +68,29 @@ def embeddings_model(peer: OpenAIPeer, *, timeout: float = 5.0) -> OpenAIEmbeddi
     )
 
 
-def sdk_client(peer: OpenAIPeer, *, key: str = KEY, timeout: float = 5.0) -> openai.OpenAI:
-    return openai.OpenAI(base_url=peer.base_url, api_key=key, max_retries=0, timeout=timeout)
+SdkFactory = Callable[..., openai.OpenAI]
 
 
-def join(chunks: list[BaseMessageChunk]) -> BaseMessageChunk:
-    return functools.reduce(operator.add, chunks)
+@pytest.fixture
+def sdk_client() -> Iterator[SdkFactory]:
+    """Build raw SDK clients for a peer; all are closed at teardown (no leaked sockets)."""
+    clients: list[openai.OpenAI] = []
+
+    def make(peer: OpenAIPeer, *, key: str = KEY, timeout: float = 5.0) -> openai.OpenAI:
+        client = openai.OpenAI(base_url=peer.base_url, api_key=key, max_retries=0, timeout=timeout)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+def join(chunks: Iterable[AIMessage]) -> AIMessage:
+    """Aggregate streamed chunks the way LangChain does (``AIMessageChunk.__add__``)."""
+    joined = functools.reduce(operator.add, chunks)
+    assert isinstance(joined, AIMessageChunk)
+    return joined
 
 
 # --------------------------------------------------------------------------- chat
@@ -114,7 +140,7 @@ def test_stream_yields_word_chunks_with_usage(peer: OpenAIPeer) -> None:
 def test_stream_without_usage_option_has_no_usage(peer: OpenAIPeer) -> None:
     chunks = list(chat_model(peer, stream_usage=False).stream("hi"))
     assert "".join(c.text for c in chunks) == peer.default_reply
-    assert join(chunks).usage_metadata is None  # type: ignore[attr-defined]
+    assert join(chunks).usage_metadata is None
     assert "stream_options" not in peer.last_request.json
 
 
@@ -132,10 +158,8 @@ def test_bind_tools_scripted_tool_call(peer: OpenAIPeer, mode: str) -> None:
     )
     model = chat_model(peer, stream_usage=True).bind_tools([GetWeather])
 
-    if mode == "invoke":
-        message: BaseMessageChunk | AIMessage = model.invoke("weather in Paris?")
-    else:
-        message = join(list(model.stream("weather in Paris?")))
+    prompt = "weather in Paris?"
+    message = model.invoke(prompt) if mode == "invoke" else join(list(model.stream(prompt)))
 
     assert isinstance(message, AIMessage)
     assert message.tool_calls == [
@@ -167,7 +191,7 @@ async def test_async_invoke_and_stream(peer: OpenAIPeer) -> None:
     assert peer.requests[-1].headers["x-stainless-async"].startswith("async:")
 
 
-def test_unknown_model_is_404_model_not_found(peer: OpenAIPeer) -> None:
+def test_unknown_model_is_404_model_not_found(peer: OpenAIPeer, sdk_client: SdkFactory) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
         sdk_client(peer).chat.completions.create(model="gpt-nope", messages=[{"role": "user", "content": "hi"}])
     assert caught.value.code == "model_not_found"
@@ -198,7 +222,7 @@ def test_embeddings_are_deterministic(peer: OpenAIPeer) -> None:
     assert request.json["encoding_format"] == "base64"
 
 
-def test_embeddings_float_format_tokens_and_dimensions(peer: OpenAIPeer) -> None:
+def test_embeddings_float_format_tokens_and_dimensions(peer: OpenAIPeer, sdk_client: SdkFactory) -> None:
     client = sdk_client(peer)
     response = client.embeddings.create(
         model="text-embedding-3-small", input=[[1, 2, 3], [4, 5]], encoding_format="float", dimensions=4
@@ -219,7 +243,7 @@ async def test_async_embeddings(peer: OpenAIPeer) -> None:
 # --------------------------------------------------------------------------- models & auth
 
 
-def test_models_list_and_disabled_endpoint(peer: OpenAIPeer) -> None:
+def test_models_list_and_disabled_endpoint(peer: OpenAIPeer, sdk_client: SdkFactory) -> None:
     client = sdk_client(peer)
     assert [m.id for m in client.models.list()] == ["gpt-4o", "gpt-4o-mini", "text-embedding-3-small"]
     assert client.models.retrieve("gpt-4o-mini").owned_by == "peer"
@@ -228,7 +252,7 @@ def test_models_list_and_disabled_endpoint(peer: OpenAIPeer) -> None:
         client.models.list()
 
 
-def test_wrong_key_raises_authentication_error(peer: OpenAIPeer) -> None:
+def test_wrong_key_raises_authentication_error(peer: OpenAIPeer, sdk_client: SdkFactory) -> None:
     with pytest.raises(openai.AuthenticationError) as caught:
         sdk_client(peer, key="sk-wrong-key").models.list()
     assert caught.value.status_code == 401
@@ -305,7 +329,7 @@ def test_misbehaviour_makes_stream_raise(peer: OpenAIPeer, behaviour: str, expec
     ],
 )
 def test_misbehaviour_makes_embeddings_and_models_raise(
-    peer: OpenAIPeer, behaviour: str, expected: type[Exception]
+    peer: OpenAIPeer, behaviour: str, expected: type[Exception], sdk_client: SdkFactory
 ) -> None:
     peer.behaviour = behaviour
     with pytest.raises(expected):
@@ -314,7 +338,7 @@ def test_misbehaviour_makes_embeddings_and_models_raise(
         sdk_client(peer).models.list()
 
 
-def test_ratelimit_sends_retry_after_zero(peer: OpenAIPeer) -> None:
+def test_ratelimit_sends_retry_after_zero(peer: OpenAIPeer, sdk_client: SdkFactory) -> None:
     peer.behaviour = "ratelimit429"
     with pytest.raises(openai.RateLimitError) as caught:
         sdk_client(peer).models.list()
@@ -343,10 +367,10 @@ def test_unknown_behaviour_is_rejected(peer: OpenAIPeer) -> None:
 # --------------------------------------------------------------------------- lifecycle
 
 
-def test_stop_is_prompt_while_hanging_and_port_refuses_afterwards() -> None:
+def test_stop_is_prompt_while_hanging_and_port_refuses_afterwards(sdk_client: SdkFactory) -> None:
     peer = OpenAIPeer().start()
     client = sdk_client(peer, timeout=5)
-    assert [m.id for m in client.models.list()][0] == "gpt-4o"  # leaves a pooled keep-alive connection
+    assert next(m.id for m in client.models.list()) == "gpt-4o"  # leaves a pooled keep-alive connection
 
     peer.behaviour = "hang"
     peer.hang_seconds = 30
@@ -368,7 +392,8 @@ def test_stop_is_prompt_while_hanging_and_port_refuses_afterwards() -> None:
     caller.join(timeout=5)
     assert time.monotonic() - started < 2
     assert not caller.is_alive()
-    assert errors and isinstance(errors[0], openai.APIConnectionError)
+    assert len(errors) == 1
+    assert isinstance(errors[0], openai.APIConnectionError)
 
     with pytest.raises(openai.APIConnectionError):
         client.models.list()
@@ -389,12 +414,15 @@ def test_standalone_module_prints_ready_and_serves() -> None:
     try:
         assert process.stdout is not None
         line = process.stdout.readline().strip()
-        assert line.startswith("READY http://127.0.0.1:"), (line, process.stderr and process.stderr.read())
+        assert line.startswith("READY http://127.0.0.1:"), line
         root_url = line.removeprefix("READY ")
-        client = openai.OpenAI(base_url=f"{root_url}/v1", api_key="k-cli", max_retries=0, timeout=5)
-        assert [m.id for m in client.models.list()] == ["a", "b"]
-        with pytest.raises(openai.AuthenticationError):
-            openai.OpenAI(base_url=f"{root_url}/v1", api_key="bad", max_retries=0, timeout=5).models.list()
+        with openai.OpenAI(base_url=f"{root_url}/v1", api_key="k-cli", max_retries=0, timeout=5) as client:
+            assert [m.id for m in client.models.list()] == ["a", "b"]
+        with (
+            openai.OpenAI(base_url=f"{root_url}/v1", api_key="bad", max_retries=0, timeout=5) as bad,
+            pytest.raises(openai.AuthenticationError),
+        ):
+            bad.models.list()
     finally:
         process.terminate()
         try:

@@ -91,7 +91,7 @@ class ConfigService:
 
     def get_global(self) -> dict[str, ConfigEntry]:
         with transaction(self._sessions) as session:
-            kinds = dict(session.execute(select(InteractionType.name, InteractionType.kind)).tuples().all())
+            kinds = dict(session.execute(select(InteractionType.name, InteractionType.kind)).all())
             rows = session.scalars(select(GlobalConfig).order_by(GlobalConfig.interaction_type))
             return {row.interaction_type: _entry(row, kinds[row.interaction_type], source="global") for row in rows}
 
@@ -314,9 +314,7 @@ class ConfigService:
         catalog = dict(
             session.execute(
                 select(ProviderModel.model_name, ProviderModel.kind).where(ProviderModel.provider_id == provider.id)
-            )
-            .tuples()
-            .all()
+            ).all()
         )
         if catalog:
             if model_name not in catalog:
@@ -329,7 +327,8 @@ class ConfigService:
                 )
             if catalog[model_name] != kind:
                 raise ValidationError(
-                    f"{model_name!r} is a {catalog[model_name]} model, but this interaction type needs a {kind} model"
+                    f"{model_name!r} is listed as a model of kind {catalog[model_name]!r}, "
+                    f"but this interaction type takes {kind} models"
                 )
         return provider
 

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from urllib.parse import urlsplit
 
 import httpx
-from langchain_core.embeddings import Embeddings
-from langchain_core.language_models import BaseChatModel
 
 from llmconfig.errors import (
     ProviderBadResponseError,
@@ -25,6 +23,11 @@ from llmconfig.errors import (
     ValidationError,
 )
 from llmconfig.providers.catalog import ANTHROPIC_BUILTIN_MODELS, DiscoveredModel, infer_kind
+
+if TYPE_CHECKING:
+    # LangChain costs about a second to import; the CLI and the API only need it when building models.
+    from langchain_core.embeddings import Embeddings
+    from langchain_core.language_models import BaseChatModel
 
 ANTHROPIC_API_VERSION = "2023-06-01"
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
