@@ -27,7 +27,7 @@ import pytest
 from psycopg import sql
 from sqlalchemy.engine import make_url
 
-from llmconfig.db import upgrade_to_head
+from llmconfig.db import create_db_engine, upgrade_to_head
 from llmconfig.factory import LLMConfigService
 from llmconfig.settings import Settings
 from tests.peers import AnthropicPeer, OpenAIPeer
@@ -165,6 +165,58 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head once per session, copied by ``migrated_database_url``."""
+    path = tmp_path_factory.mktemp("template") / "llmconfig.db"
+    engine = create_db_engine(f"sqlite:///{path}")
+    upgrade_to_head(engine)
+    with engine.connect() as connection:
+        connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_url: str) -> str:
+    """A PostgreSQL database migrated to head once per session, cloned by ``migrated_database_url``."""
+    name = f"llmconfig_template_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(_psycopg_conninfo(postgres_url), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    engine = create_db_engine(make_url(postgres_url).set(database=name).render_as_string(hide_password=False))
+    upgrade_to_head(engine)
+    engine.dispose()  # a template must have no open connections to be cloned
+    return name
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+    ]
+)
+def migrated_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database already at the latest schema revision, on SQLite and on PostgreSQL.
+
+    Cloning a migrated template is several times faster than migrating every test's database.
+    """
+    if request.param == "sqlite":
+        target = tmp_path / "llmconfig.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), target)
+        yield f"sqlite:///{target}"
+        return
+    server_url: str = request.getfixturevalue("postgres_url")
+    template: str = request.getfixturevalue("postgres_template")
+    name = f"llmconfig_test_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(_psycopg_conninfo(server_url), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template)))
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(_psycopg_conninfo(server_url), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
 # ------------------------------------------------------------------------------------------------ AWS/moto
 
 
@@ -257,10 +309,9 @@ def settings_factory(tmp_path: Path, sqlite_url: str, monkeypatch: pytest.Monkey
 
 
 @pytest.fixture
-def service(database_url: str, settings_factory: Callable[..., Settings]) -> Iterator[LLMConfigService]:
+def service(migrated_database_url: str, settings_factory: Callable[..., Settings]) -> Iterator[LLMConfigService]:
     """A migrated :class:`LLMConfigService` on SQLite and on PostgreSQL; cache TTL 0 so changes show at once."""
-    svc = LLMConfigService(settings_factory(database_url=database_url, cache_ttl=0, request_timeout=2))
-    upgrade_to_head(svc.engine)
+    svc = LLMConfigService(settings_factory(database_url=migrated_database_url, cache_ttl=0, request_timeout=2))
     try:
         yield svc
     finally:

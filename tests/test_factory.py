@@ -17,7 +17,6 @@ from pydantic import BaseModel, SecretStr
 
 from llmconfig import LLMConfigService
 from llmconfig.config import ConfigUpdate
-from llmconfig.db import upgrade_to_head
 from llmconfig.errors import LLMConfigError, NotFoundError, SecretDecryptionError
 from llmconfig.providers import ProviderCreate, ProviderUpdate
 from tests.conftest import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY, free_tcp_port
@@ -169,9 +168,7 @@ def test_warm_calls_reuse_the_object_and_changes_reach_it(configured: LLMConfigS
     assert configured.get_llm("reasoning") is changed
 
 
-def test_cache_is_bounded_by_the_ttl_not_by_every_call(
-    configured: LLMConfigService, settings_factory: Any, database_url: str
-) -> None:
+def test_cache_is_bounded_by_the_ttl_not_by_every_call(configured: LLMConfigService) -> None:
     # A second process-like service with a long TTL keeps serving what it resolved until the TTL passes.
     other = LLMConfigService(configured.settings.model_copy(update={"cache_ttl": 3600}))
     try:
@@ -270,17 +267,16 @@ def test_wrong_master_key_is_a_clear_error_and_nothing_reaches_the_provider(
 
 
 def test_module_level_helpers_read_the_environment(
-    database_url: str, tmp_path: Any, openai_peer: OpenAIPeer, monkeypatch: pytest.MonkeyPatch
+    migrated_database_url: str, tmp_path: Any, openai_peer: OpenAIPeer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import llmconfig
 
-    monkeypatch.setenv("LLMCONFIG_DATABASE_URL", database_url)
+    monkeypatch.setenv("LLMCONFIG_DATABASE_URL", migrated_database_url)
     monkeypatch.setenv("LLMCONFIG_MASTER_KEY_FILE", str(tmp_path / "module.key"))
     monkeypatch.chdir(tmp_path)
     llmconfig.reset_default_service()
     try:
         setup = LLMConfigService()
-        upgrade_to_head(setup.engine)
         setup.providers.add(
             ProviderCreate(name="local", provider_type="custom", api_base_url=openai_peer.base_url, api_key=None),
             validate=False,

@@ -23,6 +23,7 @@ from llmconfig.errors import LLMConfigError, NotFoundError
 from llmconfig.factory import LLMConfigService
 from llmconfig.providers.schemas import ProviderCreate, ProviderPublic, ValidationResult
 from llmconfig.settings import get_settings
+from llmconfig.tokens import TokenService
 
 app = typer.Typer(
     name="llmconfig",
@@ -33,7 +34,9 @@ app = typer.Typer(
 providers_app = typer.Typer(help="Add, inspect, validate and remove providers.", no_args_is_help=True)
 config_app = typer.Typer(help="Show, check and change the model of each interaction type.", no_args_is_help=True)
 app.add_typer(providers_app, name="providers")
+tokens_app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+app.add_typer(tokens_app, name="tokens")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True)
@@ -132,6 +135,18 @@ def serve() -> None:
     settings = get_settings()
     service = LLMConfigService(settings)
     upgrade_to_head(service.engine)
+    tokens = TokenService(
+        sessions=service.sessions,
+        env_admin_token=settings.admin_token.get_secret_value() if settings.admin_token else None,
+    )
+    if not tokens.has_admin():
+        token, _ = tokens.create(role="admin", name="bootstrap-admin", actor="serve")
+        # Shown once, on the console only: it is stored hashed and cannot be recovered.
+        err.print(
+            f"\n[bold]Admin token[/bold] (shown once; store it now): {token}\n"
+            "Create more with `llmconfig tokens create --role admin|viewer`.\n",
+            highlight=False,
+        )
     uvicorn.run(create_app(settings, service=service), host=settings.host, port=settings.port, log_level="info")
 
 
@@ -171,6 +186,7 @@ def seed(as_json: JsonFlag = False) -> None:
                     api_base_url=os.environ.get("OPENAI_BASE_URL") or None,
                     api_key=SecretStr(api_key),
                 ),
+                actor=_actor(),
                 validate=False,
             )
             report["created"] = True
@@ -232,7 +248,7 @@ def providers_add(
     except Exception as exc:  # pydantic's ValidationError: reword as one line
         raise LLMConfigError(_pydantic_message(exc)) from None
     with _service() as service:
-        provider, validation = service.providers.add(data, validate=not no_validate)
+        provider, validation = service.providers.add(data, actor=_actor(), validate=not no_validate)
     if as_json:
         _emit_json({"provider": provider, "validation": validation})
         return
@@ -314,7 +330,7 @@ def providers_models(
 def providers_remove(name: str, as_json: JsonFlag = False) -> None:
     """Remove a provider (refused while an interaction type uses it)."""
     with _service() as service:
-        service.providers.remove(name)
+        service.providers.remove(name, actor=_actor())
     _emit_json({"removed": name}) if as_json else out.print(f"Removed provider {name}")
 
 
@@ -420,6 +436,52 @@ def config_types(as_json: JsonFlag = False) -> None:
         ["name", "kind", "built-in", "description"],
         [(t.name, t.kind, "yes" if t.builtin else "no", t.description) for t in types],
     )
+
+
+# -- tokens ----------------------------------------------------------------------------------------------
+
+
+@tokens_app.command("create")
+def tokens_create(
+    role: Annotated[str, typer.Option("--role", help="admin (everything) or viewer (reads only)")],
+    name: Annotated[str | None, typer.Option("--name", help="A label to recognise the token by")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create an API token. It is printed once and stored only as a hash."""
+    if role not in ("admin", "viewer"):
+        raise LLMConfigError(f"Unknown role {role!r}; use admin or viewer")
+    with _service() as service:
+        tokens = TokenService(sessions=service.sessions)
+        token, info = tokens.create(role=role, name=name or f"{role}-token", actor=_actor())  # type: ignore[arg-type]
+    if as_json:
+        _emit_json({"token": token, "info": info})
+    else:
+        out.print(f"{token}\n\nStore it now: it is not shown again. Revoke with `llmconfig tokens revoke {info.id}`.")
+
+
+@tokens_app.command("list")
+def tokens_list(as_json: JsonFlag = False) -> None:
+    """List API tokens (never the tokens themselves)."""
+    with _service() as service:
+        infos = TokenService(sessions=service.sessions).list()
+    if as_json:
+        _emit_json(infos)
+        return
+    _table(
+        "API tokens",
+        ["id", "name", "role", "starts with", "last used", "revoked"],
+        [(t.id, t.name, t.role, t.token_prefix, t.last_used_at, t.revoked_at) for t in infos],
+    )
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(
+    token: Annotated[str, typer.Argument(help="Token id, name or prefix")], as_json: JsonFlag = False
+) -> None:
+    """Revoke an API token; requests with it get 401 from then on."""
+    with _service() as service:
+        info = TokenService(sessions=service.sessions).revoke(token, actor=_actor())
+    _emit_json(info) if as_json else out.print(f"Revoked token {info.name} ({info.id})")
 
 
 def _pydantic_message(exc: Exception) -> str:

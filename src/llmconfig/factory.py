@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import Engine
 
+from llmconfig.audit import AuditService
 from llmconfig.config.defaults import default_for
 from llmconfig.config.resolution import Resolution
 from llmconfig.config.service import ConfigService
@@ -60,6 +61,7 @@ class LLMConfigService:
         self.secrets: SecretBackend = make_secret_backend(self.settings)
         self.providers = ProviderService(sessions=self.sessions, secrets=self.secrets, settings=self.settings)
         self.config = ConfigService(sessions=self.sessions, providers=self.providers)
+        self.audit = AuditService(sessions=self.sessions)
         self._hot: dict[HotKey, Any] = {}
         self._objects: dict[Resolution, Any] = {}
         self._revision: int | None = None

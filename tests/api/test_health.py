@@ -8,8 +8,8 @@ from llmconfig.api import create_app
 from tests.conftest import free_tcp_port
 
 
-def test_health_is_ok_when_database_and_secrets_answer(settings_factory: Any, database_url: str) -> None:
-    with TestClient(create_app(settings_factory(database_url=database_url))) as client:
+def test_health_is_ok_when_database_and_secrets_answer(settings_factory: Any, migrated_database_url: str) -> None:
+    with TestClient(create_app(settings_factory(database_url=migrated_database_url))) as client:
         response = client.get("/health")
     assert response.status_code == 200
     assert response.json()["status"] == "ok"

@@ -59,7 +59,11 @@ def display_name_for(model: str) -> str:
 
 
 class AnthropicPeer(BasePeer):
-    """A real HTTP server answering like ``api.anthropic.com``."""
+    """A real HTTP server answering like ``api.anthropic.com``.
+
+    ``embedding_dimensions`` is accepted only so both peers share one constructor shape
+    (Anthropic has no embeddings endpoint).
+    """
 
     DEFAULT_MODELS: Final[tuple[str, ...]] = ("claude-sonnet-4-5", "claude-haiku-4-5")
 

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from sqlalchemy import text
 
 from llmconfig import __version__
+from llmconfig.api.deps import FailedAuthLimiter
+from llmconfig.api.errors import install_error_handlers
+from llmconfig.api.routers import audit, config, interaction_types, providers, users
 from llmconfig.db.engine import UNAVAILABLE_ERRORS
 from llmconfig.errors import LLMConfigError
 from llmconfig.factory import LLMConfigService
 from llmconfig.settings import Settings, get_settings
+from llmconfig.tokens import TokenService
 
 
 def create_app(settings: Settings | None = None, *, service: LLMConfigService | None = None) -> FastAPI:
@@ -27,12 +33,52 @@ def create_app(settings: Settings | None = None, *, service: LLMConfigService | 
         if service is None:
             svc.close()
 
-    app = FastAPI(title="llmconfig", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="llmconfig",
+        version=__version__,
+        description="Providers, models and parameters for each kind of LLM work, changed live.",
+        lifespan=lifespan,
+    )
     app.state.service = svc
+    app.state.tokens = TokenService(
+        sessions=svc.sessions,
+        env_admin_token=settings.admin_token.get_secret_value() if settings.admin_token else None,
+    )
+    app.state.auth_limiter = FailedAuthLimiter()
+    install_error_handlers(app)
 
-    @app.get("/health", tags=["health"])
+    for module in (providers, config, users, interaction_types, audit):
+        app.include_router(module.router)
+    _install_operations(app, svc)
+    return app
+
+
+def _install_operations(app: FastAPI, svc: LLMConfigService) -> None:
+    """/health, /metrics, and the middleware that feeds the metrics."""
+    registry = CollectorRegistry()
+    requests = Counter(
+        "llmconfig_http_requests", "HTTP requests handled", ["method", "route", "status"], registry=registry
+    )
+    latency = Histogram(
+        "llmconfig_http_request_duration_seconds",
+        "Time to answer HTTP requests",
+        ["method", "route"],
+        registry=registry,
+    )
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        # The route template, not the path, so that ids do not explode the number of series.
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        requests.labels(request.method, route, str(response.status_code)).inc()
+        latency.labels(request.method, route).observe(time.perf_counter() - started)
+        return response
+
+    @app.get("/health", tags=["operations"], responses={503: {"description": "Database or secret backend down"}})
     def health() -> JSONResponse:
-        """200 when the database and the secret backend answer; 503 naming what does not."""
+        """200 when the database and the secret backend answer; 503 naming what does not. No token needed."""
         problems: dict[str, str] = {}
         try:
             with svc.engine.connect() as connection:
@@ -47,4 +93,7 @@ def create_app(settings: Settings | None = None, *, service: LLMConfigService | 
             return JSONResponse({"status": "unavailable", "problems": problems}, status_code=503)
         return JSONResponse({"status": "ok", "version": __version__})
 
-    return app
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    def metrics() -> Response:
+        """Prometheus metrics: request counts and latencies per route."""
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

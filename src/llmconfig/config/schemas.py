@@ -65,6 +65,38 @@ class ConfigEntry(BaseModel):
     source: ConfigSource = "global"
 
 
+class EffectiveEntry(BaseModel):
+    """What one interaction type resolves to for a user; ``source`` says where it comes from.
+
+    With ``source="env"`` nothing is configured and ``OPENAI_API_KEY`` supplies an OpenAI default, so there
+    is no provider row, version or change time.
+    """
+
+    interaction_type: str
+    kind: ModelKind
+    source: ConfigSource
+    provider_id: str | None
+    provider_name: str
+    model_name: str
+    temperature: float | None
+    max_tokens: int | None
+    extra_params: dict[str, Any]
+    fallbacks: list[FallbackTarget]
+    version: int | None
+    updated_at: datetime | None
+    updated_by: str | None
+
+
+class InteractionTypeCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        pattern=r"^[a-z][a-z0-9_-]{0,63}$", description="Lower-case letters, digits, '_' or '-'; starts with a letter"
+    )
+    kind: ModelKind
+    description: str = Field(default="", max_length=500)
+
+
 class InteractionTypeInfo(BaseModel):
     name: str
     kind: ModelKind

@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from llmconfig.config.defaults import BUILTIN_DEFAULTS
+from llmconfig import audit
+from llmconfig.config.defaults import BUILTIN_DEFAULTS, default_for
 from llmconfig.config.resolution import Resolution, Target, freeze_params
 from llmconfig.config.schemas import (
     ConfigCheck,
     ConfigEntry,
     ConfigUpdate,
     ConfigValidation,
+    EffectiveEntry,
     FallbackTarget,
+    InteractionTypeCreate,
     InteractionTypeInfo,
 )
 from llmconfig.db.engine import bump_revision, read_revision, transaction
@@ -87,6 +92,53 @@ class ConfigService:
         order = list(BUILTIN_DEFAULTS)
         return sorted(infos, key=lambda t: (order.index(t.name) if t.name in order else len(order), t.name))
 
+    def add_interaction_type(self, data: InteractionTypeCreate, *, actor: str = "system") -> InteractionTypeInfo:
+        """Add an operator-defined interaction type; it can then be configured like the built-in ones."""
+        try:
+            with transaction(self._sessions, write=True) as session:
+                if session.get(InteractionType, data.name) is not None:
+                    raise ConflictError(f"Interaction type {data.name!r} already exists")
+                row = InteractionType(name=data.name, kind=data.kind, description=data.description, builtin=False)
+                session.add(row)
+                session.flush()
+                info = InteractionTypeInfo.model_validate(row, from_attributes=True)
+                audit.record(
+                    session,
+                    actor=actor,
+                    action="interaction_type.create",
+                    target_type="interaction_type",
+                    target_id=data.name,
+                    after=info,
+                )
+                bump_revision(session)
+                return info
+        except IntegrityError:
+            raise ConflictError(f"Interaction type {data.name!r} already exists") from None
+
+    def delete_interaction_type(self, name: str, *, actor: str = "system") -> None:
+        """Delete an operator-defined type; refused for built-ins and while anything configures it."""
+        with transaction(self._sessions, write=True) as session:
+            row = find_interaction_type(session, name)
+            if row.builtin:
+                raise ConflictError(f"{name!r} is a built-in interaction type and cannot be deleted")
+            users = session.scalars(select(UserConfig.user_id).where(UserConfig.interaction_type == name)).all()
+            if session.get(GlobalConfig, name) is not None or users:
+                raise ConflictError(
+                    f"{name!r} is still configured"
+                    + (f" (with overrides for {len(users)} user(s))" if users else "")
+                    + "; remove its configuration first"
+                )
+            audit.record(
+                session,
+                actor=actor,
+                action="interaction_type.delete",
+                target_type="interaction_type",
+                target_id=name,
+                before=InteractionTypeInfo.model_validate(row, from_attributes=True),
+            )
+            session.delete(row)
+            bump_revision(session)
+
     # -- global configuration ----------------------------------------------------------------------
 
     def get_global(self) -> dict[str, ConfigEntry]:
@@ -108,64 +160,113 @@ class ConfigService:
 
     def set_global(self, interaction_type: str, update: ConfigUpdate, *, actor: str) -> ConfigEntry:
         """Create or change the global entry of one interaction type, in one transaction."""
-        try:
-            with transaction(self._sessions) as session:
-                kind = find_interaction_type(session, interaction_type).kind
-                row = session.get(GlobalConfig, interaction_type)
-                self._check_version(interaction_type, row, update.version)
-                values = self._checked_values(session, kind, update, current=row)
-                if row is None:
-                    row = GlobalConfig(interaction_type=interaction_type, **values, updated_by=actor)
-                    session.add(row)
-                else:
-                    for name, value in values.items():
-                        setattr(row, name, value)
-                    row.updated_by = actor
-                bump_revision(session)
-                session.flush()
-                session.refresh(row)
-                return _entry(row, kind, source="global")
-        except StaleDataError:
-            raise ConflictError(
-                f"{interaction_type!r} was changed by someone else meanwhile; reload it and apply your change again"
-            ) from None
+        return self._write(interaction_type, None, update, actor=actor)
 
     # -- user overrides ----------------------------------------------------------------------------
 
     def set_override(self, user_id: str, interaction_type: str, update: ConfigUpdate, *, actor: str) -> ConfigEntry:
         """Create or change one user's override of one interaction type; it wins over the global entry."""
+        return self._write(interaction_type, user_id, update, actor=actor)
+
+    def clear_override(self, user_id: str, interaction_type: str, *, actor: str = "system") -> None:
+        """Remove one user's override; the user follows the global entry again."""
+        with transaction(self._sessions, write=True) as session:
+            kind = find_interaction_type(session, interaction_type).kind
+            row = self._override_row(session, user_id, interaction_type)
+            if row is None:
+                raise NotFoundError(f"User {user_id!r} has no override for {interaction_type!r}")
+            audit.record(
+                session,
+                actor=actor,
+                action="override.delete",
+                target_type="override",
+                target_id=f"{user_id}/{interaction_type}",
+                before=_entry(row, kind, source="user"),
+            )
+            session.delete(row)
+            bump_revision(session)
+
+    def overrides(self, user_id: str) -> dict[str, ConfigEntry]:
+        """One user's overrides, keyed by interaction type."""
+        with transaction(self._sessions) as session:
+            kinds = dict(session.execute(select(InteractionType.name, InteractionType.kind)).all())
+            rows = session.scalars(select(UserConfig).where(UserConfig.user_id == user_id))
+            return {row.interaction_type: _entry(row, kinds[row.interaction_type], source="user") for row in rows}
+
+    def effective(self, user_id: str) -> dict[str, EffectiveEntry]:
+        """For each interaction type, the entry in force for ``user_id``: override, global, or environment."""
+        overrides = self.overrides(user_id)
+        entries = self.get_global()
+        env_available = bool(os.environ.get("OPENAI_API_KEY"))
+        result: dict[str, EffectiveEntry] = {}
+        for info in self.interaction_types():
+            entry = overrides.get(info.name) or entries.get(info.name)
+            if entry is not None:
+                result[info.name] = EffectiveEntry.model_validate(entry.model_dump())
+            elif env_available:
+                default = default_for(info.name, info.kind)
+                result[info.name] = EffectiveEntry(
+                    interaction_type=info.name,
+                    kind=info.kind,
+                    source="env",
+                    provider_id=None,
+                    provider_name="OPENAI_API_KEY",
+                    model_name=default.model_name,
+                    temperature=default.temperature,
+                    max_tokens=None,
+                    extra_params={},
+                    fallbacks=[],
+                    version=None,
+                    updated_at=None,
+                    updated_by=None,
+                )
+        return result
+
+    def _write(self, interaction_type: str, user_id: str | None, update: ConfigUpdate, *, actor: str) -> ConfigEntry:
+        """Create or change a global entry (``user_id`` None) or an override, audited, in one transaction."""
+        what = repr(interaction_type) if user_id is None else f"the override of {interaction_type!r} for {user_id!r}"
+        source = "global" if user_id is None else "user"
         try:
-            with transaction(self._sessions) as session:
+            with transaction(self._sessions, write=True) as session:
                 kind = find_interaction_type(session, interaction_type).kind
-                row = self._override_row(session, user_id, interaction_type)
-                self._check_version(f"{interaction_type} for user {user_id}", row, update.version)
+                row: GlobalConfig | UserConfig | None
+                if user_id is None:
+                    row = session.get(GlobalConfig, interaction_type)
+                else:
+                    row = self._override_row(session, user_id, interaction_type)
+                self._check_version(what, row, update.version)
+                before = None if row is None else _entry(row, kind, source=source)
                 values = self._checked_values(session, kind, update, current=row)
                 if row is None:
-                    row = UserConfig(user_id=user_id, interaction_type=interaction_type, **values, updated_by=actor)
+                    if user_id is None:
+                        row = GlobalConfig(interaction_type=interaction_type, **values)
+                    else:
+                        row = UserConfig(user_id=user_id, interaction_type=interaction_type, **values)
                     session.add(row)
                 else:
                     for name, value in values.items():
                         setattr(row, name, value)
-                    row.updated_by = actor
-                bump_revision(session)
+                row.updated_by = actor
                 session.flush()
                 session.refresh(row)
-                return _entry(row, kind, source="user")
-        except StaleDataError:
+                after = _entry(row, kind, source=source)
+                audit.record(
+                    session,
+                    actor=actor,
+                    action=("config" if user_id is None else "override") + (".update" if before else ".create"),
+                    target_type="config" if user_id is None else "override",
+                    target_id=interaction_type if user_id is None else f"{user_id}/{interaction_type}",
+                    before=before,
+                    after=after,
+                )
+                bump_revision(session)
+                return after
+        except (StaleDataError, IntegrityError):
+            # Another writer updated (or created) the same entry between our read and our write.
             raise ConflictError(
-                f"The override of {interaction_type!r} for user {user_id!r} was changed by someone else meanwhile; "
+                f"{what[0].upper()}{what[1:]} was changed by someone else meanwhile; "
                 "reload it and apply your change again"
             ) from None
-
-    def clear_override(self, user_id: str, interaction_type: str) -> None:
-        """Remove one user's override; the user follows the global entry again."""
-        with transaction(self._sessions) as session:
-            find_interaction_type(session, interaction_type)
-            row = self._override_row(session, user_id, interaction_type)
-            if row is None:
-                raise NotFoundError(f"User {user_id!r} has no override for {interaction_type!r}")
-            session.delete(row)
-            bump_revision(session)
 
     @staticmethod
     def _override_row(session: Session, user_id: str, interaction_type: str) -> UserConfig | None:
@@ -263,14 +364,14 @@ class ConfigService:
     # -- internals ---------------------------------------------------------------------------------
 
     @staticmethod
-    def _check_version(name: str, row: GlobalConfig | UserConfig | None, version: int | None) -> None:
+    def _check_version(what: str, row: GlobalConfig | UserConfig | None, version: int | None) -> None:
         if version is None:
             return
         current = row.version if row is not None else 0
         if version != current:
             raise ConflictError(
-                f"{name!r} was changed by someone else (you sent version {version}, it is now at {current}); "
-                "reload it and apply your change again"
+                f"{what[0].upper()}{what[1:]} was changed by someone else "
+                f"(you sent version {version}, it is now at {current}); reload it and apply your change again"
             )
 
     def _checked_values(

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, select, update
+from sqlalchemy import Connection, Engine, create_engine, event, select, update
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
@@ -31,6 +31,7 @@ def create_db_engine(database_url: str, *, connect_timeout: float = 5.0) -> Engi
     if url.get_backend_name() == "sqlite":
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         event.listen(engine, "connect", _configure_sqlite)
+        event.listen(engine, "begin", _begin_sqlite)
         return engine
     if url.get_backend_name() == "postgresql":
         return create_engine(
@@ -41,7 +42,13 @@ def create_db_engine(database_url: str, *, connect_timeout: float = 5.0) -> Engi
     raise SettingsError(f"Database backend {url.get_backend_name()!r} is not supported; use SQLite or PostgreSQL")
 
 
+# Execution option that marks a connection about to write (see ``transaction(write=True)``).
+WRITE_OPTION = "llmconfig_write"
+
+
 def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    # Take transaction control away from the sqlite3 module so that _begin_sqlite decides how to BEGIN.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     # WAL lets readers (every agent process) proceed while one writer commits.
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -50,15 +57,28 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _begin_sqlite(connection: Connection) -> None:
+    # A deferred transaction that reads, then writes, fails at once with "database is locked" when another
+    # writer committed in between (busy_timeout does not apply to that case). Writers therefore take the
+    # write lock up front and queue behind each other; readers stay deferred and never wait.
+    immediate = connection.get_execution_options().get(WRITE_OPTION, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
 @contextmanager
-def transaction(sessions: sessionmaker[Session]) -> Iterator[Session]:
-    """One unit of work: commit on success, roll back on any error, map outages to our error type."""
+def transaction(sessions: sessionmaker[Session], *, write: bool = False) -> Iterator[Session]:
+    """One unit of work: commit on success, roll back on any error, map outages to our error type.
+
+    ``write=True`` for units that change something: on SQLite they take the write lock when they start.
+    """
     try:
         with sessions.begin() as session:
+            if write:
+                session.connection(execution_options={WRITE_OPTION: True})
             yield session
     except UNAVAILABLE_ERRORS as exc:
         raise DatabaseUnavailableError(describe_unavailable(exc)) from None

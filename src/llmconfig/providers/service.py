@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
+from llmconfig import audit
 from llmconfig.db.engine import bump_revision, transaction
 from llmconfig.db.models import GlobalConfig, Provider, ProviderModel, UserConfig, new_id, utcnow
 from llmconfig.errors import (
@@ -123,7 +124,9 @@ class ProviderService:
 
     # -- changing ----------------------------------------------------------------------------------
 
-    def add(self, data: ProviderCreate, *, validate: bool = True) -> tuple[ProviderPublic, ValidationResult | None]:
+    def add(
+        self, data: ProviderCreate, *, actor: str = "system", validate: bool = True
+    ) -> tuple[ProviderPublic, ValidationResult | None]:
         """Add a provider. With ``validate``, it is first checked and nothing is written if it fails."""
         adapter = adapter_for(data.provider_type)
         base_url = adapter.normalise_base_url(data.api_base_url)
@@ -146,7 +149,7 @@ class ProviderService:
         )
         session_committed = False
         try:
-            with transaction(self._sessions) as session:
+            with transaction(self._sessions, write=True) as session:
                 if api_key:
                     provider.api_key_ref = self._secrets.store(owner=provider.id, value=api_key)
                 session.add(provider)
@@ -154,6 +157,15 @@ class ProviderService:
                     provider.validation_status = "ok"
                     provider.validated_at = utcnow()
                     self._replace_catalog(session, provider.id, discovery.models)
+                session.flush()
+                audit.record(
+                    session,
+                    actor=actor,
+                    action="provider.create",
+                    target_type="provider",
+                    target_id=provider.id,
+                    after=to_public(provider),
+                )
                 bump_revision(session)
             session_committed = True
         except IntegrityError:
@@ -173,16 +185,17 @@ class ProviderService:
         log.info("provider added: %s (%s, %s)", provider.name, provider.provider_type, base_url)
         return self.get(provider.id), result
 
-    def update(self, ref: str, data: ProviderUpdate) -> ProviderPublic:
+    def update(self, ref: str, data: ProviderUpdate, *, actor: str = "system") -> ProviderPublic:
         """Apply a partial update; a stale ``version`` is rejected and nothing changes."""
         changed = data.model_fields_set
         old_secret: str | None = None
         new_secret: str | None = None
         try:
-            with transaction(self._sessions) as session:
+            with transaction(self._sessions, write=True) as session:
                 provider = find_provider(session, ref)
                 if data.version is not None and data.version != provider.version:
                     raise ConflictError(_stale(provider.name, data.version, provider.version))
+                before = to_public(provider)
                 if "name" in changed and data.name and data.name != provider.name:
                     if session.scalar(select(Provider.id).where(Provider.name == data.name)) is not None:
                         raise ConflictError(f"A provider named {data.name!r} already exists; choose another name")
@@ -204,6 +217,16 @@ class ProviderService:
                 if session.is_modified(provider):
                     provider.validation_status = "never"
                     provider.validation_error = None
+                    session.flush()
+                    audit.record(
+                        session,
+                        actor=actor,
+                        action="provider.update",
+                        target_type="provider",
+                        target_id=provider.id,
+                        before=before,
+                        after=to_public(provider),
+                    )
                     bump_revision(session)
         except StaleDataError:
             raise ConflictError(f"Provider {ref!r} was changed by someone else meanwhile; reload and retry") from None
@@ -215,9 +238,9 @@ class ProviderService:
             self._secrets.delete(old_secret)
         return self.get(ref if "name" not in changed or not data.name else data.name)
 
-    def remove(self, ref: str, *, version: int | None = None) -> None:
+    def remove(self, ref: str, *, actor: str = "system", version: int | None = None) -> None:
         """Delete a provider; refused while any interaction type (or override, or fallback) uses it."""
-        with transaction(self._sessions) as session:
+        with transaction(self._sessions, write=True) as session:
             provider = find_provider(session, ref)
             if version is not None and version != provider.version:
                 raise ConflictError(_stale(provider.name, version, provider.version))
@@ -227,6 +250,14 @@ class ProviderService:
                     f"Provider {provider.name!r} is in use by {', '.join(users)}; point those at another provider first"
                 )
             secret = provider.api_key_ref
+            audit.record(
+                session,
+                actor=actor,
+                action="provider.delete",
+                target_type="provider",
+                target_id=provider.id,
+                before=to_public(provider),
+            )
             session.delete(provider)
             bump_revision(session)
         if secret is not None:
@@ -265,7 +296,7 @@ class ProviderService:
     def _record_validation(
         self, provider_id: str, *, status: str, error: str | None, models: builtins.list[DiscoveredModel] | None
     ) -> None:
-        with transaction(self._sessions) as session:
+        with transaction(self._sessions, write=True) as session:
             # A Core UPDATE on purpose: validating is not an edit, so it must not bump the row's version and
             # turn someone's open edit into a conflict.
             session.execute(

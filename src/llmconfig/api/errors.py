@@ -1,0 +1,113 @@
+"""Every error leaves the API as ``application/problem+json`` (RFC 9457) with a ``detail`` a person can act on.
+
+Domain exceptions map to status codes here and nowhere else. Validation errors are reported by field and
+message only: pydantic's echo of the rejected input is dropped, since that input may be an API key.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from llmconfig.errors import (
+    ConflictError,
+    DatabaseUnavailableError,
+    LLMConfigError,
+    NotFoundError,
+    ProviderError,
+    SecretBackendError,
+    ValidationError,
+)
+
+log = logging.getLogger("llmconfig.api")
+
+PROBLEM_JSON = "application/problem+json"
+
+STATUS_BY_ERROR: list[tuple[type[LLMConfigError], int]] = [
+    (NotFoundError, 404),
+    (ConflictError, 409),
+    (ValidationError, 422),
+    (ProviderError, 502),
+    (DatabaseUnavailableError, 503),
+    (SecretBackendError, 503),
+]
+
+
+class FieldProblem(BaseModel):
+    field: str
+    message: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldProblem] | None = None
+
+
+def problem(status: int, detail: str, *, errors: list[FieldProblem] | None = None, headers: Any = None) -> JSONResponse:
+    body = Problem(title=HTTPStatus(status).phrase, status=status, detail=detail, errors=errors)
+    return JSONResponse(
+        body.model_dump(exclude_none=True), status_code=status, media_type=PROBLEM_JSON, headers=headers
+    )
+
+
+def _problem_response(description: str) -> dict[str, Any]:
+    return {"description": description, "model": Problem, "content": {PROBLEM_JSON: {}}}
+
+
+# Documented on every route so that clients (and schema checkers) know the shape of each error.
+COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: _problem_response("No token, or an unknown or revoked token"),
+    403: _problem_response("The token's role may not do this"),
+    422: _problem_response("Invalid input"),
+    429: _problem_response("Too many failed authentication attempts from this client"),
+    503: _problem_response("The database or the secret backend is unreachable"),
+}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _problem_response("Unknown id or interaction type")}
+CONFLICT: dict[int | str, dict[str, Any]] = {409: _problem_response("Duplicate name, stale version, or still in use")}
+BAD_GATEWAY: dict[int | str, dict[str, Any]] = {
+    502: _problem_response("The provider could not be reached or answered badly")
+}
+
+
+def field_problems(errors: list[Any]) -> list[FieldProblem]:
+    problems = []
+    for error in errors:
+        location = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path", "header")]
+        problems.append(FieldProblem(field=".".join(location) or "body", message=str(error.get("msg", "invalid"))))
+    return problems
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(LLMConfigError)
+    async def domain_error(_request: Request, exc: LLMConfigError) -> JSONResponse:
+        status = next((code for kind, code in STATUS_BY_ERROR if isinstance(exc, kind)), 400)
+        return problem(status, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = field_problems(list(exc.errors()))
+        detail = "; ".join(f"{p.field}: {p.message}" for p in problems)
+        return problem(422, f"Invalid input: {detail}", errors=problems)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+        return problem(exc.status_code, detail, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
+        # The type only: messages of unexpected errors are not vetted for secrets.
+        log.error("unexpected %s while handling a request", type(exc).__name__)
+        return problem(500, "Internal error; the server log has the error type, and no change was made")

@@ -1,0 +1,50 @@
+"""/config: the global configuration of every interaction type."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from llmconfig.api.deps import API_PREFIX, AdminDep, IfMatchDep, ServiceDep, ViewerDep
+from llmconfig.api.errors import COMMON_RESPONSES, CONFLICT, NOT_FOUND
+from llmconfig.config import ConfigEntry, ConfigUpdate
+from llmconfig.config.schemas import ConfigValidation
+
+router = APIRouter(prefix=f"{API_PREFIX}/config", tags=["config"], responses=COMMON_RESPONSES)
+
+
+class Summary(BaseModel):
+    summary: str
+
+
+@router.get("", response_model=dict[str, ConfigEntry])
+def get_config(service: ServiceDep, _caller: ViewerDep) -> dict[str, ConfigEntry]:
+    """The global configuration, keyed by interaction type (types not configured are absent)."""
+    return service.config.get_global()
+
+
+@router.get("/summary", response_model=Summary)
+def config_summary(service: ServiceDep, _caller: ViewerDep) -> Summary:
+    """One human-readable line per interaction type."""
+    return Summary(summary=service.config.summary())
+
+
+@router.get("/validate", response_model=ConfigValidation)
+def validate_config(service: ServiceDep, _caller: ViewerDep) -> ConfigValidation:
+    """Check every configured type against its provider, all providers at once."""
+    return service.config.validate()
+
+
+@router.get("/{interaction_type}", response_model=ConfigEntry, responses=NOT_FOUND)
+def get_config_entry(interaction_type: str, service: ServiceDep, _caller: ViewerDep) -> ConfigEntry:
+    return service.config.get_entry(interaction_type)
+
+
+@router.put("/{interaction_type}", response_model=ConfigEntry, responses={**NOT_FOUND, **CONFLICT})
+def put_config_entry(
+    interaction_type: str, data: ConfigUpdate, service: ServiceDep, caller: AdminDep, if_match: IfMatchDep
+) -> ConfigEntry:
+    """Set provider, model and parameters. A stale ``version`` (or ``If-Match``) gets 409 and changes nothing."""
+    if if_match is not None and data.version is None:
+        data = data.model_copy(update={"version": if_match})
+    return service.config.set_global(interaction_type, data, actor=caller.name)

@@ -1,0 +1,42 @@
+"""/users/{user_id}/config: per-user overrides and the configuration in effect for a user."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Path, Response
+
+from llmconfig.api.deps import API_PREFIX, AdminDep, IfMatchDep, ServiceDep, ViewerDep
+from llmconfig.api.errors import COMMON_RESPONSES, CONFLICT, NOT_FOUND
+from llmconfig.config import ConfigEntry, ConfigUpdate
+from llmconfig.config.schemas import EffectiveEntry
+
+router = APIRouter(prefix=f"{API_PREFIX}/users", tags=["users"], responses=COMMON_RESPONSES)
+
+UserId = Path(min_length=1, max_length=255, description="The platform's id of the user")
+
+
+@router.get("/{user_id}/config", response_model=dict[str, EffectiveEntry])
+def effective_config(service: ServiceDep, _caller: ViewerDep, user_id: str = UserId) -> dict[str, EffectiveEntry]:
+    """What each interaction type resolves to for this user, with ``source`` user, global or env."""
+    return service.config.effective(user_id)
+
+
+@router.put("/{user_id}/config/{interaction_type}", response_model=ConfigEntry, responses={**NOT_FOUND, **CONFLICT})
+def put_override(
+    interaction_type: str,
+    data: ConfigUpdate,
+    service: ServiceDep,
+    caller: AdminDep,
+    if_match: IfMatchDep,
+    user_id: str = UserId,
+) -> ConfigEntry:
+    """Set this user's override of one interaction type."""
+    if if_match is not None and data.version is None:
+        data = data.model_copy(update={"version": if_match})
+    return service.config.set_override(user_id, interaction_type, data, actor=caller.name)
+
+
+@router.delete("/{user_id}/config/{interaction_type}", status_code=204, responses=NOT_FOUND)
+def delete_override(interaction_type: str, service: ServiceDep, caller: AdminDep, user_id: str = UserId) -> Response:
+    """Remove this user's override; the user follows the global configuration again."""
+    service.config.clear_override(user_id, interaction_type, actor=caller.name)
+    return Response(status_code=204)
