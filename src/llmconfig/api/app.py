@@ -20,6 +20,7 @@ from llmconfig.errors import LLMConfigError
 from llmconfig.factory import LLMConfigService
 from llmconfig.settings import Settings, get_settings
 from llmconfig.tokens import TokenService
+from llmconfig.ui import install_ui
 
 
 def create_app(settings: Settings | None = None, *, service: LLMConfigService | None = None) -> FastAPI:
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None, *, service: LLMConfigService | 
     for module in (providers, config, users, interaction_types, audit):
         app.include_router(module.router)
     _install_operations(app, svc)
+    install_ui(app)
     return app
 
 
