@@ -26,7 +26,7 @@ from sqlalchemy import Engine
 
 from llmconfig.audit import AuditService
 from llmconfig.config.defaults import default_for
-from llmconfig.config.resolution import Resolution
+from llmconfig.config.resolution import Resolution, Target
 from llmconfig.config.service import ConfigService
 from llmconfig.db.engine import create_db_engine, make_sessionmaker
 from llmconfig.errors import DatabaseUnavailableError, LLMConfigError, SecretDecryptionError
@@ -174,31 +174,44 @@ class LLMConfigService:
         return built
 
     def _build(self, resolution: Resolution) -> Any:
-        target = resolution.target
-        adapter = adapter_for(target.provider_type)
-        api_key = None
-        if target.api_key_ref is not None:
-            try:
-                api_key = self.secrets.load(target.api_key_ref, owner=target.provider_id)
-            except SecretDecryptionError as exc:
-                raise SecretDecryptionError(f"API key of provider {target.provider_name!r}: {exc}") from None
         if resolution.kind == "embeddings":
-            return adapter.embeddings(
+            target = resolution.target
+            return adapter_for(target.provider_type).embeddings(
                 base_url=target.base_url,
-                api_key=api_key,
+                api_key=self._api_key(target),
                 model=target.model_name,
                 extra_params=resolution.extra_params,
                 timeout=None,
             )
-        return adapter.chat_model(
+        if not resolution.fallbacks:
+            return self._chat_model(resolution, resolution.target, fail_fast=False)
+        from llmconfig.fallback import FallbackChatModel
+
+        chain = (resolution.target, *resolution.fallbacks)
+        return FallbackChatModel(
+            models=[self._chat_model(resolution, target, fail_fast=True) for target in chain],
+            labels=[f"{target.provider_name}/{target.model_name}" for target in chain],
+        )
+
+    def _chat_model(self, resolution: Resolution, target: Target, *, fail_fast: bool) -> Any:
+        return adapter_for(target.provider_type).chat_model(
             base_url=target.base_url,
-            api_key=api_key,
+            api_key=self._api_key(target),
             model=target.model_name,
             temperature=resolution.temperature,
             max_tokens=resolution.max_tokens,
             extra_params=resolution.extra_params,
             timeout=None,
+            fail_fast=fail_fast,
         )
+
+    def _api_key(self, target: Target) -> str | None:
+        if target.api_key_ref is None:
+            return None
+        try:
+            return self.secrets.load(target.api_key_ref, owner=target.provider_id)
+        except SecretDecryptionError as exc:
+            raise SecretDecryptionError(f"API key of provider {target.provider_name!r}: {exc}") from None
 
     def _from_environment(self, interaction_type: str, kind: Kind, *, reason: str) -> Any:
         """The environment fallback of DESIGN §1: OpenAI from OPENAI_API_KEY with the built-in default."""

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 ANTHROPIC_API_VERSION = "2023-06-01"
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
 ANTHROPIC_DEFAULT_BASE_URL = "https://api.anthropic.com"
+# Seconds to establish a connection to a model of a fallback chain before moving on to the next one.
+FALLBACK_CONNECT_TIMEOUT = 3.0
 
 
 class ProviderAdapter(Protocol):
@@ -60,6 +62,7 @@ class ProviderAdapter(Protocol):
         max_tokens: int | None,
         extra_params: dict[str, Any],
         timeout: float | None,
+        fail_fast: bool = False,
     ) -> BaseChatModel: ...
 
     def embeddings(
@@ -176,7 +179,9 @@ class OpenAICompatibleAdapter:
         max_tokens: int | None,
         extra_params: dict[str, Any],
         timeout: float | None,
+        fail_fast: bool = False,
     ) -> BaseChatModel:
+        import openai
         from langchain_openai import ChatOpenAI
 
         params: dict[str, Any] = {
@@ -187,6 +192,10 @@ class OpenAICompatibleAdapter:
             "timeout": timeout,
             "stream_usage": True,
         }
+        if fail_fast:
+            # In a fallback chain a dead endpoint must cost milliseconds, not the SDK's retry budget.
+            params["max_retries"] = 0
+            params["timeout"] = openai.Timeout(timeout or 600.0, connect=FALLBACK_CONNECT_TIMEOUT)
         if temperature is not None:
             params["temperature"] = temperature
         if max_tokens is not None:
@@ -257,6 +266,7 @@ class AnthropicAdapter:
         max_tokens: int | None,
         extra_params: dict[str, Any],
         timeout: float | None,
+        fail_fast: bool = False,
     ) -> BaseChatModel:
         from langchain_anthropic import ChatAnthropic
 
@@ -266,6 +276,9 @@ class AnthropicAdapter:
             "api_key": api_key or "not-needed",
             "timeout": timeout,
         }
+        if fail_fast:
+            # ChatAnthropic takes only a total timeout, so only the retries can be cut here.
+            params["max_retries"] = 0
         if temperature is not None:
             # Anthropic accepts 0–1 where OpenAI accepts 0–2; higher values are clamped rather than sent
             # to be rejected on every call.

@@ -1,0 +1,197 @@
+"""A chat model that tries an ordered list of models, moving on when one is down.
+
+``FallbackChatModel`` is a real ``BaseChatModel``, so it keeps everything agent code relies on —
+``bind_tools``, ``with_structured_output``, ``stream``/``astream``, ``batch`` and use as the model of
+``langchain.agents.create_agent`` — which LangChain's generic ``with_fallbacks`` wrapper does not
+guarantee (it is not a chat model, and older releases lost ``bind_tools`` behind it).
+
+Only failures that say "this endpoint cannot answer right now" move on to the next model: connection
+errors, timeouts, HTTP 429 and 5xx. A bad request or a rejected key fails at once, since the next
+model would most likely fail the same way or hide a configuration error. A stream falls back only before
+its first chunk; once output has reached the caller, a failure is raised rather than restarting the answer
+on another model.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from typing import Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.exceptions import (
+    ModelAPIError,
+    ModelConnectionError,
+    ModelRateLimitError,
+    ModelTimeoutError,
+)
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.messages import AIMessage, BaseMessage
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
+from langchain_core.runnables import Runnable, RunnableBinding
+from langchain_core.tools import BaseTool
+from pydantic import ConfigDict, Field
+
+log = logging.getLogger("llmconfig.fallback")
+
+_RETRYABLE = (ModelConnectionError, ModelTimeoutError, ModelRateLimitError, ModelAPIError)
+
+
+def should_fall_back(error: BaseException) -> bool:
+    """Whether ``error`` means the endpoint is unavailable (so another one may answer)."""
+    if isinstance(error, _RETRYABLE):
+        return True
+    # SDK errors that LangChain did not reclassify: judge by transport failure or HTTP status.
+    name = type(error).__name__
+    if name in ("APIConnectionError", "APITimeoutError", "ConnectError", "ConnectTimeout", "ReadTimeout"):
+        return True
+    status = getattr(error, "status_code", None)
+    return isinstance(status, int) and (status == 429 or status >= 500)
+
+
+class FallbackChatModel(BaseChatModel):
+    """Tries ``models`` in order; see the module docstring for when it moves on."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    models: list[BaseChatModel] = Field(min_length=1)
+    labels: list[str] = Field(default_factory=list)
+    # Per-model keyword arguments, set by bind_tools: each provider formats tools its own way.
+    bound_kwargs: list[dict[str, Any]] = Field(default_factory=list)
+
+    @property
+    def _llm_type(self) -> str:
+        return "llmconfig-fallback"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"models": self.labels or [type(m).__name__ for m in self.models]}
+
+    # -- tools -------------------------------------------------------------------------------------
+
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: str | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
+        """Bind the tools to every model of the chain, each in its own provider's format."""
+        # LangSmith tracing options (ls_*) are consumed by the outer model's invoke machinery, not by the
+        # provider SDKs, so they stay on a binding of this model.
+        tracing = {name: value for name, value in kwargs.items() if name.startswith("ls_")}
+        provider_kwargs = {name: value for name, value in kwargs.items() if not name.startswith("ls_")}
+        bound: list[dict[str, Any]] = []
+        for model in self.models:
+            binding = model.bind_tools(tools, tool_choice=tool_choice, **provider_kwargs)
+            if not isinstance(binding, RunnableBinding) or binding.bound is not model:
+                raise TypeError(f"{type(model).__name__}.bind_tools returned an unexpected {type(binding).__name__}")
+            bound.append(dict(binding.kwargs))
+        chain = self.model_copy(update={"bound_kwargs": bound})
+        return chain.bind(**tracing) if tracing else chain
+
+    # -- calls -------------------------------------------------------------------------------------
+
+    def _attempts(self, kwargs: dict[str, Any]) -> Iterator[tuple[int, BaseChatModel, dict[str, Any]]]:
+        for index, model in enumerate(self.models):
+            extra = self.bound_kwargs[index] if self.bound_kwargs else {}
+            yield index, model, {**kwargs, **extra}
+
+    def _label(self, index: int) -> str:
+        return self.labels[index] if index < len(self.labels) else f"model {index + 1}"
+
+    def _note(self, index: int, error: BaseException) -> None:
+        if index + 1 < len(self.models):
+            log.warning("%s failed (%s); trying %s", self._label(index), type(error).__name__, self._label(index + 1))
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        last: BaseException | None = None
+        for index, model, call_kwargs in self._attempts(kwargs):
+            try:
+                return model._generate(messages, stop=stop, run_manager=run_manager, **call_kwargs)
+            except Exception as error:
+                if not should_fall_back(error):
+                    raise
+                self._note(index, error)
+                last = error
+        assert last is not None
+        raise last
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        last: BaseException | None = None
+        for index, model, call_kwargs in self._attempts(kwargs):
+            try:
+                return await model._agenerate(messages, stop=stop, run_manager=run_manager, **call_kwargs)
+            except Exception as error:
+                if not should_fall_back(error):
+                    raise
+                self._note(index, error)
+                last = error
+        assert last is not None
+        raise last
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        last: BaseException | None = None
+        for index, model, call_kwargs in self._attempts(kwargs):
+            chunks = model._stream(messages, stop=stop, run_manager=run_manager, **call_kwargs)
+            try:
+                first = next(chunks)
+            except StopIteration:
+                return
+            except Exception as error:
+                if not should_fall_back(error):
+                    raise
+                self._note(index, error)
+                last = error
+                continue
+            yield first
+            # Output has reached the caller: from here on a failure is the caller's to see.
+            yield from chunks
+            return
+        assert last is not None
+        raise last
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        last: BaseException | None = None
+        for index, model, call_kwargs in self._attempts(kwargs):
+            chunks = model._astream(messages, stop=stop, run_manager=run_manager, **call_kwargs)
+            try:
+                first = await anext(chunks)
+            except StopAsyncIteration:
+                return
+            except Exception as error:
+                if not should_fall_back(error):
+                    raise
+                self._note(index, error)
+                last = error
+                continue
+            yield first
+            async for chunk in chunks:
+                yield chunk
+            return
+        assert last is not None
+        raise last
