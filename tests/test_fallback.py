@@ -126,10 +126,10 @@ def test_stream_failing_midway_raises_instead_of_restarting(
     first = next(stream)
     assert "Hello" not in str(first.content)
     first_peer.stop()
-    with pytest.raises(Exception) as caught:
+    # The connection error surfaces even though it is one that would have moved on before the first chunk.
+    with pytest.raises(openai.APIConnectionError):
         for _ in stream:
             pass
-    assert not isinstance(caught.value, StopIteration)
     assert openai_peer.requests_to("/v1/chat/completions") == []
 
 
