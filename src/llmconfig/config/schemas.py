@@ -65,6 +65,22 @@ class ConfigEntry(BaseModel):
     source: ConfigSource = "global"
 
 
+class ConfigVersion(BaseModel):
+    """One version of a configuration entry, as it was right after a change."""
+
+    version: int
+    at: datetime
+    actor: str
+    action: str
+    entry: ConfigEntry
+
+
+class Rollback(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(ge=1, description="The version to restore; it comes back as a new version")
+
+
 class EffectiveEntry(BaseModel):
     """What one interaction type resolves to for a user; ``source`` says where it comes from.
 

@@ -20,13 +20,14 @@ from llmconfig.config.schemas import (
     ConfigEntry,
     ConfigUpdate,
     ConfigValidation,
+    ConfigVersion,
     EffectiveEntry,
     FallbackTarget,
     InteractionTypeCreate,
     InteractionTypeInfo,
 )
 from llmconfig.db.engine import bump_revision, read_revision, transaction
-from llmconfig.db.models import GlobalConfig, InteractionType, Provider, ProviderModel, UserConfig
+from llmconfig.db.models import AuditEntry, GlobalConfig, InteractionType, Provider, ProviderModel, UserConfig
 from llmconfig.errors import ConflictError, LLMConfigError, NotFoundError, ValidationError
 from llmconfig.providers.adapters import adapter_for
 from llmconfig.providers.schemas import ValidationResult
@@ -222,7 +223,59 @@ class ConfigService:
                 )
         return result
 
-    def _write(self, interaction_type: str, user_id: str | None, update: ConfigUpdate, *, actor: str) -> ConfigEntry:
+    # -- history -----------------------------------------------------------------------------------
+
+    def history(self, interaction_type: str, user_id: str | None = None) -> list[ConfigVersion]:
+        """Every version of a global entry (or of one user's override), newest first.
+
+        The audit trail is the store: each change recorded the entry as it was afterwards.
+        """
+        target_type, target_id = _history_target(interaction_type, user_id)
+        with transaction(self._sessions) as session:
+            find_interaction_type(session, interaction_type)
+            rows = session.scalars(
+                select(AuditEntry)
+                .where(AuditEntry.target_type == target_type, AuditEntry.target_id == target_id)
+                .where(AuditEntry.after.is_not(None))
+                .order_by(AuditEntry.id.desc())
+            )
+            return [
+                ConfigVersion(
+                    version=row.after["version"],
+                    at=row.at,
+                    actor=row.actor,
+                    action=row.action,
+                    entry=ConfigEntry.model_validate(row.after),
+                )
+                for row in rows
+                if row.after is not None
+            ]
+
+    def rollback(
+        self, interaction_type: str, version: int, *, user_id: str | None = None, actor: str = "system"
+    ) -> ConfigEntry:
+        """Restore the fields of an earlier version, as a new version (audited as a rollback)."""
+        earlier = next((v for v in self.history(interaction_type, user_id) if v.version == version), None)
+        if earlier is None:
+            raise NotFoundError(
+                f"{interaction_type!r} has no version {version}"
+                + (f" for user {user_id!r}" if user_id else "")
+                + "; list them with GET .../history"
+            )
+        entry = earlier.entry
+        update = ConfigUpdate(
+            provider_id=entry.provider_id,
+            model_name=entry.model_name,
+            temperature=entry.temperature,
+            max_tokens=entry.max_tokens,
+            extra_params=entry.extra_params,
+            fallbacks=entry.fallbacks,
+        )
+        return self._write(interaction_type, user_id, update, actor=actor, verb="rollback")
+
+    def _write(
+        self, interaction_type: str, user_id: str | None, update: ConfigUpdate, *, actor: str, verb: str | None = None
+    ) -> ConfigEntry:
         """Create or change a global entry (``user_id`` None) or an override, audited, in one transaction."""
         what = repr(interaction_type) if user_id is None else f"the override of {interaction_type!r} for {user_id!r}"
         source = "global" if user_id is None else "user"
@@ -253,7 +306,9 @@ class ConfigService:
                 audit.record(
                     session,
                     actor=actor,
-                    action=("config" if user_id is None else "override") + (".update" if before else ".create"),
+                    action=("config" if user_id is None else "override")
+                    + "."
+                    + (verb or ("update" if before else "create")),
                     target_type="config" if user_id is None else "override",
                     target_id=interaction_type if user_id is None else f"{user_id}/{interaction_type}",
                     before=before,
@@ -432,6 +487,12 @@ class ConfigService:
                     f"but this interaction type takes {kind} models"
                 )
         return provider
+
+
+def _history_target(interaction_type: str, user_id: str | None) -> tuple[str, str]:
+    if user_id is None:
+        return "config", interaction_type
+    return "override", f"{user_id}/{interaction_type}"
 
 
 def _pick(name: str, update: ConfigUpdate, current: GlobalConfig | UserConfig | None, given: set[str]) -> Any:

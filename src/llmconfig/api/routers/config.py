@@ -8,7 +8,7 @@ from pydantic import BaseModel
 from llmconfig.api.deps import API_PREFIX, AdminDep, IfMatchDep, ServiceDep, ViewerDep
 from llmconfig.api.errors import COMMON_RESPONSES, CONFLICT, NOT_FOUND
 from llmconfig.config import ConfigEntry, ConfigUpdate
-from llmconfig.config.schemas import ConfigValidation
+from llmconfig.config.schemas import ConfigValidation, ConfigVersion, Rollback
 
 router = APIRouter(prefix=f"{API_PREFIX}/config", tags=["config"], responses=COMMON_RESPONSES)
 
@@ -48,3 +48,15 @@ def put_config_entry(
     if if_match is not None and data.version is None:
         data = data.model_copy(update={"version": if_match})
     return service.config.set_global(interaction_type, data, actor=caller.name)
+
+
+@router.get("/{interaction_type}/history", response_model=list[ConfigVersion], responses=NOT_FOUND)
+def config_history(interaction_type: str, service: ServiceDep, _caller: ViewerDep) -> list[ConfigVersion]:
+    """Every version of this type's global entry, newest first, with who changed it and when."""
+    return service.config.history(interaction_type)
+
+
+@router.post("/{interaction_type}/rollback", response_model=ConfigEntry, responses={**NOT_FOUND, **CONFLICT})
+def rollback_config(interaction_type: str, data: Rollback, service: ServiceDep, caller: AdminDep) -> ConfigEntry:
+    """Restore an earlier version's fields; the result is a new version, audited as a rollback."""
+    return service.config.rollback(interaction_type, data.version, actor=caller.name)

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Path, Response
 from llmconfig.api.deps import API_PREFIX, AdminDep, IfMatchDep, ServiceDep, ViewerDep
 from llmconfig.api.errors import COMMON_RESPONSES, CONFLICT, NOT_FOUND
 from llmconfig.config import ConfigEntry, ConfigUpdate
-from llmconfig.config.schemas import EffectiveEntry
+from llmconfig.config.schemas import ConfigVersion, EffectiveEntry, Rollback
 
 router = APIRouter(prefix=f"{API_PREFIX}/users", tags=["users"], responses=COMMON_RESPONSES)
 
@@ -40,3 +40,21 @@ def delete_override(interaction_type: str, service: ServiceDep, caller: AdminDep
     """Remove this user's override; the user follows the global configuration again."""
     service.config.clear_override(user_id, interaction_type, actor=caller.name)
     return Response(status_code=204)
+
+
+@router.get("/{user_id}/config/{interaction_type}/history", response_model=list[ConfigVersion], responses=NOT_FOUND)
+def override_history(
+    interaction_type: str, service: ServiceDep, _caller: ViewerDep, user_id: str = UserId
+) -> list[ConfigVersion]:
+    """Every version of this user's override of one type, newest first."""
+    return service.config.history(interaction_type, user_id)
+
+
+@router.post(
+    "/{user_id}/config/{interaction_type}/rollback", response_model=ConfigEntry, responses={**NOT_FOUND, **CONFLICT}
+)
+def rollback_override(
+    interaction_type: str, data: Rollback, service: ServiceDep, caller: AdminDep, user_id: str = UserId
+) -> ConfigEntry:
+    """Restore an earlier version of this user's override, as a new version."""
+    return service.config.rollback(interaction_type, data.version, user_id=user_id, actor=caller.name)

@@ -104,7 +104,8 @@ async function signIn(event) {
     return;
   }
   $("#token").value = "";
-  showApp();
+  await showApp();
+  $('[role="tab"][aria-selected="true"]').focus(); // the sign-in form is gone: keep keyboard users in place
 }
 
 function signOut(message) {
