@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -436,6 +437,52 @@ def config_types(as_json: JsonFlag = False) -> None:
         ["name", "kind", "built-in", "description"],
         [(t.name, t.kind, "yes" if t.builtin else "no", t.description) for t in types],
     )
+
+
+# -- configuration as code ------------------------------------------------------------------------------
+
+
+@app.command("export")
+def export_command(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout")] = None,
+) -> None:
+    """Write providers (without keys), custom interaction types and the global configuration as YAML."""
+    from llmconfig.as_code import export_yaml
+
+    with _service() as service:
+        text = export_yaml(service)
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text)
+        err.print(f"Wrote {output}", highlight=False)
+
+
+@app.command("apply")
+def apply_command(
+    file: Annotated[Path, typer.Argument(help="A YAML file as written by `llmconfig export`")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change; change nothing")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Make the configuration match FILE, in one transaction. Applying the same file twice changes nothing."""
+    from llmconfig.as_code import apply, parse
+
+    try:
+        text = file.read_text()
+    except OSError as exc:
+        raise LLMConfigError(f"Cannot read {file}: {exc.strerror}") from None
+    parsed = parse(text, source=str(file))
+    with _service() as service:
+        plan = apply(service, parsed, actor=_actor(), dry_run=dry_run)
+    if as_json:
+        _emit_json({"dry_run": dry_run, "changes": plan.changes})
+        return
+    if plan.empty:
+        out.print("Nothing to change.")
+        return
+    for change in plan.changes:
+        out.print(f"  {change}", highlight=False)
+    out.print("Dry run: nothing was changed." if dry_run else f"Applied {len(plan.changes)} change(s).")
 
 
 # -- tokens ----------------------------------------------------------------------------------------------

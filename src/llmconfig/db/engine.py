@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, select, update
@@ -69,19 +71,37 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+# The session of the unit of work in progress in this thread or task, if any (see ``unit_of_work``).
+_current: ContextVar[tuple[sessionmaker[Session], Session] | None] = ContextVar("llmconfig_unit", default=None)
+
+
 @contextmanager
 def transaction(sessions: sessionmaker[Session], *, write: bool = False) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any error, map outages to our error type.
 
     ``write=True`` for units that change something: on SQLite they take the write lock when they start.
+    Inside :func:`unit_of_work` this joins the enclosing transaction instead of starting its own, so that
+    several service calls commit (or roll back) together.
     """
+    current = _current.get()
+    if current is not None and current[0] is sessions:
+        yield current[1]
+        return
     try:
         with sessions.begin() as session:
             if write:
                 session.connection(execution_options={WRITE_OPTION: True})
-            yield session
+            token = _current.set((sessions, session))
+            try:
+                yield session
+            finally:
+                _current.reset(token)
     except UNAVAILABLE_ERRORS as exc:
         raise DatabaseUnavailableError(describe_unavailable(exc)) from None
+
+
+unit_of_work = partial(transaction, write=True)
+"""Make every service call inside the ``with`` block part of one write transaction."""
 
 
 def describe_unavailable(exc: Exception) -> str:

@@ -1,0 +1,320 @@
+"""Configuration as code: export providers, interaction types and configuration as YAML, and apply such a file.
+
+The file never holds a key. Each provider with a key names the environment variable that supplies it
+(``api_key_env``); ``apply`` reads the variable, and leaves an existing key alone when it is not set.
+
+``apply`` is declarative for what the file lists: it creates or changes providers, custom interaction
+types and global entries until they match, in one transaction, and leaves everything the file does not
+mention as it is. Applying the same file twice changes nothing the second time. A file that fails
+validation is rejected whole, with the line of each problem.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import ValidationError as PydanticValidationError
+
+from llmconfig.config.schemas import ConfigUpdate, FallbackTarget, InteractionTypeCreate
+from llmconfig.db.engine import transaction, unit_of_work
+from llmconfig.errors import LLMConfigError, NotFoundError, ValidationError
+from llmconfig.factory import LLMConfigService
+from llmconfig.providers.adapters import adapter_for
+from llmconfig.providers.catalog import ModelKind
+from llmconfig.providers.schemas import NAME_PATTERN, ProviderCreate, ProviderType, ProviderUpdate
+from llmconfig.providers.service import find_provider
+
+FORMAT_VERSION: Literal[1] = 1
+
+
+# -- the document ------------------------------------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProviderSpec(_Strict):
+    name: str = Field(pattern=NAME_PATTERN)
+    type: ProviderType
+    base_url: str | None = None
+    api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    enabled: bool = True
+
+
+class InteractionTypeSpec(_Strict):
+    name: str
+    kind: ModelKind
+    description: str = ""
+
+
+class FallbackSpec(_Strict):
+    provider: str
+    model: str
+
+
+class ConfigSpec(_Strict):
+    provider: str
+    model: str
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, gt=0)
+    extra_params: dict[str, Any] = Field(default_factory=dict)
+    fallbacks: list[FallbackSpec] = Field(default_factory=list)
+
+
+class ConfigDocument(_Strict):
+    version: Literal[1] = FORMAT_VERSION
+    providers: list[ProviderSpec] = Field(default_factory=list)
+    interaction_types: list[InteractionTypeSpec] = Field(default_factory=list)
+    config: dict[str, ConfigSpec] = Field(default_factory=dict)
+
+
+def key_variable(provider_name: str) -> str:
+    """The environment variable an exported provider's key is expected in."""
+    return "LLMCONFIG_KEY_" + re.sub(r"[^A-Za-z0-9]", "_", provider_name).upper()
+
+
+# -- export ------------------------------------------------------------------------------------------------
+
+
+def export_document(service: LLMConfigService) -> ConfigDocument:
+    providers = service.providers.list()
+    names = {p.id: p.name for p in providers}
+    return ConfigDocument(
+        providers=[
+            ProviderSpec(
+                name=p.name,
+                type=p.provider_type,
+                base_url=p.api_base_url,
+                api_key_env=key_variable(p.name) if p.has_api_key else None,
+                enabled=p.enabled,
+            )
+            for p in providers
+        ],
+        interaction_types=[
+            InteractionTypeSpec(name=t.name, kind=t.kind, description=t.description)
+            for t in service.config.interaction_types()
+            if not t.builtin
+        ],
+        config={
+            name: ConfigSpec(
+                provider=names[entry.provider_id],
+                model=entry.model_name,
+                temperature=entry.temperature,
+                max_tokens=entry.max_tokens,
+                extra_params=entry.extra_params,
+                fallbacks=[FallbackSpec(provider=names[f.provider_id], model=f.model_name) for f in entry.fallbacks],
+            )
+            for name, entry in service.config.get_global().items()
+        },
+    )
+
+
+def export_yaml(service: LLMConfigService) -> str:
+    document = export_document(service).model_dump(mode="json", exclude_defaults=False)
+    header = (
+        "# llmconfig configuration. Keys are not in this file: set each api_key_env variable before\n"
+        "# `llmconfig apply`.\n"
+    )
+    return header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+
+
+# -- parsing with line numbers -----------------------------------------------------------------------------
+
+
+def _node_lines(node: yaml.Node, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> None:
+    lines.setdefault(path, node.start_mark.line + 1)  # a key's own line wins over its value's
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            lines[(*path, key.value)] = key.start_mark.line + 1
+            _node_lines(value, (*path, key.value), lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _node_lines(item, (*path, index), lines)
+
+
+def _line_of(lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> int:
+    # The deepest known prefix: a missing field is reported at the object that lacks it.
+    for end in range(len(loc), -1, -1):
+        key = tuple(str(part) if isinstance(part, str) else part for part in loc[:end])
+        if key in lines:
+            return lines[key]
+    return 1
+
+
+@dataclass
+class ParsedDocument:
+    document: ConfigDocument
+    lines: dict[tuple[Any, ...], int] = field(default_factory=dict)
+
+    def line(self, *path: Any) -> int:
+        return _line_of(self.lines, path)
+
+
+def parse(text: str, *, source: str = "file") -> ParsedDocument:
+    """Parse and validate a document; every problem is reported with its line."""
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else "somewhere"
+        raise ValidationError(f"{source}: {where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    lines: dict[tuple[Any, ...], int] = {}
+    if node is not None:
+        _node_lines(node, (), lines)
+    try:
+        document = ConfigDocument.model_validate(data or {})
+    except PydanticValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc = tuple(error["loc"])
+            dotted = ".".join(str(part) for part in loc) or "document"
+            problems.append(f"{source}: line {_line_of(lines, loc)}: {dotted}: {error['msg']}")
+        raise ValidationError("; ".join(problems)) from None
+    return ParsedDocument(document, lines)
+
+
+# -- plan and apply ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    changes: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not self.changes
+
+
+class _DryRun(Exception):
+    """Rolls the unit of work back after a dry run has computed its plan."""
+
+
+def apply(service: LLMConfigService, parsed: ParsedDocument, *, actor: str, dry_run: bool = False) -> Plan:
+    """Make the database match the document, in one transaction; with ``dry_run``, only report the changes."""
+    plan = Plan()
+    try:
+        with unit_of_work(service.sessions):
+            _apply(service, parsed, plan, actor=actor)
+            if dry_run:
+                raise _DryRun
+    except _DryRun:
+        pass
+    return plan
+
+
+def _at(parsed: ParsedDocument, path: tuple[Any, ...], exc: LLMConfigError) -> ValidationError:
+    return ValidationError(f"line {parsed.line(*path)}: {exc}")
+
+
+def _apply(service: LLMConfigService, parsed: ParsedDocument, plan: Plan, *, actor: str) -> None:
+    document = parsed.document
+    for index, spec in enumerate(document.providers):
+        try:
+            _apply_provider(service, spec, plan, actor=actor)
+        except LLMConfigError as exc:
+            raise _at(parsed, ("providers", index), exc) from None
+
+    existing_types = {t.name: t for t in service.config.interaction_types()}
+    for index, type_spec in enumerate(document.interaction_types):
+        existing = existing_types.get(type_spec.name)
+        try:
+            if existing is None:
+                service.config.add_interaction_type(
+                    InteractionTypeCreate(name=type_spec.name, kind=type_spec.kind, description=type_spec.description),
+                    actor=actor,
+                )
+                plan.changes.append(f"create interaction type {type_spec.name} ({type_spec.kind})")
+            elif existing.kind != type_spec.kind:
+                raise ValidationError(
+                    f"interaction type {type_spec.name!r} exists with kind {existing.kind}; its kind cannot change"
+                )
+        except LLMConfigError as exc:
+            raise _at(parsed, ("interaction_types", index), exc) from None
+        except PydanticValidationError as exc:
+            raise ValidationError(f"line {parsed.line('interaction_types', index)}: {exc.errors()[0]['msg']}") from None
+
+    current_config = service.config.get_global()
+    providers = {p.name: p for p in service.providers.list()}
+    for type_name, config_spec in document.config.items():
+        try:
+            provider = providers.get(config_spec.provider)
+            if provider is None:
+                raise ValidationError(f"provider {config_spec.provider!r} is neither in the file nor in the database")
+            fallbacks = []
+            for fallback in config_spec.fallbacks:
+                target = providers.get(fallback.provider)
+                if target is None:
+                    raise ValidationError(f"fallback provider {fallback.provider!r} does not exist")
+                fallbacks.append(FallbackTarget(provider_id=target.id, model_name=fallback.model))
+            update = ConfigUpdate(
+                provider_id=provider.id,
+                model_name=config_spec.model,
+                temperature=config_spec.temperature,
+                max_tokens=config_spec.max_tokens,
+                extra_params=config_spec.extra_params,
+                fallbacks=fallbacks,
+            )
+            current = current_config.get(type_name)
+            wanted = update.model_dump(exclude={"version"}, mode="json")
+            if current is not None and wanted == current.model_dump(include=set(wanted), mode="json"):
+                continue
+            service.config.set_global(type_name, update, actor=actor)
+            verb = "set" if current is None else "change"
+            plan.changes.append(f"{verb} {type_name}: {config_spec.provider} / {config_spec.model}")
+        except LLMConfigError as exc:
+            raise _at(parsed, ("config", type_name), exc) from None
+        except PydanticValidationError as exc:
+            raise ValidationError(f"line {parsed.line('config', type_name)}: {exc.errors()[0]['msg']}") from None
+
+
+def _apply_provider(service: LLMConfigService, spec: ProviderSpec, plan: Plan, *, actor: str) -> None:
+    key = os.environ.get(spec.api_key_env) if spec.api_key_env else None
+    try:
+        current = service.providers.get(spec.name)
+    except NotFoundError:
+        if spec.api_key_env and not key:
+            raise ValidationError(
+                f"provider {spec.name!r} needs its key in ${spec.api_key_env}; export it and apply again"
+            ) from None
+        service.providers.add(
+            ProviderCreate(
+                name=spec.name,
+                provider_type=spec.type,
+                api_base_url=spec.base_url,
+                api_key=SecretStr(key) if key else None,
+                enabled=spec.enabled,
+            ),
+            actor=actor,
+            validate=False,
+        )
+        plan.changes.append(f"create provider {spec.name} ({spec.type})")
+        return
+    if current.provider_type != spec.type:
+        raise ValidationError(
+            f"provider {spec.name!r} exists with type {current.provider_type}; remove it first to change its type"
+        )
+    changes: dict[str, Any] = {}
+    # Compare in stored form: a bare server address is stored with the /v1 it is served under.
+    if adapter_for(spec.type).normalise_base_url(spec.base_url) != current.api_base_url:
+        changes["api_base_url"] = spec.base_url
+    if spec.enabled != current.enabled:
+        changes["enabled"] = spec.enabled
+    if key and not _same_key(service, spec.name, key):
+        changes["api_key"] = SecretStr(key)
+    if spec.api_key_env is None and current.has_api_key:
+        changes["api_key"] = None
+    if changes:
+        service.providers.update(spec.name, ProviderUpdate(**changes), actor=actor)
+        plan.changes.append(f"change provider {spec.name}: {', '.join(sorted(changes))}")
+
+
+def _same_key(service: LLMConfigService, name: str, key: str) -> bool:
+    with transaction(service.sessions) as session:
+        return service.providers.api_key(find_provider(session, name)) == key
