@@ -1,17 +1,28 @@
 #!/usr/bin/env bash
 # Make sure the system packages the test suite needs are installed; quiet when they already are.
-# Today that is Debian's PostgreSQL server (the tests start a throwaway cluster from its binaries).
+# Today that is Debian's PostgreSQL server (the tests start a throwaway cluster from its binaries) and
+# Debian's Chromium (the web panel's end-to-end tests drive /usr/bin/chromium with Playwright).
 set -euo pipefail
+
+packages=()
 
 shopt -s nullglob
 initdb=(/usr/lib/postgresql/*/bin/initdb)
 shopt -u nullglob
-if ((${#initdb[@]} > 0)); then
-    exit 0
+if ((${#initdb[@]} == 0)); then
+    echo "PostgreSQL server binaries not found under /usr/lib/postgresql." >&2
+    packages+=(postgresql)
 fi
 
-packages=(postgresql)
-echo "PostgreSQL server binaries not found under /usr/lib/postgresql; installing: ${packages[*]}" >&2
+if [[ ! -x /usr/bin/chromium ]]; then
+    echo "Chromium not found at /usr/bin/chromium." >&2
+    packages+=(chromium)
+fi
+
+if ((${#packages[@]} == 0)); then
+    exit 0
+fi
+echo "Installing: ${packages[*]}" >&2
 
 if [[ $(id -u) -eq 0 ]]; then
     as_root=()
@@ -24,8 +35,8 @@ else
 fi
 
 if ! command -v apt-get >/dev/null 2>&1; then
-    echo "apt-get not found. Install the PostgreSQL server (initdb, pg_ctl) with your package manager," >&2
-    echo "or set LLMCONFIG_TEST_POSTGRES_URL to an existing server." >&2
+    echo "apt-get not found. Install with your package manager: the PostgreSQL server (initdb, pg_ctl)" >&2
+    echo "or set LLMCONFIG_TEST_POSTGRES_URL to an existing server; Chromium at /usr/bin/chromium." >&2
     exit 1
 fi
 

@@ -137,7 +137,7 @@ def test_agent_runs_one_tool_calling_turn(configured: LLMConfigService, anthropi
 
 def test_embeddings(configured: LLMConfigService, openai_peer: OpenAIPeer) -> None:
     embeddings = configured.get_embeddings()
-    assert isinstance(embeddings, OpenAIEmbeddings)
+    assert isinstance(embeddings.wrapped, OpenAIEmbeddings)  # type: ignore[attr-defined]
     first = embeddings.embed_query("hello")
     assert len(first) == openai_peer.embedding_dimensions
     assert embeddings.embed_query("hello") == first

@@ -34,10 +34,13 @@ from llmconfig.providers.adapters import OPENAI_DEFAULT_BASE_URL, OpenAIAdapter,
 from llmconfig.providers.service import ProviderService
 from llmconfig.secrets import SecretBackend, make_secret_backend
 from llmconfig.settings import Settings, get_settings
+from llmconfig.usage import UsageRecorder, UsageService
 
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
     from langchain_core.language_models import BaseChatModel
+
+    from llmconfig.usage.tracking import CallContext
 
 log = logging.getLogger("llmconfig.factory")
 
@@ -62,8 +65,12 @@ class LLMConfigService:
         self.providers = ProviderService(sessions=self.sessions, secrets=self.secrets, settings=self.settings)
         self.config = ConfigService(sessions=self.sessions, providers=self.providers)
         self.audit = AuditService(sessions=self.sessions)
+        self.usage = UsageService(sessions=self.sessions)
+        self.usage_recorder = UsageRecorder(self.sessions)
         self._hot: dict[HotKey, Any] = {}
         self._objects: dict[Resolution, Any] = {}
+        # What callers get: the shared object above with this caller's usage tracking attached.
+        self._tracked: dict[tuple[Resolution, str | None], Any] = {}
         self._revision: int | None = None
         self._checked_at = float("-inf")
         self._build_lock = threading.Lock()
@@ -108,8 +115,10 @@ class LLMConfigService:
         self._checked_at = float("-inf")
 
     def close(self) -> None:
+        self.usage_recorder.flush(timeout=5)
         self.invalidate()
         self._objects.clear()
+        self._tracked.clear()
         self.engine.dispose()
 
     # -- cache -------------------------------------------------------------------------------------
@@ -171,7 +180,29 @@ class LLMConfigService:
         if built is None:
             built = self._build(resolution)
             self._objects[resolution] = built
-        return built
+        tracked = self._tracked.get((resolution, user_id))
+        if tracked is None:
+            from llmconfig.usage.tracking import CallContext, CallTarget
+
+            targets = tuple(
+                CallTarget(t.provider_id, t.provider_name, t.model_name)
+                for t in (resolution.target, *resolution.fallbacks)
+            )
+            tracked = self._track(built, CallContext(interaction_type, user_id, targets), kind)
+            if len(self._tracked) >= _MAX_HOT_ENTRIES:
+                self._tracked.clear()
+            self._tracked[(resolution, user_id)] = tracked
+        return tracked
+
+    def _track(self, built: Any, context: CallContext, kind: Kind) -> Any:
+        """The object with usage recording attached (a cheap copy sharing the SDK clients)."""
+        from llmconfig.usage.tracking import TrackedEmbeddings, UsageCallback
+
+        if not self.settings.usage_tracking:
+            return built
+        if kind == "embeddings":
+            return TrackedEmbeddings(built, self.usage_recorder, context)
+        return built.model_copy(update={"callbacks": [UsageCallback(self.usage_recorder, context)]})
 
     def _build(self, resolution: Resolution) -> Any:
         if resolution.kind == "embeddings":
@@ -230,11 +261,15 @@ class LLMConfigService:
             )
         adapter = OpenAIAdapter()
         base_url = adapter.normalise_base_url(os.environ.get("OPENAI_BASE_URL") or OPENAI_DEFAULT_BASE_URL)
+        from llmconfig.usage.tracking import CallContext, CallTarget
+
+        context = CallContext(interaction_type, None, (CallTarget(None, "OPENAI_API_KEY", default.model_name),))
         if kind == "embeddings":
-            return adapter.embeddings(
+            embeddings = adapter.embeddings(
                 base_url=base_url, api_key=api_key, model=default.model_name, extra_params={}, timeout=None
             )
-        return adapter.chat_model(
+            return self._track(embeddings, context, kind)
+        chat = adapter.chat_model(
             base_url=base_url,
             api_key=api_key,
             model=default.model_name,
@@ -243,6 +278,7 @@ class LLMConfigService:
             extra_params={},
             timeout=None,
         )
+        return self._track(chat, context, kind)
 
     def _note_outage(self, exc: Exception) -> None:
         if not self._outage_logged:

@@ -34,6 +34,9 @@ from pydantic import ConfigDict, Field
 
 log = logging.getLogger("llmconfig.fallback")
 
+# Which member of the chain produced a result, in its generation_info (read by usage tracking).
+ATTEMPT_KEY = "llmconfig_attempt"
+
 _RETRYABLE = (ModelConnectionError, ModelTimeoutError, ModelRateLimitError, ModelAPIError)
 
 
@@ -114,7 +117,7 @@ class FallbackChatModel(BaseChatModel):
         last: BaseException | None = None
         for index, model, call_kwargs in self._attempts(kwargs):
             try:
-                return model._generate(messages, stop=stop, run_manager=run_manager, **call_kwargs)
+                return _marked(model._generate(messages, stop=stop, run_manager=run_manager, **call_kwargs), index)
             except Exception as error:
                 if not should_fall_back(error):
                     raise
@@ -133,7 +136,8 @@ class FallbackChatModel(BaseChatModel):
         last: BaseException | None = None
         for index, model, call_kwargs in self._attempts(kwargs):
             try:
-                return await model._agenerate(messages, stop=stop, run_manager=run_manager, **call_kwargs)
+                result = await model._agenerate(messages, stop=stop, run_manager=run_manager, **call_kwargs)
+                return _marked(result, index)
             except Exception as error:
                 if not should_fall_back(error):
                     raise
@@ -162,6 +166,7 @@ class FallbackChatModel(BaseChatModel):
                 self._note(index, error)
                 last = error
                 continue
+            first.generation_info = {**(first.generation_info or {}), ATTEMPT_KEY: index}
             yield first
             # Output has reached the caller: from here on a failure is the caller's to see.
             yield from chunks
@@ -189,9 +194,16 @@ class FallbackChatModel(BaseChatModel):
                 self._note(index, error)
                 last = error
                 continue
+            first.generation_info = {**(first.generation_info or {}), ATTEMPT_KEY: index}
             yield first
             async for chunk in chunks:
                 yield chunk
             return
         assert last is not None
         raise last
+
+
+def _marked(result: ChatResult, index: int) -> ChatResult:
+    for generation in result.generations:
+        generation.generation_info = {**(generation.generation_info or {}), ATTEMPT_KEY: index}
+    return result

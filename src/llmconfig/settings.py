@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     # configuration changed. Only a version counter is read, so this is cheap.
     cache_ttl: float = Field(default=1.0, ge=0, le=3600)
 
+    # Record every call made through get_llm / get_embeddings objects (tokens, latency, cost).
+    usage_tracking: bool = True
+
     @field_validator("database_url")
     @classmethod
     def _normalise_postgres_driver(cls, value: str) -> str:

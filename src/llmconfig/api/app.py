@@ -14,7 +14,7 @@ from sqlalchemy import text
 from llmconfig import __version__
 from llmconfig.api.deps import FailedAuthLimiter
 from llmconfig.api.errors import install_error_handlers
-from llmconfig.api.routers import audit, config, interaction_types, providers, users
+from llmconfig.api.routers import audit, config, interaction_types, providers, usage, users
 from llmconfig.db.engine import UNAVAILABLE_ERRORS
 from llmconfig.errors import LLMConfigError
 from llmconfig.factory import LLMConfigService
@@ -48,7 +48,7 @@ def create_app(settings: Settings | None = None, *, service: LLMConfigService | 
     app.state.auth_limiter = FailedAuthLimiter()
     install_error_handlers(app)
 
-    for module in (providers, config, users, interaction_types, audit):
+    for module in (providers, config, users, interaction_types, audit, usage):
         app.include_router(module.router)
     _install_operations(app, svc)
     install_ui(app)

@@ -203,3 +203,38 @@ class AuditEntry(Base):
     target_id: Mapped[str] = mapped_column(String(255), index=True)
     before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class UsageRecord(Base):
+    """One call made through an object from get_llm / get_embeddings."""
+
+    __tablename__ = "usage_records"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    interaction_type: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str | None] = mapped_column(String(255))
+    # No foreign key: usage outlives the providers it was made with.
+    provider_id: Mapped[str | None] = mapped_column(String(36))
+    provider_name: Mapped[str] = mapped_column(String(100))
+    model_name: Mapped[str] = mapped_column(String(255))
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    success: Mapped[bool] = mapped_column(Boolean)
+    error_class: Mapped[str | None] = mapped_column(String(100))
+    cost_usd: Mapped[float | None] = mapped_column(Float)
+
+
+class ModelPrice(Base):
+    """List price of a model, per million input and output tokens, used to estimate the cost of usage."""
+
+    __tablename__ = "model_prices"
+
+    model_name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    input_per_million: Mapped[float] = mapped_column(Float)
+    output_per_million: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}

@@ -1,0 +1,44 @@
+"""/usage and /prices: what the calls through get_llm cost, and the price table behind the estimate."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from llmconfig.api.deps import API_PREFIX, AdminDep, ServiceDep, ViewerDep
+from llmconfig.api.errors import COMMON_RESPONSES, CONFLICT, NOT_FOUND
+from llmconfig.usage import GroupBy, Price, PriceUpdate, UsageReport
+
+router = APIRouter(prefix=API_PREFIX, tags=["usage"], responses=COMMON_RESPONSES)
+
+
+@router.get("/usage", response_model=UsageReport)
+def usage_report(
+    service: ServiceDep,
+    _caller: ViewerDep,
+    group_by: Annotated[GroupBy, Query(description="How to group the calls")] = "interaction_type",
+    since: Annotated[datetime | None, Query(description="From this time (inclusive, ISO 8601)")] = None,
+    until: Annotated[datetime | None, Query(description="Until this time (exclusive, ISO 8601)")] = None,
+) -> UsageReport:
+    """Calls, errors, tokens, estimated cost (USD) and latency p50/p95 per group."""
+    return service.usage.report(group_by=group_by, since=since, until=until)
+
+
+@router.get("/prices", response_model=list[Price])
+def list_prices(service: ServiceDep, _caller: ViewerDep) -> list[Price]:
+    """USD per million input and output tokens, per model."""
+    return service.usage.prices()
+
+
+@router.put("/prices/{model_name}", response_model=Price, responses=CONFLICT)
+def set_price(model_name: str, data: PriceUpdate, service: ServiceDep, caller: AdminDep) -> Price:
+    """Create or change a model's price; it applies to calls recorded from then on."""
+    return service.usage.set_price(model_name, data, actor=caller.name)
+
+
+@router.delete("/prices/{model_name}", status_code=204, responses=NOT_FOUND)
+def delete_price(model_name: str, service: ServiceDep, caller: AdminDep) -> Response:
+    service.usage.delete_price(model_name, actor=caller.name)
+    return Response(status_code=204)

@@ -1,0 +1,130 @@
+"""Writes usage records in the background, in batches, so that recording never slows or fails a call."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from llmconfig.db.engine import transaction
+from llmconfig.db.models import ModelPrice, UsageRecord
+
+log = logging.getLogger("llmconfig.usage")
+
+
+@dataclass(slots=True)
+class UsageEvent:
+    at: datetime
+    interaction_type: str
+    user_id: str | None
+    provider_id: str | None
+    provider_name: str
+    model_name: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_ms: float
+    success: bool
+    error_class: str | None
+
+
+def estimate_cost(event: UsageEvent, prices: dict[str, tuple[float, float]]) -> float | None:
+    price = prices.get(event.model_name)
+    if price is None:
+        return None
+    return (event.prompt_tokens * price[0] + event.completion_tokens * price[1]) / 1_000_000
+
+
+class UsageRecorder:
+    """A bounded queue drained by one daemon thread that inserts what it finds in one transaction.
+
+    ``record`` only appends to the queue. If the database is down the batch is dropped (logged once per
+    outage); if the queue is full the event is dropped and counted in ``dropped``.
+    """
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        flush_interval: float = 0.5,
+        max_batch: int = 1000,
+        max_queue: int = 100_000,
+    ) -> None:
+        self._sessions = sessions
+        self._flush_interval = flush_interval
+        self._max_batch = max_batch
+        self._queue: queue.Queue[UsageEvent | threading.Event] = queue.Queue(maxsize=max_queue)
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._failing = False
+        self.dropped = 0
+
+    def record(self, event: UsageEvent) -> None:
+        if self._thread is None:
+            self._start()
+        try:
+            self._queue.put_nowait(event)
+        except queue.Full:
+            self.dropped += 1
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything recorded so far is written (or dropped); False on timeout."""
+        if self._thread is None:
+            return True
+        done = threading.Event()
+        self._queue.put(done, timeout=timeout)
+        return done.wait(timeout)
+
+    def _start(self) -> None:
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="llmconfig-usage", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                item = self._queue.get(timeout=self._flush_interval)
+            except queue.Empty:
+                continue
+            batch: list[UsageEvent] = []
+            markers: list[threading.Event] = []
+            while True:
+                if isinstance(item, threading.Event):
+                    markers.append(item)
+                else:
+                    batch.append(item)
+                if len(batch) >= self._max_batch:
+                    break
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            if batch:
+                self._write(batch)
+            for marker in markers:
+                marker.set()
+
+    def _write(self, batch: list[UsageEvent]) -> None:
+        try:
+            with transaction(self._sessions, write=True) as session:
+                prices = {
+                    row.model_name: (row.input_per_million, row.output_per_million)
+                    for row in session.scalars(select(ModelPrice))
+                }
+                session.execute(
+                    insert(UsageRecord),
+                    [{**asdict(event), "cost_usd": estimate_cost(event, prices)} for event in batch],
+                )
+        except Exception as exc:  # recording must never take the caller down, whatever the database does
+            if not self._failing:
+                log.warning("Dropping %d usage records: %s", len(batch), exc)
+            self._failing = True
+            return
+        if self._failing:
+            log.warning("Recording usage again")
+        self._failing = False

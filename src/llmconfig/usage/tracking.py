@@ -1,0 +1,187 @@
+"""Hooks that turn calls through get_llm / get_embeddings objects into usage events."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.embeddings import Embeddings
+from langchain_core.outputs import LLMResult
+from pydantic import BaseModel
+
+from llmconfig.db.models import utcnow
+from llmconfig.fallback import ATTEMPT_KEY
+from llmconfig.usage.recorder import UsageEvent, UsageRecorder
+
+
+@dataclass(frozen=True, slots=True)
+class CallTarget:
+    provider_id: str | None
+    provider_name: str
+    model_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallContext:
+    interaction_type: str
+    user_id: str | None
+    # The chain in order; a fallback chain marks which one answered (see FallbackChatModel).
+    targets: tuple[CallTarget, ...]
+
+
+class UsageCallback(BaseCallbackHandler):
+    """Times each chat call and records its tokens, outcome and model."""
+
+    run_inline = True  # cheap and non-blocking: no need for the executor hop LangChain does otherwise
+    raise_error = False
+
+    def __init__(self, recorder: UsageRecorder, context: CallContext) -> None:
+        self._recorder = recorder
+        self._context = context
+        self._started: dict[UUID, float] = {}
+
+    def on_chat_model_start(self, serialized: dict[str, Any], messages: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        self._started[run_id] = time.perf_counter()
+
+    def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
+        prompt_tokens = completion_tokens = 0
+        attempt = 0
+        for generations in response.generations:
+            for generation in generations:
+                usage = getattr(getattr(generation, "message", None), "usage_metadata", None) or {}
+                prompt_tokens += int(usage.get("input_tokens", 0))
+                completion_tokens += int(usage.get("output_tokens", 0))
+                attempt = int((generation.generation_info or {}).get(ATTEMPT_KEY, attempt))
+        self._emit(run_id, attempt, prompt_tokens, completion_tokens, None)
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self._emit(run_id, len(self._context.targets) - 1, 0, 0, type(error).__name__)
+
+    def _emit(self, run_id: UUID, attempt: int, prompt: int, completion: int, error: str | None) -> None:
+        started = self._started.pop(run_id, None)
+        latency = (time.perf_counter() - started) * 1000 if started is not None else 0.0
+        target = self._context.targets[min(attempt, len(self._context.targets) - 1)]
+        self._recorder.record(
+            UsageEvent(
+                at=utcnow(),
+                interaction_type=self._context.interaction_type,
+                user_id=self._context.user_id,
+                provider_id=target.provider_id,
+                provider_name=target.provider_name,
+                model_name=target.model_name,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                latency_ms=latency,
+                success=error is None,
+                error_class=error,
+            )
+        )
+
+
+# Tokens reported by the embeddings API during the current call (OpenAIEmbeddings does not return them).
+_embedding_tokens: ContextVar[list[int] | None] = ContextVar("llmconfig_embedding_tokens", default=None)
+
+
+class _CountingClient:
+    """Stands in for the SDK's embeddings resource and notes the ``usage`` of each response."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def create(self, *args: Any, **kwargs: Any) -> Any:
+        return self._note(self._inner.create(*args, **kwargs))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    @staticmethod
+    def _note(response: Any) -> Any:
+        sink = _embedding_tokens.get()
+        usage = getattr(response, "usage", None)
+        if sink is not None and usage is not None:
+            sink.append(int(getattr(usage, "prompt_tokens", 0) or 0))
+        return response
+
+
+class _AsyncCountingClient(_CountingClient):
+    async def create(self, *args: Any, **kwargs: Any) -> Any:
+        return self._note(await self._inner.create(*args, **kwargs))
+
+
+class TrackedEmbeddings(Embeddings):
+    """Embeddings that record each call; ``wrapped`` is the provider's LangChain object."""
+
+    def __init__(self, wrapped: Embeddings, recorder: UsageRecorder, context: CallContext) -> None:
+        self.wrapped = wrapped
+        self._recorder = recorder
+        self._context = context
+        if isinstance(wrapped, BaseModel) and hasattr(wrapped, "client") and hasattr(wrapped, "async_client"):
+            # A copy, so the shared provider object stays untouched; the SDK clients themselves are shared.
+            copy = wrapped.model_copy()
+            copy.client = _CountingClient(wrapped.client)
+            copy.async_client = _AsyncCountingClient(wrapped.async_client)
+            self._inner: Embeddings = copy
+        else:
+            self._inner = wrapped
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        result: list[list[float]] = self._timed(lambda: self._inner.embed_documents(texts))
+        return result
+
+    def embed_query(self, text: str) -> list[float]:
+        result: list[float] = self._timed(lambda: self._inner.embed_query(text))
+        return result
+
+    async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        sink: list[int] = []
+        token = _embedding_tokens.set(sink)
+        started = time.perf_counter()
+        try:
+            result = await self._inner.aembed_documents(texts)
+        except Exception as error:
+            self._emit(started, sink, type(error).__name__)
+            raise
+        finally:
+            _embedding_tokens.reset(token)
+        self._emit(started, sink, None)
+        return result
+
+    async def aembed_query(self, text: str) -> list[float]:
+        return (await self.aembed_documents([text]))[0]
+
+    def _timed(self, call: Any) -> Any:
+        sink: list[int] = []
+        token = _embedding_tokens.set(sink)
+        started = time.perf_counter()
+        try:
+            result = call()
+        except Exception as error:
+            self._emit(started, sink, type(error).__name__)
+            raise
+        finally:
+            _embedding_tokens.reset(token)
+        self._emit(started, sink, None)
+        return result
+
+    def _emit(self, started: float, sink: Sequence[int], error: str | None) -> None:
+        target = self._context.targets[0]
+        self._recorder.record(
+            UsageEvent(
+                at=utcnow(),
+                interaction_type=self._context.interaction_type,
+                user_id=self._context.user_id,
+                provider_id=target.provider_id,
+                provider_name=target.provider_name,
+                model_name=target.model_name,
+                prompt_tokens=sum(sink),
+                completion_tokens=0,
+                latency_ms=(time.perf_counter() - started) * 1000,
+                success=error is None,
+                error_class=error,
+            )
+        )
