@@ -150,6 +150,9 @@ def test_recorder_keeps_calls_apart_by_day(configured: LLMConfigService) -> None
     assert [g.calls for g in by_day.values()] == [1, 2]
     report = configured.usage.report(group_by="model", since=now - timedelta(hours=1))
     assert report.groups[0].calls == 2
+    combined = configured.usage.report(group_by=["day", "interaction_type"])
+    assert [(g.keys[1], g.calls) for g in combined.groups] == [("reasoning", 1), ("reasoning", 2)]
+    assert combined.groups[1].key == f"{now.date().isoformat()} / reasoning"
 
 
 def test_usage_and_prices_over_http(configured: LLMConfigService) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import datetime
 from statistics import quantiles
 from typing import Literal
@@ -22,6 +23,7 @@ GroupBy = Literal["interaction_type", "model", "provider", "user", "day"]
 
 class UsageGroup(BaseModel):
     key: str
+    keys: list[str]
     calls: int
     errors: int
     prompt_tokens: int
@@ -32,7 +34,7 @@ class UsageGroup(BaseModel):
 
 
 class UsageReport(BaseModel):
-    group_by: GroupBy
+    group_by: list[GroupBy]
     since: datetime | None
     until: datetime | None
     groups: list[UsageGroup]
@@ -65,23 +67,34 @@ class UsageService:
     def __init__(self, *, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions
 
-    def report(self, *, group_by: GroupBy, since: datetime | None = None, until: datetime | None = None) -> UsageReport:
-        """Calls, errors, tokens, estimated cost and latency percentiles per group."""
+    def report(
+        self,
+        *,
+        group_by: GroupBy | Sequence[GroupBy],
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> UsageReport:
+        """Calls, errors, tokens, estimated cost and latency percentiles per group.
+
+        ``group_by`` may name several dimensions (``["day", "interaction_type"]``): one group per combination.
+        """
+        dimensions: list[GroupBy] = [group_by] if isinstance(group_by, str) else list(group_by)
         query = select(UsageRecord)
         if since is not None:
             query = query.where(UsageRecord.at >= since)
         if until is not None:
             query = query.where(UsageRecord.at < until)
-        buckets: dict[str, list[UsageRecord]] = defaultdict(list)
+        buckets: dict[tuple[str, ...], list[UsageRecord]] = defaultdict(list)
         with transaction(self._sessions) as session:
             for record in session.scalars(query.order_by(UsageRecord.at)):
-                buckets[_key(record, group_by)].append(record)
+                buckets[tuple(_key(record, dimension) for dimension in dimensions)].append(record)
         groups = []
         for key, records in sorted(buckets.items()):
             latencies = [r.latency_ms for r in records]
             groups.append(
                 UsageGroup(
-                    key=key,
+                    key=" / ".join(key),
+                    keys=list(key),
                     calls=len(records),
                     errors=sum(not r.success for r in records),
                     prompt_tokens=sum(r.prompt_tokens for r in records),
@@ -91,7 +104,7 @@ class UsageService:
                     latency_p95_ms=_percentile(latencies, 0.95),
                 )
             )
-        return UsageReport(group_by=group_by, since=since, until=until, groups=groups)
+        return UsageReport(group_by=dimensions, since=since, until=until, groups=groups)
 
     def prices(self) -> list[Price]:
         with transaction(self._sessions) as session:

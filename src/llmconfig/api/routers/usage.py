@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Response
 
 from llmconfig.api.deps import API_PREFIX, AdminDep, ServiceDep, ViewerDep
 from llmconfig.api.errors import COMMON_RESPONSES, CONFLICT, NOT_FOUND
+from llmconfig.errors import ValidationError
 from llmconfig.usage import GroupBy, Price, PriceUpdate, UsageReport
 
 router = APIRouter(prefix=API_PREFIX, tags=["usage"], responses=COMMON_RESPONSES)
@@ -18,12 +19,17 @@ router = APIRouter(prefix=API_PREFIX, tags=["usage"], responses=COMMON_RESPONSES
 def usage_report(
     service: ServiceDep,
     _caller: ViewerDep,
-    group_by: Annotated[GroupBy, Query(description="How to group the calls")] = "interaction_type",
+    group_by: Annotated[
+        list[GroupBy] | None,
+        Query(description="How to group the calls; repeat it (day, then interaction_type) for combinations"),
+    ] = None,
     since: Annotated[datetime | None, Query(description="From this time (inclusive, ISO 8601)")] = None,
     until: Annotated[datetime | None, Query(description="Until this time (exclusive, ISO 8601)")] = None,
 ) -> UsageReport:
     """Calls, errors, tokens, estimated cost (USD) and latency p50/p95 per group."""
-    return service.usage.report(group_by=group_by, since=since, until=until)
+    if group_by is not None and len(group_by) > 3:
+        raise ValidationError("group_by takes at most 3 dimensions")
+    return service.usage.report(group_by=group_by or ["interaction_type"], since=since, until=until)
 
 
 @router.get("/prices", response_model=list[Price])

@@ -122,12 +122,13 @@ async function showApp() {
   $("#app").hidden = false;
   $("#sign-out").hidden = false;
   await loadAll();
-  selectTab(location.hash === "#providers" ? "providers" : location.hash === "#users" ? "users" : "config", false);
+  const wanted = location.hash.slice(1);
+  selectTab(TABS.includes(wanted) ? wanted : "config", false);
 }
 
 // ---------------------------------------------------------------------------------------------- tabs
 
-const TABS = ["config", "providers", "users"];
+const TABS = ["config", "providers", "users", "usage"];
 
 function selectTab(name, focus = true) {
   for (const tab of TABS) {
@@ -139,6 +140,7 @@ function selectTab(name, focus = true) {
     if (selected && focus) button.focus();
   }
   history.replaceState(null, "", name === "config" ? "#" : `#${name}`);
+  if (name === "usage") showUsage();
 }
 
 function tabKeys(event) {
@@ -278,6 +280,8 @@ function buildCard(type, entry) {
   card.dataset.version = entry ? entry.version : "0";
   showMeta(card, entry);
   form.addEventListener("submit", (event) => saveCard(event, card, type));
+  $("[data-history]", form).setAttribute("aria-label", `History of ${type.name}`);
+  $("[data-history]", form).addEventListener("click", (event) => showHistory(event.currentTarget, type));
   return card;
 }
 
@@ -339,6 +343,155 @@ async function reloadCard(card, type) {
   } catch (e) {
     toast(e.message, "bad");
   }
+}
+
+// ---------------------------------------------------------------------------------------------- history
+
+const HISTORY_FIELDS = ["provider_name", "model_name", "temperature", "max_tokens", "extra_params", "fallbacks"];
+
+function fieldText(value) {
+  if (value === null || value === undefined) return "default";
+  return typeof value === "object" ? JSON.stringify(value) : String(value);
+}
+
+async function showHistory(button, type) {
+  const dialog = $("#history");
+  $("#history-title").textContent = `History of ${type.name}`;
+  $(".error", dialog).textContent = "";
+  let versions;
+  try {
+    versions = await busy(button, "Loading…", () => api("GET", `/config/${encodeURIComponent(type.name)}/history`));
+  } catch (e) {
+    toast(e.message, "bad");
+    return;
+  }
+  const list = $("#history-list");
+  list.replaceChildren();
+  if (!versions.length) list.append(el("li", { class: "muted", text: `${type.name} has not been configured yet.` }));
+  versions.forEach((version, index) => {
+    const previous = versions[index + 1];
+    const changes = HISTORY_FIELDS.filter((f) => !previous || fieldText(previous.entry[f]) !== fieldText(version.entry[f]));
+    const diff = el("ul", { class: "diff" }, changes.map((f) => el("li", {},
+      `${f}: `,
+      previous ? el("del", { text: fieldText(previous.entry[f]) }) : "",
+      previous ? " → " : "",
+      el("ins", { text: fieldText(version.entry[f]) }))));
+    const current = index === 0;
+    const restore = el("button", { type: "button", class: "small", text: current ? "Current" : "Restore", disabled: current,
+      "aria-label": current ? `Version ${version.version} is current` : `Restore version ${version.version}`,
+      onclick: async (e) => {
+        try {
+          const entry = await busy(e.currentTarget, "Restoring…", () => api("POST", `/config/${encodeURIComponent(type.name)}/rollback`, { version: version.version }));
+          state.config[type.name] = entry;
+          dialog.close();
+          const card = $(`article[data-type="${CSS.escape(type.name)}"]`);
+          card.replaceWith(buildCard(type, entry));
+          toast(`Restored version ${version.version} of ${type.name} as version ${entry.version}`);
+        } catch (err) {
+          $(".error", dialog).textContent = err.message;
+        }
+      } });
+    list.append(el("li", {},
+      el("div", { class: "actions" }, el("strong", { text: `Version ${version.version}` }), el("span", { class: "muted", text: `${version.action.split(".")[1]} by ${version.actor}, ${when(version.at)}` }), restore),
+      diff));
+  });
+  dialog.showModal();
+}
+
+// ---------------------------------------------------------------------------------------------- usage
+
+const PALETTE = ["#2f5bea", "#e0803a", "#1f9d6b", "#b64cc8", "#d23f57", "#6b7c93", "#c9a227"];
+
+async function showUsage(event) {
+  event?.preventDefault();
+  const days = Number($("#usage-days").value);
+  const since = new Date(Date.now() - days * 86400000).toISOString();
+  const query = (dims) => `/usage?${dims.map((d) => `group_by=${d}`).join("&")}&since=${encodeURIComponent(since)}`;
+  try {
+    const [byDayType, byModel] = await busy($("#usage-form button[type=submit]"), "Loading…", () => Promise.all([
+      api("GET", query(["day", "interaction_type"])),
+      api("GET", query(["model"])),
+    ]));
+    renderUsage(byDayType.groups, byModel.groups, days);
+  } catch (e) {
+    toast(e.message, "bad");
+  }
+}
+
+function renderUsage(dayType, models, days) {
+  const calls = dayType.reduce((n, g) => n + g.calls, 0);
+  const errors = dayType.reduce((n, g) => n + g.errors, 0);
+  const cost = dayType.reduce((n, g) => n + g.cost_usd, 0);
+  const tokens = dayType.reduce((n, g) => n + g.prompt_tokens + g.completion_tokens, 0);
+  $("#usage-totals").replaceChildren(
+    ...[["Calls", calls], ["Errors", errors], ["Tokens", tokens], ["Estimated cost", `$${cost.toFixed(4)}`]]
+      .map(([label, value]) => el("div", {}, el("span", { class: "muted", text: label }), el("strong", { text: String(value) }))));
+  if (!calls) {
+    const empty = el("p", { class: "muted", text: "No calls recorded in this period. Calls made through llmconfig.get_llm() show up here." });
+    $("#chart-cost").replaceChildren(empty);
+    $("#chart-calls").replaceChildren(empty.cloneNode(true));
+    $("#chart-latency").replaceChildren(empty.cloneNode(true));
+    return;
+  }
+  const dates = [];
+  for (let i = days - 1; i >= 0; i -= 1) dates.push(new Date(Date.now() - i * 86400000).toISOString().slice(0, 10));
+  const types = [...new Set(dayType.map((g) => g.keys[1]))].sort();
+  const value = (metric) => (date, type) => dayType.filter((g) => g.keys[0] === date && g.keys[1] === type).reduce((n, g) => n + g[metric], 0);
+  $("#chart-cost").replaceChildren(stackedBars(dates, types, value("cost_usd"), (v) => `$${v.toFixed(4)}`));
+  $("#chart-calls").replaceChildren(stackedBars(dates, types, value("calls"), (v) => String(v)));
+  $("#chart-latency").replaceChildren(latencyBars(models));
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+function svg(tag, attrs = {}, text) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function stackedBars(dates, series, value, format) {
+  const width = 520, height = 220, left = 56, bottom = 28, top = 10;
+  const totals = dates.map((d) => series.reduce((n, s) => n + value(d, s), 0));
+  const max = Math.max(...totals) || 1;
+  const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": `Total ${format(totals.reduce((a, b) => a + b, 0))} over ${dates.length} days` });
+  const band = (width - left - 8) / dates.length;
+  chart.append(svg("text", { x: 4, y: top + 8 }, format(max)), svg("text", { x: 4, y: height - bottom }, format(0)));
+  chart.append(svg("line", { x1: left, x2: width - 8, y1: height - bottom, y2: height - bottom, stroke: "#c7cdd6" }));
+  dates.forEach((date, i) => {
+    let y = height - bottom;
+    series.forEach((s, j) => {
+      const v = value(date, s);
+      if (!v) return;
+      const h = (v / max) * (height - bottom - top);
+      y -= h;
+      const rect = svg("rect", { x: left + i * band + band * 0.15, y, width: band * 0.7, height: h, fill: PALETTE[j % PALETTE.length], rx: 2 });
+      rect.append(svg("title", {}, `${date} · ${s}: ${format(v)}`));
+      chart.append(rect);
+    });
+    if (dates.length <= 10 || i % Math.ceil(dates.length / 10) === 0) {
+      chart.append(svg("text", { x: left + i * band + band / 2, y: height - 10, "text-anchor": "middle" }, date.slice(5)));
+    }
+  });
+  const legend = el("div", { class: "legend" }, series.map((s, j) => el("span", { style: `--swatch: ${PALETTE[j % PALETTE.length]}`, text: s })));
+  return el("div", {}, chart, legend);
+}
+
+function latencyBars(models) {
+  const width = 1040, row = 26, left = 200, top = 6;
+  const height = top + models.length * row + 24;
+  const max = Math.max(...models.map((m) => m.latency_p95_ms)) || 1;
+  const chart = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "Latency per model" });
+  models.forEach((m, i) => {
+    const y = top + i * row;
+    const scale = (v) => (v / max) * (width - left - 210);
+    chart.append(svg("text", { x: left - 8, y: y + 15, "text-anchor": "end" }, m.key));
+    chart.append(svg("rect", { x: left, y: y + 4, width: scale(m.latency_p95_ms), height: 14, fill: "#c9d6fb", rx: 2 }));
+    chart.append(svg("rect", { x: left, y: y + 4, width: scale(m.latency_p50_ms), height: 14, fill: "#2f5bea", rx: 2 }));
+    chart.append(svg("text", { x: left + scale(m.latency_p95_ms) + 6, y: y + 15 }, `p50 ${m.latency_p50_ms} · p95 ${m.latency_p95_ms}`));
+  });
+  const legend = el("div", { class: "legend" }, el("span", { style: "--swatch: #2f5bea", text: "p50" }), el("span", { style: "--swatch: #c9d6fb", text: "p95" }));
+  return el("div", {}, chart, legend);
 }
 
 // ---------------------------------------------------------------------------------------------- providers
@@ -564,6 +717,8 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#add-provider").addEventListener("submit", addProvider);
   $("#add-provider [data-cancel]").addEventListener("click", () => toggleAddForm(false));
   $("#user-form").addEventListener("submit", showUser);
+  $("#usage-form").addEventListener("submit", showUsage);
+  $("#history [data-close]").addEventListener("click", () => $("#history").close());
   document.querySelectorAll("[data-goto]").forEach((link) => link.addEventListener("click", (e) => { e.preventDefault(); selectTab(link.dataset.goto); }));
   if (sessionStorage.getItem(TOKEN_KEY)) showApp();
   else signOut();
