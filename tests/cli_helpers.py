@@ -1,7 +1,7 @@
 """Running the installed ``llmconfig`` command (and ``python -c``) as real subprocesses, for tests.
 
-Every Python start-up that imports llmconfig costs seconds (LangChain is imported with it), so
-independent calls can be run side by side with :meth:`Cli.many` / :func:`concurrently`.
+Every Python start-up that imports llmconfig costs a second or more of CPU, so independent calls can
+be run side by side with :meth:`Cli.many` / :func:`concurrently`.
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ class Cli:
         env = {k: v for k, v in os.environ.items() if not k.startswith(SCRUBBED_PREFIXES)}
         env["LLMCONFIG_DATABASE_URL"] = database_url
         env["LLMCONFIG_MASTER_KEY_FILE"] = str(master_key_file)
+        env["COLUMNS"] = "200"  # rich tables: no wrapping or truncation whatever the caller's terminal
         self.env = env
         self.cwd = cwd
         self.results: list[Result] = []

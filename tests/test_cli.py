@@ -1,9 +1,9 @@
 """End-to-end tests of the ``llmconfig`` command, run as the installed console script in a subprocess.
 
-Each test runs on SQLite and on PostgreSQL (the ``database_url`` fixture), against the loopback peers
-of tests/peers running in this process. Where a test is about one command, the state before it is
-arranged in-process through the services (fast); what is under test always goes through the command.
-Start-up of the command costs seconds, so independent calls run side by side.
+Tests run on SQLite and on PostgreSQL (the ``database_url`` fixture), against the loopback peers of
+tests/peers running in this process. Where a test is about one command, the state before it is arranged
+in-process through the services (``direct``, fast); what is under test always goes through the command.
+Every start of the command costs a second or more, so independent calls run side by side.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
@@ -22,9 +22,10 @@ from pydantic import SecretStr
 
 from llmconfig.config.defaults import BUILTIN_DEFAULTS
 from llmconfig.config.schemas import ConfigUpdate
-from llmconfig.db.migrate import head_revision
+from llmconfig.db.migrate import head_revision, upgrade_to_head
 from llmconfig.factory import LLMConfigService
 from llmconfig.providers.schemas import ProviderCreate
+from llmconfig.settings import Settings
 from tests.cli_helpers import (
     Cli,
     assert_one_line_error,
@@ -42,12 +43,25 @@ VALIDATION_KEYS = {"ok", "status", "detail", "latency_ms", "models_discovered"}
 
 @pytest.fixture
 def cli(database_url: str, tmp_path: Path) -> Cli:
-    """The command, on the test's database, with the master key file the ``service`` fixture uses too."""
+    """The command on the test's database (empty: not migrated), master key file in ``tmp_path``."""
     return Cli(database_url=database_url, master_key_file=tmp_path / "llmconfig.key", cwd=tmp_path)
 
 
+@pytest.fixture
+def direct(database_url: str, tmp_path: Path, settings_factory: Callable[..., Settings]) -> Iterator[LLMConfigService]:
+    """The services called in-process on the same database and master key as ``cli``, migrated: for arranging."""
+    service = LLMConfigService(
+        settings_factory(database_url=database_url, master_key_file=tmp_path / "llmconfig.key", cache_ttl=0)
+    )
+    upgrade_to_head(service.engine)
+    try:
+        yield service
+    finally:
+        service.close()
+
+
 def add_provider(
-    service: LLMConfigService,
+    direct: LLMConfigService,
     name: str,
     peer: OpenAIPeer | AnthropicPeer,
     *,
@@ -58,15 +72,15 @@ def add_provider(
     data = ProviderCreate(
         name=name, provider_type=provider_type, api_base_url=peer.root_url, api_key=SecretStr(api_key)
     )
-    service.providers.add(data, validate=validate)
+    direct.providers.add(data, validate=validate)
 
 
-def set_config(service: LLMConfigService, interaction_type: str, provider: str, model: str) -> None:
-    service.config.set_global(interaction_type, ConfigUpdate(provider_id=provider, model_name=model), actor="test")
+def set_config(direct: LLMConfigService, interaction_type: str, provider: str, model: str) -> None:
+    direct.config.set_global(interaction_type, ConfigUpdate(provider_id=provider, model_name=model), actor="test")
 
 
-def providers_as_json(service: LLMConfigService) -> list[dict[str, object]]:
-    return [provider.model_dump(mode="json") for provider in service.providers.list()]
+def providers_as_json(direct: LLMConfigService) -> list[dict[str, object]]:
+    return [provider.model_dump(mode="json") for provider in direct.providers.list()]
 
 
 # ------------------------------------------------------------------------------------------ the user story
@@ -133,8 +147,9 @@ def test_user_story_from_the_cli_alone_and_the_key_appears_nowhere(
     assert reasoning_reply == "Hello from openai-peer"
     assert tools_reply == "Hello from anthropic-peer"
     assert json.loads(vector) == pytest.approx(openai_peer.embedding_for("x"))
-    chat = openai_peer.requests_to("/v1/chat/completions")[-1].json
-    assert (chat["model"], chat["temperature"]) == ("local-chat", 0.2)
+    chat = openai_peer.requests_to("/v1/chat/completions")[-1]
+    assert (chat.json["model"], chat.json["temperature"]) == ("local-chat", 0.2)
+    assert chat.headers["authorization"] == f"Bearer {OPENAI_PEER_KEY}"  # the key, decrypted
     assert anthropic_peer.requests_to("/v1/messages")[-1].json["model"] == "claude-haiku-4-5"
     assert openai_peer.requests_to("/v1/embeddings")[-1].json["model"] == "text-embedding-3-small"
 
@@ -192,10 +207,10 @@ def assert_all_refused(cli: Cli, cases: Sequence[BadInput]) -> None:
 
 
 def test_input_conflicting_with_stored_state_gives_one_line_error_and_writes_nothing(
-    cli: Cli, service: LLMConfigService, openai_peer: OpenAIPeer
+    cli: Cli, direct: LLMConfigService, openai_peer: OpenAIPeer
 ) -> None:
-    add_provider(service, "local", openai_peer)
-    providers_before = providers_as_json(service)
+    add_provider(direct, "local", openai_peer)
+    providers_before = providers_as_json(direct)
     cli.env["MY_KEY"] = OPENAI_PEER_KEY
 
     assert_all_refused(
@@ -213,15 +228,16 @@ def test_input_conflicting_with_stored_state_gives_one_line_error_and_writes_not
     )
 
     assert cli.run("providers", "list", "--json").json() == providers_before
-    assert service.config.get_global() == {}
+    assert direct.config.get_global() == {}
     assert_secrets_absent(cli.results, [OPENAI_PEER_KEY])
 
 
 # What is checked here is the input and the provider's answer, not the database: SQLite is enough.
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_bad_provider_gives_one_line_error_and_adds_nothing(
-    cli: Cli, service: LLMConfigService, openai_peer: OpenAIPeer
+    cli: Cli, direct: LLMConfigService, openai_peer: OpenAIPeer
 ) -> None:
+    # `direct` only migrates the database here.
     cli.env.update({"MY_KEY": OPENAI_PEER_KEY, "WRONG_KEY": WRONG_KEY})
     good_url = openai_peer.root_url
     with ExitStack() as stack:
@@ -231,7 +247,9 @@ def test_bad_provider_gives_one_line_error_and_adds_nothing(
         hanging.hang_seconds = 5
         closed = f"127.0.0.1:{free_tcp_port()}"
         cases = [
-            BadInput("unknown provider type", add_argv("a", good_url, provider_type="gemini"), ["provider_type"]),
+            BadInput(
+                "unknown provider type", add_argv("a", good_url, provider_type="gemini"), ["provider_type", "'custom'"]
+            ),
             BadInput("base URL not a URL", add_argv("b", "not a url"), ["'not a url'", "not an absolute http"]),
             BadInput("base URL ftp", add_argv("c", "ftp://x"), ["'ftp://x'", "not an absolute http"]),
             BadInput("key variable unset", add_argv("d", good_url, key_env="NO_SUCH_VAR"), ["NO_SUCH_VAR", "not set"]),
@@ -256,10 +274,10 @@ def test_bad_provider_gives_one_line_error_and_adds_nothing(
 
 
 def test_providers_validate_exits_0_on_success_and_1_with_the_status_on_failure(
-    cli: Cli, service: LLMConfigService, openai_peer: OpenAIPeer
+    cli: Cli, direct: LLMConfigService, openai_peer: OpenAIPeer
 ) -> None:
-    add_provider(service, "good", openai_peer)
-    add_provider(service, "bad", openai_peer, api_key=WRONG_KEY, validate=False)
+    add_provider(direct, "good", openai_peer)
+    add_provider(direct, "bad", openai_peer, api_key=WRONG_KEY, validate=False)
 
     # `providers validate --json` on success: see test_every_command_prints_valid_json_with_json.
     good, bad, bad_json = cli.many(
@@ -277,27 +295,27 @@ def test_providers_validate_exits_0_on_success_and_1_with_the_status_on_failure(
     assert set(answer) == VALIDATION_KEYS
     assert (answer["ok"], answer["status"], answer["models_discovered"]) == (False, "unauthorized", 0)
 
-    assert service.providers.get("good").validation_status == "ok"
-    assert service.providers.get("bad").validation_status == "failed"
+    assert direct.providers.get("good").validation_status == "ok"
+    assert direct.providers.get("bad").validation_status == "failed"
     assert_secrets_absent(cli.results, [OPENAI_PEER_KEY, WRONG_KEY])
 
 
 def test_providers_remove_is_refused_while_in_use_and_works_once_unused(
-    cli: Cli, service: LLMConfigService, openai_peer: OpenAIPeer
+    cli: Cli, direct: LLMConfigService, openai_peer: OpenAIPeer
 ) -> None:
-    add_provider(service, "local", openai_peer)
-    add_provider(service, "other", openai_peer)
-    set_config(service, "reasoning", "local", "local-chat")
+    add_provider(direct, "local", openai_peer)
+    add_provider(direct, "other", openai_peer)
+    set_config(direct, "reasoning", "local", "local-chat")
 
     refused = cli.run("providers", "remove", "local", expect=None)
     assert_one_line_error(refused, "'local'", "in use", "reasoning")
-    assert {p.name for p in service.providers.list()} == {"local", "other"}
+    assert {p.name for p in direct.providers.list()} == {"local", "other"}
 
     moved = cli.run("config", "set", "reasoning", "--provider", "other", "--model", "gpt-4o", "--json")
     assert (moved.json()["provider_name"], moved.json()["model_name"]) == ("other", "gpt-4o")
     removed = cli.run("providers", "remove", "local", "--json")
     assert removed.json() == {"removed": "local"}
-    assert [p.name for p in service.providers.list()] == ["other"]
+    assert [p.name for p in direct.providers.list()] == ["other"]
 
 
 # ------------------------------------------------------------------------------------------ seed
@@ -341,11 +359,9 @@ def test_seed_adds_openai_with_the_defaults_and_a_second_seed_changes_nothing(
 # ------------------------------------------------------------------------------------------ --json everywhere
 
 
-def test_every_command_prints_valid_json_with_json(
-    cli: Cli, service: LLMConfigService, openai_peer: OpenAIPeer
-) -> None:
-    add_provider(service, "local", openai_peer)
-    set_config(service, "reasoning", "local", "local-chat")
+def test_every_command_prints_valid_json_with_json(cli: Cli, direct: LLMConfigService, openai_peer: OpenAIPeer) -> None:
+    add_provider(direct, "local", openai_peer)
+    set_config(direct, "reasoning", "local", "local-chat")
 
     commands = {
         "providers list": ["providers", "list", "--json"],
@@ -354,18 +370,17 @@ def test_every_command_prints_valid_json_with_json(
         "providers validate": ["providers", "validate", "local", "--json"],
         "config show": ["config", "show", "--json"],
         "config summary": ["config", "summary", "--json"],
+        "config validate": ["config", "validate", "--json"],
         "config types": ["config", "types", "--json"],
         "migrate": ["migrate", "--json"],
     }
     results = dict(zip(commands, cli.many(*commands.values()), strict=True))
-    # It validates "local" too, so not at the same time as `providers validate`.
-    results["config validate"] = cli.run("config", "validate", "--json")
     for result in results.values():
         assert_succeeded(result)
     out = {name: result.json() for name, result in results.items()}
 
     assert [p["name"] for p in out["providers list"]] == ["local"]
-    # The validate running beside them may move the timestamps (updated_at too: see the report).
+    # The validations running beside them move these (validating bumps updated_at too).
     volatile = {"validated_at", "updated_at"}
     assert {k: v for k, v in out["providers show"].items() if k not in volatile} == {
         k: v for k, v in out["providers list"][0].items() if k not in volatile
@@ -398,10 +413,10 @@ def test_commands_before_migrate_tell_the_user_to_run_migrate(cli: Cli) -> None:
 
 
 def test_wrong_master_key_fails_with_a_master_key_message_and_sends_nothing(
-    cli: Cli, service: LLMConfigService, openai_peer: OpenAIPeer
+    cli: Cli, direct: LLMConfigService, openai_peer: OpenAIPeer
 ) -> None:
-    add_provider(service, "local", openai_peer)
-    set_config(service, "reasoning", "local", "local-chat")
+    add_provider(direct, "local", openai_peer)
+    set_config(direct, "reasoning", "local", "local-chat")
     other_key = {"LLMCONFIG_MASTER_KEY": base64.b64encode(os.urandom(32)).decode()}
     script = (
         "import sys, llmconfig\n"

@@ -170,7 +170,7 @@ def test_warm_calls_reuse_the_object_and_changes_reach_it(configured: LLMConfigS
 
 def test_cache_is_bounded_by_the_ttl_not_by_every_call(configured: LLMConfigService) -> None:
     # A second process-like service with a long TTL keeps serving what it resolved until the TTL passes.
-    other = LLMConfigService(configured.settings.model_copy(update={"cache_ttl": 3600}))
+    other = LLMConfigService(configured.settings.model_copy(update={"cache_ttl": 3600, "listen_for_changes": False}))
     try:
         before = other.get_llm("reasoning")
         configured.config.set_global("reasoning", ConfigUpdate(provider_id="local", model_name="gpt-4o"), actor="t")

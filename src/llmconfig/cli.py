@@ -19,6 +19,7 @@ from rich.table import Table
 
 from llmconfig.config.defaults import BUILTIN_DEFAULTS
 from llmconfig.config.schemas import ConfigUpdate
+from llmconfig.db.engine import create_db_engine
 from llmconfig.db.migrate import current_revision, head_revision, upgrade_to_head
 from llmconfig.errors import LLMConfigError, NotFoundError
 from llmconfig.factory import LLMConfigService
@@ -64,10 +65,14 @@ def _actor() -> str:
 
 @contextmanager
 def _service(*, require_schema: bool = True) -> Iterator[LLMConfigService]:
-    service = LLMConfigService(get_settings())
+    settings = get_settings()
+    engine = create_db_engine(settings.database_url)
+    # Checked before the service exists, so that a command refused here leaves nothing behind (no key file).
+    if require_schema and current_revision(engine) != head_revision():
+        engine.dispose()
+        raise LLMConfigError("The database schema is missing or out of date; run `llmconfig migrate` first")
+    service = LLMConfigService(settings, engine=engine)
     try:
-        if require_schema and current_revision(service.engine) != head_revision():
-            raise LLMConfigError("The database schema is missing or out of date; run `llmconfig migrate` first")
         yield service
     finally:
         service.close()

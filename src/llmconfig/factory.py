@@ -28,7 +28,7 @@ from llmconfig.audit import AuditService
 from llmconfig.config.defaults import default_for
 from llmconfig.config.resolution import Resolution, Target
 from llmconfig.config.service import ConfigService
-from llmconfig.db.engine import create_db_engine, make_sessionmaker
+from llmconfig.db.engine import create_db_engine, make_sessionmaker, on_committed_changes
 from llmconfig.errors import DatabaseUnavailableError, LLMConfigError, SecretDecryptionError
 from llmconfig.providers.adapters import OPENAI_DEFAULT_BASE_URL, OpenAIAdapter, adapter_for
 from llmconfig.providers.service import ProviderService
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
     from langchain_core.language_models import BaseChatModel
 
+    from llmconfig.invalidation import ChangeListener
     from llmconfig.usage.tracking import CallContext
 
 log = logging.getLogger("llmconfig.factory")
@@ -67,7 +68,12 @@ class LLMConfigService:
         self.audit = AuditService(sessions=self.sessions)
         self.usage = UsageService(sessions=self.sessions)
         self.usage_recorder = UsageRecorder(self.sessions)
-        self._hot: dict[HotKey, Any] = {}
+        # Hot key -> (object, the resolution it came from, or None for the environment fallback).
+        self._hot: dict[HotKey, tuple[Any, Resolution | None]] = {}
+        # Survives invalidation: what to serve for a key while the database cannot be reached.
+        self._last_good: dict[HotKey, Any] = {}
+        # Bumped by every pushed change, so a resolution that raced with one is not cached.
+        self._generation = 0
         self._objects: dict[Resolution, Any] = {}
         # What callers get: the shared object above with this caller's usage tracking attached.
         self._tracked: dict[tuple[Resolution, str | None], Any] = {}
@@ -76,6 +82,12 @@ class LLMConfigService:
         self._build_lock = threading.Lock()
         self._outage_logged = False
         self._env_warned: set[str] = set()
+        self._listener: ChangeListener | None = None
+        on_committed_changes(self.sessions, self._on_change)
+        if self.engine.dialect.name == "postgresql" and self.settings.listen_for_changes:
+            from llmconfig.invalidation import ChangeListener
+
+            self._listener = ChangeListener(self.engine.url, self._on_change).start()
 
     # -- public API --------------------------------------------------------------------------------
 
@@ -111,10 +123,13 @@ class LLMConfigService:
 
     def invalidate(self) -> None:
         """Forget every resolution; the next call reads the configuration again."""
+        self._generation += 1
         self._hot.clear()
         self._checked_at = float("-inf")
 
     def close(self) -> None:
+        if self._listener is not None:
+            self._listener.stop()
         self.usage_recorder.flush(timeout=5)
         self.invalidate()
         self._objects.clear()
@@ -123,26 +138,58 @@ class LLMConfigService:
 
     # -- cache -------------------------------------------------------------------------------------
 
+    def _pushed(self) -> bool:
+        """Whether changes reach this process by notification right now (PostgreSQL, listener up)."""
+        return self._listener is not None and self._listener.healthy
+
+    def _stale(self) -> bool:
+        return not self._pushed() and time.monotonic() - self._checked_at > self.settings.cache_ttl
+
     def _fresh_hit(self, key: HotKey) -> Any:
-        if time.monotonic() - self._checked_at > self.settings.cache_ttl:
+        if self._stale():
             return None
-        return self._hot.get(key)
+        cached = self._hot.get(key)
+        return None if cached is None else cached[0]
 
     def _get(self, key: HotKey) -> Any:
-        if time.monotonic() - self._checked_at > self.settings.cache_ttl:
+        if self._stale():
             self._check_revision()
         cached = self._hot.get(key)
         if cached is not None:
-            return cached
+            return cached[0]
         with self._build_lock:
             cached = self._hot.get(key)
             if cached is not None:
-                return cached
-            built = self._resolve_and_build(key)
-            if len(self._hot) >= _MAX_HOT_ENTRIES:
-                self._hot.clear()
-            self._hot[key] = built
+                return cached[0]
+            generation = self._generation
+            built, resolution = self._resolve_and_build(key)
+            if generation == self._generation:
+                if len(self._hot) >= _MAX_HOT_ENTRIES:
+                    self._hot.clear()
+                self._hot[key] = (built, resolution)
             return built
+
+    def _on_change(self, change: str) -> None:
+        """Drop the cached entries a pushed change can affect (called from the listener thread)."""
+        self._generation += 1
+        kind, _, target = change.partition(":")
+        if kind == "config" or kind == "interaction_type":
+            doomed = [key for key in self._hot if key[0] == target]
+        elif kind == "override":
+            user_id, _, interaction_type = target.rpartition("/")
+            doomed = [key for key in self._hot if key[0] == interaction_type and key[1] == user_id]
+        elif kind == "provider":
+            doomed = [
+                key
+                for key, (_, resolution) in list(self._hot.items())
+                if resolution is not None
+                and target in {t.provider_id for t in (resolution.target, *resolution.fallbacks)}
+            ]
+        else:
+            self._hot.clear()
+            return
+        for key in doomed:
+            self._hot.pop(key, None)
 
     def _check_revision(self) -> None:
         try:
@@ -158,19 +205,21 @@ class LLMConfigService:
             self._revision = revision
         self._checked_at = time.monotonic()
 
-    def _resolve_and_build(self, key: HotKey) -> Any:
+    def _resolve_and_build(self, key: HotKey) -> tuple[Any, Resolution | None]:
         interaction_type, user_id, kind = key
         try:
             resolution, revision = self.config.resolve(interaction_type, user_id)
         except DatabaseUnavailableError as exc:
             self._note_outage(exc)
-            return self._from_environment(interaction_type, kind, reason="the configuration database is unreachable")
+            if key in self._last_good:
+                return self._last_good[key], None
+            reason = "the configuration database is unreachable"
+            return self._from_environment(interaction_type, kind, reason=reason), None
         self._note_recovery()
         self._revision = revision
         if resolution is None:
-            return self._from_environment(
-                interaction_type, kind, reason=f"nothing is configured for {interaction_type!r}"
-            )
+            reason = f"nothing is configured for {interaction_type!r}"
+            return self._from_environment(interaction_type, kind, reason=reason), None
         if resolution.kind != kind:
             other = "get_embeddings()" if resolution.kind == "embeddings" else "get_llm()"
             raise LLMConfigError(
@@ -192,7 +241,10 @@ class LLMConfigService:
             if len(self._tracked) >= _MAX_HOT_ENTRIES:
                 self._tracked.clear()
             self._tracked[(resolution, user_id)] = tracked
-        return tracked
+        if len(self._last_good) >= _MAX_HOT_ENTRIES:
+            self._last_good.clear()
+        self._last_good[key] = tracked
+        return tracked, resolution
 
     def _track(self, built: Any, context: CallContext, kind: Kind) -> Any:
         """The object with usage recording attached (a cheap copy sharing the SDK clients)."""
@@ -242,7 +294,7 @@ class LLMConfigService:
         try:
             return self.secrets.load(target.api_key_ref, owner=target.provider_id)
         except SecretDecryptionError as exc:
-            raise SecretDecryptionError(f"API key of provider {target.provider_name!r}: {exc}") from None
+            raise SecretDecryptionError(f"The API key of provider {target.provider_name!r}: {exc}") from None
 
     def _from_environment(self, interaction_type: str, kind: Kind, *, reason: str) -> Any:
         """The environment fallback of DESIGN §1: OpenAI from OPENAI_API_KEY with the built-in default."""

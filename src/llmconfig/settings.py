@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     # configuration changed. Only a version counter is read, so this is cheap.
     cache_ttl: float = Field(default=1.0, ge=0, le=3600)
 
+    # On PostgreSQL, receive changes by LISTEN/NOTIFY instead of checking every cache_ttl seconds.
+    listen_for_changes: bool = True
     # Record every call made through get_llm / get_embeddings objects (tokens, latency, cost).
     usage_tracking: bool = True
 

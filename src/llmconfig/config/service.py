@@ -111,7 +111,7 @@ class ConfigService:
                     target_id=data.name,
                     after=info,
                 )
-                bump_revision(session)
+                bump_revision(session, f"interaction_type:{data.name}")
                 return info
         except IntegrityError:
             raise ConflictError(f"Interaction type {data.name!r} already exists") from None
@@ -138,7 +138,7 @@ class ConfigService:
                 before=InteractionTypeInfo.model_validate(row, from_attributes=True),
             )
             session.delete(row)
-            bump_revision(session)
+            bump_revision(session, f"interaction_type:{name}")
 
     # -- global configuration ----------------------------------------------------------------------
 
@@ -185,7 +185,7 @@ class ConfigService:
                 before=_entry(row, kind, source="user"),
             )
             session.delete(row)
-            bump_revision(session)
+            bump_revision(session, f"override:{user_id}/{interaction_type}")
 
     def overrides(self, user_id: str) -> dict[str, ConfigEntry]:
         """One user's overrides, keyed by interaction type."""
@@ -314,7 +314,8 @@ class ConfigService:
                     before=before,
                     after=after,
                 )
-                bump_revision(session)
+                target_type, target_id = _history_target(interaction_type, user_id)
+                bump_revision(session, f"{target_type}:{target_id}")
                 return after
         except (StaleDataError, IntegrityError):
             # Another writer updated (or created) the same entry between our read and our write.

@@ -95,7 +95,7 @@ def _fetch_json(client: httpx.Client, url: str, headers: dict[str, str]) -> Any:
         response = client.get(url, headers=headers)
     except httpx.TimeoutException:
         raise ProviderTimeoutError(
-            f"{host} did not answer within the request timeout; check that the server is up "
+            f"{host} did not answer within {client.timeout.read:g} s; check that the server is up "
             "or raise LLMCONFIG_REQUEST_TIMEOUT"
         ) from None
     except httpx.HTTPError as exc:
@@ -117,8 +117,10 @@ def _fetch_json(client: httpx.Client, url: str, headers: dict[str, str]) -> Any:
         return response.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         content_type = response.headers.get("content-type", "unknown").split(";")[0]
+        kind = "an HTML page" if "html" in content_type else "a body that is not valid JSON"
+        what = f"{kind} ({content_type})"
         raise ProviderBadResponseError(
-            f"{host} answered {urlsplit(url).path} with {content_type}, not JSON; "
+            f"{host} answered {urlsplit(url).path} with {what}, not JSON; "
             "is the base URL the API endpoint (for OpenAI-compatible servers usually ending in /v1)?"
         ) from None
 

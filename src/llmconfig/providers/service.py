@@ -120,7 +120,7 @@ class ProviderService:
         try:
             return self._secrets.load(provider.api_key_ref, owner=provider.id)
         except SecretDecryptionError as exc:
-            raise SecretDecryptionError(f"API key of provider {provider.name!r}: {exc}") from None
+            raise SecretDecryptionError(f"The API key of provider {provider.name!r}: {exc}") from None
 
     # -- changing ----------------------------------------------------------------------------------
 
@@ -166,7 +166,7 @@ class ProviderService:
                     target_id=provider.id,
                     after=to_public(provider),
                 )
-                bump_revision(session)
+                bump_revision(session, f"provider:{provider.id}")
             session_committed = True
         except IntegrityError:
             raise ConflictError(f"A provider named {data.name!r} already exists; choose another name") from None
@@ -227,7 +227,7 @@ class ProviderService:
                         before=before,
                         after=to_public(provider),
                     )
-                    bump_revision(session)
+                    bump_revision(session, f"provider:{provider.id}")
         except StaleDataError:
             raise ConflictError(f"Provider {ref!r} was changed by someone else meanwhile; reload and retry") from None
         except Exception:
@@ -259,7 +259,7 @@ class ProviderService:
                 before=to_public(provider),
             )
             session.delete(provider)
-            bump_revision(session)
+            bump_revision(session, f"provider:{provider.id}")
         if secret is not None:
             self._secrets.delete(secret)
 
@@ -302,7 +302,13 @@ class ProviderService:
             session.execute(
                 update(Provider)
                 .where(Provider.id == provider_id)
-                .values(validation_status=status, validation_error=error, validated_at=utcnow())
+                # updated_at is kept: it says when the provider was last edited, not last checked.
+                .values(
+                    validation_status=status,
+                    validation_error=error,
+                    validated_at=utcnow(),
+                    updated_at=Provider.updated_at,
+                )
             )
             if models is not None:
                 self._replace_catalog(session, provider_id, models)

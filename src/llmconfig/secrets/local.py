@@ -89,10 +89,9 @@ class LocalSecretBackend:
         except (InvalidTag, UnicodeDecodeError):
             # `from None`: the cryptography traceback says nothing an operator can act on.
             raise SecretDecryptionError(
-                f"The stored API key of provider {owner} cannot be decrypted: the master key differs from "
-                "the one it was encrypted with (or the stored value was altered or belongs to another "
-                "provider). Set LLMCONFIG_MASTER_KEY or LLMCONFIG_MASTER_KEY_FILE to the original master "
-                "key, or enter the API key again."
+                "it cannot be decrypted: the master key differs from the one it was encrypted with "
+                "(or the stored value was altered or belongs to another provider). Set LLMCONFIG_MASTER_KEY "
+                "or LLMCONFIG_MASTER_KEY_FILE to the original master key, or enter the API key again."
             ) from None
 
     def delete(self, reference: str) -> None:
