@@ -169,6 +169,17 @@ class LLMConfigService:
                 self._hot[key] = (built, resolution)
             return built
 
+    def _last_good_for(self, key: HotKey) -> Any:
+        """What to serve for ``key`` during an outage: its own last object, else the type's global one.
+
+        A user never seen before most likely has no override, so the global entry is the best guess.
+        """
+        interaction_type, _, kind = key
+        for candidate in (key, (interaction_type, None, kind)):
+            if candidate in self._last_good:
+                return self._last_good[candidate]
+        return next((obj for (t, _, k), obj in self._last_good.items() if (t, k) == (interaction_type, kind)), None)
+
     def _on_change(self, change: str) -> None:
         """Drop the cached entries a pushed change can affect (called from the listener thread)."""
         self._generation += 1
@@ -211,8 +222,9 @@ class LLMConfigService:
             resolution, revision = self.config.resolve(interaction_type, user_id)
         except DatabaseUnavailableError as exc:
             self._note_outage(exc)
-            if key in self._last_good:
-                return self._last_good[key], None
+            last_good = self._last_good_for(key)
+            if last_good is not None:
+                return last_good, None
             reason = "the configuration database is unreachable"
             return self._from_environment(interaction_type, kind, reason=reason), None
         self._note_recovery()

@@ -25,6 +25,8 @@ log = logging.getLogger("llmconfig.invalidation")
 
 RESYNC = "*"
 KEEPALIVE_SECONDS = 10.0
+# How the listening connections show in pg_stat_activity.
+APPLICATION_NAME = "llmconfig-listener"
 
 
 def libpq_conninfo(url: URL) -> str:
@@ -76,7 +78,10 @@ class ChangeListener:
         while not self._stop.is_set():
             try:
                 with psycopg.connect(
-                    self._conninfo, autocommit=True, connect_timeout=max(1, int(self._connect_timeout))
+                    self._conninfo,
+                    autocommit=True,
+                    connect_timeout=max(1, int(self._connect_timeout)),
+                    application_name=APPLICATION_NAME,
                 ) as connection:
                     connection.execute(f"LISTEN {CHANGES_CHANNEL}")
                     self.backend_pid = connection.info.backend_pid
