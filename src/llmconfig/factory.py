@@ -29,7 +29,7 @@ from llmconfig.config.defaults import default_for
 from llmconfig.config.resolution import Resolution, Target
 from llmconfig.config.service import ConfigService
 from llmconfig.db.engine import create_db_engine, make_sessionmaker, on_committed_changes
-from llmconfig.errors import DatabaseUnavailableError, LLMConfigError, SecretDecryptionError
+from llmconfig.errors import DatabaseUnavailableError, LLMConfigError
 from llmconfig.providers.adapters import OPENAI_DEFAULT_BASE_URL, OpenAIAdapter, adapter_for
 from llmconfig.providers.service import ProviderService
 from llmconfig.secrets import SecretBackend, make_secret_backend
@@ -301,12 +301,9 @@ class LLMConfigService:
         )
 
     def _api_key(self, target: Target) -> str | None:
-        if target.api_key_ref is None:
-            return None
-        try:
-            return self.secrets.load(target.api_key_ref, owner=target.provider_id)
-        except SecretDecryptionError as exc:
-            raise SecretDecryptionError(f"The API key of provider {target.provider_name!r}: {exc}") from None
+        return self.providers.decrypt_key(
+            target.api_key_ref, provider_id=target.provider_id, provider_name=target.provider_name
+        )
 
     def _from_environment(self, interaction_type: str, kind: Kind, *, reason: str) -> Any:
         """The environment fallback of DESIGN §1: OpenAI from OPENAI_API_KEY with the built-in default."""

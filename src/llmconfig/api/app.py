@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -13,7 +14,7 @@ from sqlalchemy import text
 
 from llmconfig import __version__
 from llmconfig.api.deps import FailedAuthLimiter
-from llmconfig.api.errors import install_error_handlers
+from llmconfig.api.errors import install_error_handlers, problem
 from llmconfig.api.routers import audit, config, interaction_types, providers, usage, users
 from llmconfig.db.engine import UNAVAILABLE_ERRORS
 from llmconfig.errors import LLMConfigError
@@ -21,6 +22,8 @@ from llmconfig.factory import LLMConfigService
 from llmconfig.settings import Settings, get_settings
 from llmconfig.tokens import TokenService
 from llmconfig.ui import install_ui
+
+log = logging.getLogger("llmconfig.api")
 
 
 def create_app(settings: Settings | None = None, *, service: LLMConfigService | None = None) -> FastAPI:
@@ -71,7 +74,13 @@ def _install_operations(app: FastAPI, svc: LLMConfigService) -> None:
     @app.middleware("http")
     async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         started = time.perf_counter()
-        response = await call_next(request)
+        try:
+            response = await call_next(request)
+        except Exception as exc:
+            # Answered here rather than by an exception handler: Starlette re-raises after those, and the
+            # server would then log the full traceback, with whatever values it holds.
+            log.error("unexpected %s while handling %s %s", type(exc).__name__, request.method, request.url.path)
+            response = problem(500, "Internal error; the server log has the error type")
         # The route template, not the path, so that ids do not explode the number of series.
         route = getattr(request.scope.get("route"), "path", "unmatched")
         requests.labels(request.method, route, str(response.status_code)).inc()

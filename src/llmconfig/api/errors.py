@@ -6,7 +6,6 @@ message only: pydantic's echo of the rejected input is dropped, since that input
 
 from __future__ import annotations
 
-import logging
 from http import HTTPStatus
 from typing import Any
 
@@ -25,8 +24,6 @@ from llmconfig.errors import (
     SecretBackendError,
     ValidationError,
 )
-
-log = logging.getLogger("llmconfig.api")
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -84,6 +81,9 @@ BAD_GATEWAY: dict[int | str, dict[str, Any]] = {
 def field_problems(errors: list[Any]) -> list[FieldProblem]:
     problems = []
     for error in errors:
+        if error.get("type") == "json_invalid":
+            problems.append(FieldProblem(field="body", message="the body is not valid JSON"))
+            continue
         location = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path", "header")]
         problems.append(FieldProblem(field=".".join(location) or "body", message=str(error.get("msg", "invalid"))))
     return problems
@@ -105,9 +105,3 @@ def install_error_handlers(app: FastAPI) -> None:
     async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
         return problem(exc.status_code, detail, headers=getattr(exc, "headers", None))
-
-    @app.exception_handler(Exception)
-    async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
-        # The type only: messages of unexpected errors are not vetted for secrets.
-        log.error("unexpected %s while handling a request", type(exc).__name__)
-        return problem(500, "Internal error; the server log has the error type, and no change was made")

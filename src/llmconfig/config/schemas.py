@@ -18,6 +18,24 @@ _FORBIDDEN_PARAM = re.compile(r"key|secret|token|password|auth|header|base_url|a
 _RESERVED_PARAMS = {"model", "model_name", "temperature", "max_tokens", "timeout", "streaming", "http_client"}
 
 
+def _forbidden_names(value: Any, path: str = "") -> str | None:
+    """The first name, at any depth, that could carry a credential or an endpoint (``model_kwargs.api_key``)."""
+    if isinstance(value, dict):
+        for name, item in value.items():
+            dotted = f"{path}.{name}" if path else str(name)
+            if _FORBIDDEN_PARAM.search(str(name)):
+                return dotted
+            found = _forbidden_names(item, dotted)
+            if found:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _forbidden_names(item, f"{path}[{index}]")
+            if found:
+                return found
+    return None
+
+
 class FallbackTarget(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -42,10 +60,13 @@ class ConfigUpdate(BaseModel):
     @classmethod
     def _no_credentials_in_params(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         for name in value or {}:
-            if _FORBIDDEN_PARAM.search(name):
-                raise ValueError(f"extra_params may not set {name!r}: credentials and endpoints belong to the provider")
             if name in _RESERVED_PARAMS:
                 raise ValueError(f"extra_params may not set {name!r}: use the field of that name instead")
+        forbidden = _forbidden_names(value or {})
+        if forbidden:
+            raise ValueError(
+                f"extra_params may not set {forbidden!r}: credentials and endpoints belong to the provider"
+            )
         return value
 
 

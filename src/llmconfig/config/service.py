@@ -118,6 +118,15 @@ class ConfigService:
 
     def delete_interaction_type(self, name: str, *, actor: str = "system") -> None:
         """Delete an operator-defined type; refused for built-ins and while anything configures it."""
+        try:
+            self._delete_interaction_type(name, actor=actor)
+        except ConflictError as exc:
+            if "changed the same thing" not in str(exc):
+                raise
+            # Configured by a change that committed while we were deleting.
+            raise ConflictError(f"{name!r} is still configured; remove its configuration first") from None
+
+    def _delete_interaction_type(self, name: str, *, actor: str) -> None:
         with transaction(self._sessions, write=True) as session:
             row = find_interaction_type(session, name)
             if row.builtin:
@@ -171,6 +180,15 @@ class ConfigService:
 
     def clear_override(self, user_id: str, interaction_type: str, *, actor: str = "system") -> None:
         """Remove one user's override; the user follows the global entry again."""
+        try:
+            self._clear_override(user_id, interaction_type, actor=actor)
+        except ConflictError as exc:
+            if "changed the same thing" not in str(exc):
+                raise
+            # Someone removed (or replaced) it at the same moment: it is not there to remove.
+            raise NotFoundError(f"User {user_id!r} has no override for {interaction_type!r}") from None
+
+    def _clear_override(self, user_id: str, interaction_type: str, *, actor: str) -> None:
         with transaction(self._sessions, write=True) as session:
             kind = find_interaction_type(session, interaction_type).kind
             row = self._override_row(session, user_id, interaction_type)

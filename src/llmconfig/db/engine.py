@@ -10,12 +10,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, func, select, update
 from sqlalchemy.engine.url import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
 
 from llmconfig.db.models import ConfigRevision
-from llmconfig.errors import DatabaseUnavailableError, SettingsError
+from llmconfig.errors import ConflictError, DatabaseUnavailableError, SettingsError
 
 # Errors that mean "the database is not there", as opposed to a bug or a constraint violation.
 UNAVAILABLE_ERRORS = (OperationalError, SAInterfaceError)
@@ -98,6 +99,12 @@ def transaction(sessions: sessionmaker[Session], *, write: bool = False) -> Iter
                 _current.reset(token)
     except UNAVAILABLE_ERRORS as exc:
         raise DatabaseUnavailableError(describe_unavailable(exc)) from None
+    except (IntegrityError, StaleDataError):
+        # Every service checks its rules before writing; a constraint or version clash at commit means another
+        # writer changed the same thing in between. Services that can say more catch these themselves.
+        raise ConflictError(
+            "Someone else changed the same thing at the same moment, so nothing was changed; reload and try again"
+        ) from None
 
 
 unit_of_work = partial(transaction, write=True)

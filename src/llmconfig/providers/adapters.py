@@ -71,12 +71,19 @@ class ProviderAdapter(Protocol):
 
 
 def check_http_url(base_url: str) -> str:
-    """Reject anything that is not an absolute http(s) URL with a host, with a message that says why."""
+    """Reject anything that is not an absolute http(s) URL with a host, with a message that says why.
+
+    The rejected URL is never quoted back: people paste keys into URLs.
+    """
     candidate = base_url.strip()
-    parts = urlsplit(candidate)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(candidate)
+        hostname = parts.hostname
+    except ValueError:
+        raise ValidationError("Base URL is not a valid URL; for example http://localhost:8000/v1") from None
+    if parts.scheme not in ("http", "https") or not hostname:
         raise ValidationError(
-            f"Base URL {candidate!r} is not an absolute http:// or https:// URL; "
+            "Base URL must be an absolute http:// or https:// URL with a host; "
             "give the server's API address, for example http://localhost:8000/v1"
         )
     if parts.username or parts.password:
@@ -84,7 +91,9 @@ def check_http_url(base_url: str) -> str:
             "Base URL must not contain credentials; pass the API key separately (--api-key-env or api_key)"
         )
     if parts.query or parts.fragment:
-        raise ValidationError(f"Base URL {candidate!r} must not have a query string or fragment")
+        raise ValidationError(
+            "Base URL must not have a query string or fragment; pass the API key separately (--api-key-env or api_key)"
+        )
     return candidate.rstrip("/")
 
 

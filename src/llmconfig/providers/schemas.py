@@ -33,7 +33,14 @@ class ProviderCreate(BaseModel):
     def _blank_key_means_none(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not value.get_secret_value().strip():
             return None
-        return value
+        return _header_safe(value)
+
+
+def _header_safe(value: SecretStr | None) -> SecretStr | None:
+    """Keys travel in HTTP headers, which carry printable ASCII only."""
+    if value is not None and not all(" " < ch <= "~" for ch in value.get_secret_value().strip()):
+        raise ValueError("API key must be printable ASCII without spaces; check that it was pasted whole")
+    return value
 
 
 class ProviderUpdate(BaseModel):
@@ -46,6 +53,11 @@ class ProviderUpdate(BaseModel):
     api_key: SecretStr | None = Field(default=None, max_length=4096)
     enabled: bool | None = None
     version: int | None = None
+
+    @field_validator("api_key")
+    @classmethod
+    def _key_is_header_safe(cls, value: SecretStr | None) -> SecretStr | None:
+        return _header_safe(value)
 
 
 class ProviderPublic(BaseModel):

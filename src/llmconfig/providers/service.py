@@ -115,12 +115,16 @@ class ProviderService:
 
     def api_key(self, provider: Provider) -> str | None:
         """Decrypt a provider's key for immediate use; the caller must not keep or log it."""
-        if provider.api_key_ref is None:
+        return self.decrypt_key(provider.api_key_ref, provider_id=provider.id, provider_name=provider.name)
+
+    def decrypt_key(self, reference: str | None, *, provider_id: str, provider_name: str) -> str | None:
+        """Decrypt a key by its reference; a failure names the provider (never the key)."""
+        if reference is None:
             return None
         try:
-            return self._secrets.load(provider.api_key_ref, owner=provider.id)
+            return self._secrets.load(reference, owner=provider_id)
         except SecretDecryptionError as exc:
-            raise SecretDecryptionError(f"The API key of provider {provider.name!r}: {exc}") from None
+            raise SecretDecryptionError(f"The API key of provider {provider_name!r}: {exc}") from None
 
     # -- changing ----------------------------------------------------------------------------------
 
@@ -230,6 +234,8 @@ class ProviderService:
                     bump_revision(session, f"provider:{provider.id}")
         except StaleDataError:
             raise ConflictError(f"Provider {ref!r} was changed by someone else meanwhile; reload and retry") from None
+        except IntegrityError:
+            raise ConflictError(f"A provider named {data.name!r} already exists; choose another name") from None
         except Exception:
             if new_secret is not None and new_secret != old_secret:
                 self._secrets.delete(new_secret)
@@ -240,6 +246,23 @@ class ProviderService:
 
     def remove(self, ref: str, *, actor: str = "system", version: int | None = None) -> None:
         """Delete a provider; refused while any interaction type (or override, or fallback) uses it."""
+        try:
+            self._remove(ref, actor=actor, version=version)
+        except ConflictError as exc:
+            if "in use" in str(exc) or "changed by someone" in str(exc):
+                raise
+            # A configuration started using it while we were deleting it.
+            users = self._users_of_now(ref)
+            raise ConflictError(
+                f"Provider {ref!r} is in use by {', '.join(users) or 'a change made at the same moment'}; "
+                "point those at another provider first"
+            ) from None
+
+    def _users_of_now(self, ref: str) -> builtins.list[str]:
+        with transaction(self._sessions) as session:
+            return self._users_of(session, find_provider(session, ref).id)
+
+    def _remove(self, ref: str, *, actor: str, version: int | None) -> None:
         with transaction(self._sessions, write=True) as session:
             provider = find_provider(session, ref)
             if version is not None and version != provider.version:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, HTTPException, Query, Response
 
 from llmconfig.api.deps import API_PREFIX, AdminDep, IfMatchDep, ServiceDep, ViewerDep
 from llmconfig.api.errors import BAD_GATEWAY, COMMON_RESPONSES, CONFLICT, NOT_FOUND
@@ -66,5 +66,7 @@ def provider_models(
     _caller: ViewerDep,
     refresh: Annotated[bool, Query(description="Discover the models again first")] = False,
 ) -> list[CatalogEntry]:
-    """The provider's catalog."""
+    """The provider's catalog. ``refresh`` calls the provider and rewrites the catalog, so it needs admin."""
+    if refresh and _caller.role != "admin":
+        raise HTTPException(403, "Refreshing the catalog needs an admin token; viewers may read it")
     return service.providers.catalog(provider_id, refresh=refresh)
