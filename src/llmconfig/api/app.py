@@ -15,6 +15,7 @@ from sqlalchemy import text
 from llmconfig import __version__
 from llmconfig.api.deps import FailedAuthLimiter
 from llmconfig.api.errors import install_error_handlers, problem
+from llmconfig.api.guards import RejectNulBytes
 from llmconfig.api.routers import audit, config, interaction_types, providers, usage, users
 from llmconfig.db.engine import UNAVAILABLE_ERRORS
 from llmconfig.errors import LLMConfigError
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None, *, service: LLMConfigService | 
         app.include_router(module.router)
     _install_operations(app, svc)
     install_ui(app)
+    app.add_middleware(RejectNulBytes)
     return app
 
 

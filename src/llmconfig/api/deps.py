@@ -66,6 +66,11 @@ def authenticate(
     tokens: Annotated[TokenService, Depends(get_tokens)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
+    return identify(request, tokens, credentials.credentials if credentials else None)
+
+
+def identify(request: Request, tokens: TokenService, token: str | None) -> Caller:
+    """The caller a bearer token stands for; 401 (or 429 after repeated failures) otherwise."""
     limiter: FailedAuthLimiter = request.app.state.auth_limiter
     client = request.client.host if request.client else "unknown"
     retry_after = limiter.retry_after(client)
@@ -75,16 +80,21 @@ def authenticate(
             f"Too many failed authentication attempts; try again in {retry_after} s",
             headers={"Retry-After": str(retry_after)},
         )
-    if credentials is None:
+    if not token:
         limiter.failed(client)
         raise HTTPException(
             401, "Send an API token as 'Authorization: Bearer <token>'", headers={"WWW-Authenticate": "Bearer"}
         )
-    caller = tokens.authenticate(credentials.credentials)
+    caller = tokens.authenticate(token)
     if caller is None:
         limiter.failed(client)
         raise HTTPException(401, "Unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
     return caller
+
+
+def bearer_token(request: Request) -> str | None:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else None
 
 
 def require_admin(caller: Annotated[Caller, Depends(authenticate)]) -> Caller:

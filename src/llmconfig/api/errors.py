@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llmconfig.errors import (
@@ -73,6 +74,7 @@ COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _problem_response("Unknown id or interaction type")}
 CONFLICT: dict[int | str, dict[str, Any]] = {409: _problem_response("Duplicate name, stale version, or still in use")}
+COMMON_RESPONSES[413] = _problem_response("The body is larger than 1 MB")
 BAD_GATEWAY: dict[int | str, dict[str, Any]] = {
     502: _problem_response("The provider could not be reached or answered badly")
 }
@@ -96,12 +98,36 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem(status, str(exc))
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI parses the body before it runs the auth dependencies; who is asking is checked first anyway,
+        # so that an anonymous or read-only caller learns nothing from how their input was judged.
+        refusal = await _refusal(request)
+        if refusal is not None:
+            return refusal
         problems = field_problems(list(exc.errors()))
         detail = "; ".join(f"{p.field}: {p.message}" for p in problems)
         return problem(422, f"Invalid input: {detail}", errors=problems)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:
+            # The framework's only 400: a body it cannot decode. Invalid input is 422 here, as elsewhere.
+            refusal = await _refusal(request)
+            return refusal or problem(422, "Invalid input: the body is not valid UTF-8 JSON")
         detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
         return problem(exc.status_code, detail, headers=getattr(exc, "headers", None))
+
+
+async def _refusal(request: Request) -> JSONResponse | None:
+    """401/403/429 for a request to the API that its caller may not make, else None."""
+    from llmconfig.api.deps import API_PREFIX, bearer_token, identify
+
+    if not request.url.path.startswith(API_PREFIX):
+        return None
+    try:
+        caller = await run_in_threadpool(identify, request, request.app.state.tokens, bearer_token(request))
+    except StarletteHTTPException as refused:
+        return problem(refused.status_code, str(refused.detail), headers=refused.headers)
+    if request.method != "GET" and caller.role != "admin":
+        return problem(403, "This needs an admin token; viewer tokens may only read")
+    return None

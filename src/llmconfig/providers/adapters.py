@@ -76,6 +76,8 @@ def check_http_url(base_url: str) -> str:
     The rejected URL is never quoted back: people paste keys into URLs.
     """
     candidate = base_url.strip()
+    if any(ch <= " " or ch == "\x7f" for ch in candidate):
+        raise ValidationError("Base URL must not contain spaces or control characters")
     try:
         parts = urlsplit(candidate)
         hostname = parts.hostname

@@ -18,6 +18,8 @@ def audit_trail(
     service: ServiceDep,
     _caller: ViewerDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    before: Annotated[int | None, Query(ge=1, description="Entries older than this id (for the next page)")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=2**63 - 1, description="Entries older than this id (for the next page)")
+    ] = None,
 ) -> list[AuditRecord]:
     return service.audit.entries(limit=limit, before=before)

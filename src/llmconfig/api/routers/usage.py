@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 
 from llmconfig.api.deps import API_PREFIX, AdminDep, ServiceDep, ViewerDep
 from llmconfig.api.errors import COMMON_RESPONSES, CONFLICT, NOT_FOUND
@@ -38,13 +38,16 @@ def list_prices(service: ServiceDep, _caller: ViewerDep) -> list[Price]:
     return service.usage.prices()
 
 
+ModelName = Annotated[str, Path(min_length=1, max_length=255)]
+
+
 @router.put("/prices/{model_name}", response_model=Price, responses=CONFLICT)
-def set_price(model_name: str, data: PriceUpdate, service: ServiceDep, caller: AdminDep) -> Price:
+def set_price(model_name: ModelName, data: PriceUpdate, service: ServiceDep, caller: AdminDep) -> Price:
     """Create or change a model's price; it applies to calls recorded from then on."""
     return service.usage.set_price(model_name, data, actor=caller.name)
 
 
 @router.delete("/prices/{model_name}", status_code=204, responses=NOT_FOUND)
-def delete_price(model_name: str, service: ServiceDep, caller: AdminDep) -> Response:
+def delete_price(model_name: ModelName, service: ServiceDep, caller: AdminDep) -> Response:
     service.usage.delete_price(model_name, actor=caller.name)
     return Response(status_code=204)

@@ -1,0 +1,319 @@
+"""Who may call what: every operation of the live ``/openapi.json`` against no token, a wrong token and a viewer.
+
+The operations are read from the app's own OpenAPI document (at collection time, to name each test after its
+operation, and again over HTTP in a test that fails when the two differ), so a new route is covered the day
+it is added. For every operation under ``/api/v1/llm``:
+
+- no ``Authorization`` header → 401 problem+json with ``WWW-Authenticate: Bearer``;
+- an unknown token → 401 problem+json;
+- a viewer token on a non-GET operation → 403 problem+json, and no table changed;
+- a viewer token on a GET operation → neither 401 nor 403.
+
+Path parameters name real objects (a provider, ``reasoning``, a user with an override, a custom type) and
+writes carry a valid body, so that the role is the only reason to refuse. SQLite only: authentication and
+roles do not depend on the database. One seeded app serves the whole module; every test calls it from a
+client address of its own, so that the failed-authentication limiter of one test does not lock out the next.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from llmconfig.api import create_app
+from llmconfig.config import ConfigUpdate
+from llmconfig.config.schemas import InteractionTypeCreate
+from llmconfig.db.models import Base
+from llmconfig.factory import LLMConfigService
+from llmconfig.providers import ProviderCreate
+from llmconfig.settings import Settings
+from llmconfig.tokens import TokenService
+from tests.api.conftest import API, problem_of
+
+OPEN_PATHS = {"/health", "/metrics"}  # probes and scrapers: no token
+MIN_OPERATIONS = 15
+FAILURES_BEFORE_LOCKOUT = 10
+
+
+def _document() -> dict[str, Any]:
+    """The app's OpenAPI document, built at collection time without touching a database."""
+    settings = Settings(
+        _env_file=None,
+        database_url="sqlite://",
+        secret_backend="local",
+        master_key="A" * 43 + "=",  # 32 zero bytes: nothing is ever encrypted with it
+        master_key_file=Path(os.devnull),
+    )
+    app = create_app(settings)
+    try:
+        return app.openapi()
+    finally:
+        app.state.service.close()
+
+
+def _operations(document: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(method.upper(), path) for path, item in document["paths"].items() for method in item]
+
+
+DOCUMENT = _document()
+OPERATIONS = _operations(DOCUMENT)
+PROTECTED = [(method, path) for method, path in OPERATIONS if path.startswith(f"{API}/")]
+
+
+def _params(operations: list[tuple[str, str]]) -> list[Any]:
+    return [pytest.param(method, path, id=f"{method} {path}") for method, path in operations]
+
+
+# --------------------------------------------------------------------------------------------- fixture
+
+
+@dataclass
+class Matrix:
+    service: LLMConfigService
+    client: TestClient
+    admin: dict[str, str]
+    viewer: dict[str, str]
+    path_values: dict[str, str]
+
+    def url(self, path: str) -> str:
+        url = path
+        for name, value in self.path_values.items():
+            url = url.replace(f"{{{name}}}", value)
+        assert "{" not in url, f"no plausible value for a path parameter of {path}: add one to path_values"
+        return url
+
+    def snapshot(self) -> dict[str, list[str]]:
+        """Every row of every table; ``api_tokens`` records when a token was last used, so it is left out."""
+        with self.service.engine.connect() as connection:
+            return {
+                table.name: sorted(repr(tuple(row)) for row in connection.execute(select(table)))
+                for table in Base.metadata.sorted_tables
+                if table.name != "api_tokens"
+            }
+
+    def call(self, method: str, path: str, headers: dict[str, str]) -> Any:
+        body = request_body(DOCUMENT, method, path, self.path_values)
+        return self.client.request(method, self.url(path), headers=headers, json=body)
+
+
+@dataclass
+class World:
+    service: LLMConfigService
+    app: Any
+    admin: dict[str, str]
+    viewer: dict[str, str]
+    path_values: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def world(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """One seeded app for the module: each test gets its own client address, hence its own auth limiter state."""
+    directory = tmp_path_factory.mktemp("auth-matrix")
+    shutil.copyfile(sqlite_template, directory / "matrix.db")
+    with pytest.MonkeyPatch.context() as patch:
+        for name in list(os.environ):
+            if name.startswith("LLMCONFIG_") and not name.startswith("LLMCONFIG_TEST_"):
+                patch.delenv(name)
+        settings = Settings(
+            _env_file=None,
+            database_url=f"sqlite:///{directory / 'matrix.db'}",
+            master_key_file=directory / "llmconfig.key",
+            cache_ttl=0,
+            request_timeout=2,
+        )
+    service = LLMConfigService(settings)
+    tokens = TokenService(sessions=service.sessions)
+    admin_token, _ = tokens.create(role="admin", name="matrix-admin")
+    viewer_token, _ = tokens.create(role="viewer", name="matrix-viewer")
+    # Nothing listens on the discard port: the few operations that reach the provider fail fast, on loopback.
+    provider, _ = service.providers.add(
+        ProviderCreate(name="matrix-openai", provider_type="openai", api_base_url="http://127.0.0.1:9/v1"),
+        actor="seed",
+        validate=False,
+    )
+    service.config.set_global("reasoning", ConfigUpdate(provider_id=provider.id, model_name="gpt-4o"), actor="seed")
+    service.config.add_interaction_type(InteractionTypeCreate(name="triage", kind="chat"), actor="seed")
+    service.config.set_override(
+        "alice", "tools", ConfigUpdate(provider_id=provider.id, model_name="gpt-4o"), actor="seed"
+    )
+    try:
+        yield World(
+            service=service,
+            app=create_app(settings, service=service),
+            admin={"Authorization": f"Bearer {admin_token}"},
+            viewer={"Authorization": f"Bearer {viewer_token}"},
+            path_values={
+                "provider_id": provider.id,
+                "interaction_type": "reasoning",
+                "user_id": "alice",
+                "name": "triage",
+                "model_name": "gpt-4o",
+            },
+        )
+    finally:
+        service.close()
+
+
+@pytest.fixture
+def matrix(world: World, request: pytest.FixtureRequest) -> Iterator[Matrix]:
+    with TestClient(world.app, raise_server_exceptions=False, client=(request.node.name, 50000)) as client:
+        yield Matrix(
+            service=world.service,
+            client=client,
+            admin=world.admin,
+            viewer=world.viewer,
+            path_values=world.path_values,
+        )
+
+
+# --------------------------------------------------------------------------------------------- bodies
+
+
+def _resolve(document: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        schema = document["components"]["schemas"][name]
+    return schema
+
+
+def _instance(document: dict[str, Any], schema: dict[str, Any], hints: dict[str, Any], name: str = "") -> Any:
+    """A small valid instance of ``schema``; ``hints`` gives plausible values by property name."""
+    schema = _resolve(document, schema)
+    if name in hints:
+        return hints[name]
+    if "anyOf" in schema:
+        options = [option for option in schema["anyOf"] if _resolve(document, option).get("type") != "null"]
+        return _instance(document, options[0], hints, name) if options else None
+    if "enum" in schema:
+        return schema["enum"][0]
+    kind = schema.get("type")
+    if kind == "object":
+        required = schema.get("required", [])
+        properties = schema.get("properties", {})
+        return {key: _instance(document, properties[key], hints, key) for key in required if key in properties}
+    if kind == "array":
+        return []
+    if kind == "integer":
+        return max(1, int(schema.get("minimum", 1)))
+    if kind == "number":
+        return max(0.5, float(schema.get("minimum", 0.5)))
+    if kind == "boolean":
+        return True
+    return "matrix-value"
+
+
+def takes_json(method: str, path: str) -> bool:
+    return "application/json" in DOCUMENT["paths"][path][method.lower()].get("requestBody", {}).get("content", {})
+
+
+def request_body(document: dict[str, Any], method: str, path: str, path_values: dict[str, str]) -> Any:
+    """A valid JSON body for the operation, or None when it takes none."""
+    content = document["paths"][path][method.lower()].get("requestBody", {}).get("content", {})
+    if "application/json" not in content:
+        return None
+    hints = {
+        "name": "matrix-new",
+        "provider_type": "openai",
+        "api_base_url": "http://127.0.0.1:9/v1",
+        "provider_id": path_values["provider_id"],
+        "model_name": "gpt-4o",
+        "kind": "chat",
+        "version": 1,
+    }
+    return _instance(document, content["application/json"]["schema"], hints)
+
+
+# --------------------------------------------------------------------------------------------- tests
+
+
+def test_the_matrix_covers_every_operation_of_the_live_schema(matrix: Matrix) -> None:
+    response = matrix.client.get("/openapi.json")
+    assert response.status_code == 200
+    live = _operations(response.json())
+    assert sorted(live) == sorted(OPERATIONS), "the collected operations differ from what /openapi.json serves"
+    assert len(PROTECTED) >= MIN_OPERATIONS
+    assert {path for _, path in OPERATIONS if not path.startswith(f"{API}/")} == OPEN_PATHS
+
+
+@pytest.mark.parametrize(("method", "path"), _params(PROTECTED))
+def test_every_api_operation_declares_bearer_security(method: str, path: str) -> None:
+    operation = DOCUMENT["paths"][path][method.lower()]
+    assert {"HTTPBearer": []} in operation.get("security", []), "clients learn from the schema that a token is needed"
+    assert {"401", "403"} <= set(operation["responses"])
+
+
+@pytest.mark.parametrize(("method", "path"), _params(PROTECTED))
+def test_no_token_is_401(matrix: Matrix, method: str, path: str) -> None:
+    before = matrix.snapshot()
+    response = matrix.call(method, path, headers={})
+    assert response.status_code == 401, response.text
+    problem_of(response)
+    assert response.headers.get("www-authenticate", "").lower().startswith("bearer")
+    assert matrix.snapshot() == before
+
+
+@pytest.mark.parametrize(("method", "path"), _params([op for op in PROTECTED if takes_json(*op)]))
+def test_no_token_is_401_even_when_the_body_is_not_json(matrix: Matrix, method: str, path: str) -> None:
+    """Authentication comes first: a client without a token learns nothing from how its body is parsed."""
+    response = matrix.client.request(
+        method, matrix.url(path), content=b"{not json", headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 401, response.text
+    problem_of(response)
+
+
+@pytest.mark.parametrize(("method", "path"), _params(PROTECTED))
+def test_wrong_token_is_401(matrix: Matrix, method: str, path: str) -> None:
+    before = matrix.snapshot()
+    response = matrix.call(method, path, headers={"Authorization": "Bearer llmc_not-a-real-token"})
+    assert response.status_code == 401, response.text
+    problem_of(response)
+    assert matrix.snapshot() == before
+
+
+@pytest.mark.parametrize(("method", "path"), _params([op for op in PROTECTED if op[0] != "GET"]))
+def test_viewer_may_not_change_anything(matrix: Matrix, method: str, path: str) -> None:
+    before = matrix.snapshot()
+    response = matrix.call(method, path, headers=matrix.viewer)
+    assert response.status_code == 403, response.text
+    assert "admin" in problem_of(response)["detail"]
+    assert matrix.snapshot() == before
+
+
+@pytest.mark.parametrize(("method", "path"), _params([op for op in PROTECTED if op[0] == "GET"]))
+def test_viewer_may_read(matrix: Matrix, method: str, path: str) -> None:
+    response = matrix.call(method, path, headers=matrix.viewer)
+    assert response.status_code not in (401, 403), response.text
+    assert response.status_code < 500, response.text
+
+
+@pytest.mark.parametrize("path", sorted(OPEN_PATHS))
+def test_health_and_metrics_answer_without_a_token(matrix: Matrix, path: str) -> None:
+    response = matrix.client.get(path)
+    assert response.status_code == 200, response.text
+    assert "security" not in DOCUMENT["paths"][path]["get"]
+
+
+def test_repeated_bad_tokens_lock_the_client_out_even_with_the_right_token(matrix: Matrix) -> None:
+    providers = f"{API}/providers"
+    for attempt in range(FAILURES_BEFORE_LOCKOUT):
+        response = matrix.client.get(providers, headers={"Authorization": f"Bearer wrong-{attempt}"})
+        assert response.status_code == 401, f"attempt {attempt + 1}: {response.text}"
+
+    response = matrix.client.get(providers, headers=matrix.admin)
+    assert response.status_code == 429, response.text
+    problem_of(response)
+    retry_after = response.headers.get("retry-after", "")
+    assert retry_after.isdigit() and 1 <= int(retry_after) <= 61, retry_after
+
+    # Only that client is locked out; another one still gets in.
+    with TestClient(matrix.client.app, client=("another-client", 50000)) as other:
+        assert other.get(providers, headers=matrix.admin).status_code == 200
