@@ -41,7 +41,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(tokens_app, name="tokens")
 
 out = Console(soft_wrap=True)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
