@@ -634,6 +634,7 @@ async function addProvider(event) {
     form.reset();
     toggleAddForm(false);
     state.providers.push(provider);
+    renderProviders();
     toast(`Added ${provider.name}; validating…`);
     await validateProvider($(`tr[data-provider="${CSS.escape(provider.name)}"] button`) || el("button"), provider);
   } catch (e) {
@@ -646,7 +647,9 @@ async function addProvider(event) {
 function toggleAddForm(open) {
   const form = $("#add-provider");
   form.hidden = !open;
-  $("#add-provider-toggle").setAttribute("aria-expanded", String(open));
+  const toggle = $("#add-provider-toggle");
+  toggle.setAttribute("aria-expanded", String(open));
+  toggle.textContent = open ? "Close" : "Add provider";
   if (open) form.elements.name.focus();
 }
 
