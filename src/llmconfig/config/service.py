@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, joinedload, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from llmconfig import audit
@@ -30,7 +30,6 @@ from llmconfig.db.engine import bump_revision, read_revision, transaction
 from llmconfig.db.models import AuditEntry, GlobalConfig, InteractionType, Provider, ProviderModel, UserConfig
 from llmconfig.errors import ConflictError, LLMConfigError, NotFoundError, ValidationError
 from llmconfig.providers.adapters import adapter_for
-from llmconfig.providers.schemas import ValidationResult
 from llmconfig.providers.service import ProviderService, find_provider
 
 log = logging.getLogger("llmconfig.config")
@@ -369,19 +368,19 @@ class ConfigService:
         """Check every configured interaction type: its provider answers and still offers its model.
 
         Providers are checked concurrently, each once, so the whole check takes about as long as the
-        slowest provider rather than the sum of them.
+        slowest provider rather than the sum of them. Nothing is written: it is a check anyone may run.
         """
         entries = self.get_global()
         provider_ids = sorted({entry.provider_id for entry in entries.values()})
         with ThreadPoolExecutor(max_workers=max(1, min(16, len(provider_ids)))) as pool:
-            outcomes = dict(zip(provider_ids, pool.map(self._providers.validate, provider_ids), strict=True))
-        catalogs = {pid: {m.model_name for m in self._providers.catalog(pid)} for pid in provider_ids}
+            checks = dict(zip(provider_ids, pool.map(self._providers.check, provider_ids), strict=True))
         results: dict[str, ConfigCheck] = {}
         for name, entry in entries.items():
-            outcome: ValidationResult = outcomes[entry.provider_id]
+            _, outcome, discovery = checks[entry.provider_id]
+            offered = {m.model_name for m in discovery.models} if discovery is not None else set()
             if not outcome.ok:
                 results[name] = ConfigCheck(ok=False, status=outcome.status, detail=outcome.detail)
-            elif catalogs[entry.provider_id] and entry.model_name not in catalogs[entry.provider_id]:
+            elif offered and entry.model_name not in offered:
                 results[name] = ConfigCheck(
                     ok=False,
                     status="model_missing",
@@ -410,7 +409,8 @@ class ConfigService:
             if user_id is not None:
                 row, source = self._override_row(session, user_id, interaction_type), "user"
             if row is None:
-                row, source = session.get(GlobalConfig, interaction_type), "global"
+                row = session.get(GlobalConfig, interaction_type, options=[joinedload(GlobalConfig.provider)])
+                source = "global"
             if row is None:
                 return None, revision
             if not row.provider.enabled:

@@ -288,6 +288,15 @@ class ProviderService:
 
     def validate(self, ref: str) -> ValidationResult:
         """Check connectivity and credentials, refresh the catalog on success, record the outcome."""
+        provider_id, result, discovery = self.check(ref)
+        if discovery is None:
+            self._record_validation(provider_id, status="failed", error=result.detail, models=None)
+        else:
+            self._record_validation(provider_id, status="ok", error=None, models=discovery.models)
+        return result
+
+    def check(self, ref: str) -> tuple[str, ValidationResult, Discovery | None]:
+        """Check a provider without recording anything: (its id, the outcome, what it offers if it answered)."""
         with transaction(self._sessions) as session:
             provider = find_provider(session, ref)
             provider_id, provider_type, base_url = provider.id, provider.provider_type, provider.api_base_url
@@ -296,16 +305,15 @@ class ProviderService:
         try:
             discovery = self._discover(provider_type, base_url or adapter.normalise_base_url(None), api_key)
         except ProviderError as exc:
-            self._record_validation(provider_id, status="failed", error=str(exc), models=None)
-            return ValidationResult(ok=False, status=exc.status, detail=str(exc))
-        self._record_validation(provider_id, status="ok", error=None, models=discovery.models)
-        return ValidationResult(
+            return provider_id, ValidationResult(ok=False, status=exc.status, detail=str(exc)), None
+        result = ValidationResult(
             ok=True,
             status="ok",
             detail=f"{len(discovery.models)} models available",
             latency_ms=discovery.latency_ms,
             models_discovered=len(discovery.models),
         )
+        return provider_id, result, discovery
 
     # -- internals ---------------------------------------------------------------------------------
 
