@@ -250,7 +250,8 @@ def test_bad_provider_gives_one_line_error_and_adds_nothing(
             BadInput(
                 "unknown provider type", add_argv("a", good_url, provider_type="gemini"), ["provider_type", "'custom'"]
             ),
-            BadInput("base URL not a URL", add_argv("b", "not a url"), ["must be an absolute http"]),
+            BadInput("base URL not a URL", add_argv("b", "not-a-url"), ["must be an absolute http"]),
+            BadInput("base URL with a space", add_argv("b2", "http://a b/v1"), ["must not contain spaces"]),
             BadInput("base URL ftp", add_argv("c", "ftp://x"), ["must be an absolute http"]),
             BadInput("key variable unset", add_argv("d", good_url, key_env="NO_SUCH_VAR"), ["NO_SUCH_VAR", "not set"]),
             BadInput(

@@ -5,6 +5,7 @@
 """
 
 from llmconfig.errors import (
+    ConcurrentChangeError,
     ConflictError,
     DatabaseUnavailableError,
     LLMConfigError,
@@ -21,6 +22,7 @@ from llmconfig.settings import Settings
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConcurrentChangeError",
     "ConflictError",
     "DatabaseUnavailableError",
     "LLMConfigError",

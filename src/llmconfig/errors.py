@@ -10,6 +10,7 @@
     ├── ValidationError                 input rejected before anything was written (HTTP 422)
     ├── NotFoundError                   unknown provider, interaction type … (HTTP 404)
     ├── ConflictError                   duplicate name, stale version, provider in use (HTTP 409)
+    │   └── ConcurrentChangeError       another writer committed a clashing change at the same moment
     └── ProviderError                   a provider answered badly or not at all
         ├── ProviderUnauthorizedError   credentials rejected (401/403)
         ├── ProviderUnreachableError    connection refused, DNS failure …
@@ -53,6 +54,10 @@ class NotFoundError(LLMConfigError):
 
 class ConflictError(LLMConfigError):
     """The change conflicts with the stored state (duplicate name, stale version, in use)."""
+
+
+class ConcurrentChangeError(ConflictError):
+    """A constraint or version clash at commit: someone else changed the same thing at the same moment."""
 
 
 class ProviderError(LLMConfigError):

@@ -387,7 +387,7 @@ def test_duplicate_name_is_409_on_create_and_on_rename(
     ("body", "phrase"),
     [
         ({"provider_type": "mistral", "api_base_url": "http://127.0.0.1:1/v1"}, "'openai', 'anthropic' or 'custom'"),
-        ({"provider_type": "custom", "api_base_url": "not a url"}, "must be an absolute http:// or https:// URL"),
+        ({"provider_type": "custom", "api_base_url": "not-a-url"}, "must be an absolute http:// or https:// URL"),
         ({"provider_type": "custom", "api_base_url": "ftp://127.0.0.1/v1"}, "must be an absolute http:// or https://"),
         ({"provider_type": "custom", "api_base_url": "http://u:pw@127.0.0.1/v1"}, "must not contain credentials"),
         ({"provider_type": "custom", "api_base_url": "http://127.0.0.1/v1?x=1"}, "must not have a query string"),

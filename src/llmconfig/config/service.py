@@ -28,7 +28,7 @@ from llmconfig.config.schemas import (
 )
 from llmconfig.db.engine import bump_revision, read_revision, transaction
 from llmconfig.db.models import AuditEntry, GlobalConfig, InteractionType, Provider, ProviderModel, UserConfig
-from llmconfig.errors import ConflictError, LLMConfigError, NotFoundError, ValidationError
+from llmconfig.errors import ConcurrentChangeError, ConflictError, LLMConfigError, NotFoundError, ValidationError
 from llmconfig.providers.adapters import adapter_for
 from llmconfig.providers.service import ProviderService, find_provider
 
@@ -112,16 +112,14 @@ class ConfigService:
                 )
                 bump_revision(session, f"interaction_type:{data.name}")
                 return info
-        except IntegrityError:
+        except (IntegrityError, ConcurrentChangeError):
             raise ConflictError(f"Interaction type {data.name!r} already exists") from None
 
     def delete_interaction_type(self, name: str, *, actor: str = "system") -> None:
         """Delete an operator-defined type; refused for built-ins and while anything configures it."""
         try:
             self._delete_interaction_type(name, actor=actor)
-        except ConflictError as exc:
-            if "changed the same thing" not in str(exc):
-                raise
+        except ConcurrentChangeError:
             # Configured by a change that committed while we were deleting.
             raise ConflictError(f"{name!r} is still configured; remove its configuration first") from None
 
@@ -181,9 +179,7 @@ class ConfigService:
         """Remove one user's override; the user follows the global entry again."""
         try:
             self._clear_override(user_id, interaction_type, actor=actor)
-        except ConflictError as exc:
-            if "changed the same thing" not in str(exc):
-                raise
+        except ConcurrentChangeError:
             # Someone removed (or replaced) it at the same moment: it is not there to remove.
             raise NotFoundError(f"User {user_id!r} has no override for {interaction_type!r}") from None
 
@@ -334,7 +330,7 @@ class ConfigService:
                 target_type, target_id = _history_target(interaction_type, user_id)
                 bump_revision(session, f"{target_type}:{target_id}")
                 return after
-        except (StaleDataError, IntegrityError):
+        except (StaleDataError, IntegrityError, ConcurrentChangeError):
             # Another writer updated (or created) the same entry between our read and our write.
             raise ConflictError(
                 f"{what[0].upper()}{what[1:]} was changed by someone else meanwhile; "

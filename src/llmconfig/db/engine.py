@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from llmconfig.db.models import ConfigRevision
-from llmconfig.errors import ConflictError, DatabaseUnavailableError, SettingsError
+from llmconfig.errors import ConcurrentChangeError, DatabaseUnavailableError, SettingsError
 
 # Errors that mean "the database is not there", as opposed to a bug or a constraint violation.
 UNAVAILABLE_ERRORS = (OperationalError, SAInterfaceError)
@@ -102,7 +102,7 @@ def transaction(sessions: sessionmaker[Session], *, write: bool = False) -> Iter
     except (IntegrityError, StaleDataError):
         # Every service checks its rules before writing; a constraint or version clash at commit means another
         # writer changed the same thing in between. Services that can say more catch these themselves.
-        raise ConflictError(
+        raise ConcurrentChangeError(
             "Someone else changed the same thing at the same moment, so nothing was changed; reload and try again"
         ) from None
 

@@ -21,6 +21,7 @@ from llmconfig import audit
 from llmconfig.db.engine import bump_revision, transaction
 from llmconfig.db.models import GlobalConfig, Provider, ProviderModel, UserConfig, new_id, utcnow
 from llmconfig.errors import (
+    ConcurrentChangeError,
     ConflictError,
     NotFoundError,
     ProviderError,
@@ -172,7 +173,7 @@ class ProviderService:
                 )
                 bump_revision(session, f"provider:{provider.id}")
             session_committed = True
-        except IntegrityError:
+        except (IntegrityError, ConcurrentChangeError):
             raise ConflictError(f"A provider named {data.name!r} already exists; choose another name") from None
         finally:
             if not session_committed and provider.api_key_ref is not None:
@@ -232,10 +233,10 @@ class ProviderService:
                         after=to_public(provider),
                     )
                     bump_revision(session, f"provider:{provider.id}")
-        except StaleDataError:
+        except (StaleDataError, ConcurrentChangeError):
+            if "name" in changed and data.name and self._name_taken(data.name, ref):
+                raise ConflictError(f"A provider named {data.name!r} already exists; choose another name") from None
             raise ConflictError(f"Provider {ref!r} was changed by someone else meanwhile; reload and retry") from None
-        except IntegrityError:
-            raise ConflictError(f"A provider named {data.name!r} already exists; choose another name") from None
         except Exception:
             if new_secret is not None and new_secret != old_secret:
                 self._secrets.delete(new_secret)
@@ -248,15 +249,18 @@ class ProviderService:
         """Delete a provider; refused while any interaction type (or override, or fallback) uses it."""
         try:
             self._remove(ref, actor=actor, version=version)
-        except ConflictError as exc:
-            if "in use" in str(exc) or "changed by someone" in str(exc):
-                raise
+        except ConcurrentChangeError:
             # A configuration started using it while we were deleting it.
             users = self._users_of_now(ref)
             raise ConflictError(
                 f"Provider {ref!r} is in use by {', '.join(users) or 'a change made at the same moment'}; "
                 "point those at another provider first"
             ) from None
+
+    def _name_taken(self, name: str, ref: str) -> bool:
+        with transaction(self._sessions) as session:
+            owner = session.scalar(select(Provider.id).where(Provider.name == name))
+            return owner is not None and owner != ref
 
     def _users_of_now(self, ref: str) -> builtins.list[str]:
         with transaction(self._sessions) as session:
