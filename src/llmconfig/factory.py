@@ -134,6 +134,7 @@ class LLMConfigService:
         self.invalidate()
         self._objects.clear()
         self._tracked.clear()
+        self.providers.close()
         self.engine.dispose()
 
     # -- cache -------------------------------------------------------------------------------------
@@ -152,11 +153,15 @@ class LLMConfigService:
         return None if cached is None else cached[0]
 
     def _get(self, key: HotKey) -> Any:
-        if self._stale():
-            self._check_revision()
         cached = self._hot.get(key)
         if cached is not None:
-            return cached[0]
+            if not self._stale():
+                return cached[0]
+            self._check_revision()
+            cached = self._hot.get(key)
+            if cached is not None:
+                return cached[0]
+        # A miss resolves from the database anyway, and that read includes the revision.
         with self._build_lock:
             cached = self._hot.get(key)
             if cached is not None:
@@ -228,7 +233,10 @@ class LLMConfigService:
             reason = "the configuration database is unreachable"
             return self._from_environment(interaction_type, kind, reason=reason), None
         self._note_recovery()
-        self._revision = revision
+        if revision != self._revision:
+            self._hot.clear()
+            self._revision = revision
+        self._checked_at = time.monotonic()
         if resolution is None:
             reason = f"nothing is configured for {interaction_type!r}"
             return self._from_environment(interaction_type, kind, reason=reason), None
