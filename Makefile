@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: venv system-deps lint typecheck test serve fmt
+.PHONY: venv system-deps lint typecheck test serve fmt bench
 
 venv: $(STAMP)
 
@@ -39,3 +39,8 @@ serve: venv
 fmt: venv
 	$(BIN)/ruff format src tests
 	$(BIN)/ruff check --fix src tests
+
+# Performance figures against the product's targets, measured in one run (~4 min on 2 cores); prints
+# the table and writes it, with the machine it ran on, to docs/benchmarks.md.
+bench: venv system-deps
+	$(BIN)/python -m bench
