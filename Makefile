@@ -23,8 +23,8 @@ system-deps:
 	@scripts/ensure-system-deps.sh
 
 lint: venv
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 
 typecheck: venv
 	$(BIN)/mypy
@@ -37,8 +37,8 @@ serve: venv
 	$(BIN)/llmconfig serve
 
 fmt: venv
-	$(BIN)/ruff format src tests
-	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
 
 # Performance figures against the product's targets, measured in one run (~4 min on 2 cores); prints
 # the table and writes it, with the machine it ran on, to docs/benchmarks.md.
