@@ -7,9 +7,9 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, joinedload, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from llmconfig import audit
@@ -27,7 +27,15 @@ from llmconfig.config.schemas import (
     InteractionTypeInfo,
 )
 from llmconfig.db.engine import bump_revision, read_revision, transaction
-from llmconfig.db.models import AuditEntry, GlobalConfig, InteractionType, Provider, ProviderModel, UserConfig
+from llmconfig.db.models import (
+    AuditEntry,
+    ConfigRevision,
+    GlobalConfig,
+    InteractionType,
+    Provider,
+    ProviderModel,
+    UserConfig,
+)
 from llmconfig.errors import ConcurrentChangeError, ConflictError, LLMConfigError, NotFoundError, ValidationError
 from llmconfig.providers.adapters import adapter_for
 from llmconfig.providers.service import ProviderService, find_provider
@@ -63,7 +71,31 @@ def _entry(row: GlobalConfig | UserConfig, kind: str, *, source: str) -> ConfigE
     )
 
 
-def _target(provider: Provider, model_name: str) -> Target:
+_PROVIDER_COLUMNS = (
+    Provider.id,
+    Provider.name,
+    Provider.provider_type,
+    Provider.version,
+    Provider.api_base_url,
+    Provider.api_key_ref,
+    Provider.enabled,
+)
+
+
+def _settings_query(table: type[GlobalConfig] | type[UserConfig]) -> Select[Any]:
+    """An entry's settings with its provider's columns, in one row."""
+    return select(
+        table.model_name,
+        table.temperature,
+        table.max_tokens,
+        table.extra_params,
+        table.fallbacks,
+        *_PROVIDER_COLUMNS,
+    ).join(Provider, Provider.id == table.provider_id)
+
+
+def _target(provider: Any, model_name: str) -> Target:
+    """A Target from anything with the provider's attributes (an ORM row or a Core row)."""
     return Target(
         provider_id=provider.id,
         provider_name=provider.name,
@@ -395,35 +427,59 @@ class ConfigService:
     def resolve(self, interaction_type: str, user_id: str | None = None) -> tuple[Resolution | None, int]:
         """The configuration in force for a request (user override, then global), and the revision read.
 
-        Returns ``(None, revision)`` when the type exists but nothing is configured for it.
+        Returns ``(None, revision)`` when the type exists but nothing is configured for it. This is the
+        cold path of ``get_llm``, so it reads with a few Core statements rather than through the ORM.
         """
         with transaction(self._sessions) as session:
-            revision = read_revision(session)
-            kind = find_interaction_type(session, interaction_type).kind
-            row: GlobalConfig | UserConfig | None = None
-            source = "global"
+            head = session.execute(
+                select(ConfigRevision.revision, InteractionType.kind)
+                .select_from(InteractionType)
+                .join(ConfigRevision, ConfigRevision.id == 1)  # the one counter row, next to the type
+                .where(InteractionType.name == interaction_type)
+            ).first()
+            if head is None:
+                find_interaction_type(session, interaction_type)  # raises NotFoundError, naming the known types
+                return None, read_revision(session)
+            revision, kind = head
+            row = None
+            source = "user"
             if user_id is not None:
-                row, source = self._override_row(session, user_id, interaction_type), "user"
+                row = session.execute(
+                    _settings_query(UserConfig).where(
+                        UserConfig.user_id == user_id, UserConfig.interaction_type == interaction_type
+                    )
+                ).first()
             if row is None:
-                row = session.get(GlobalConfig, interaction_type, options=[joinedload(GlobalConfig.provider)])
                 source = "global"
+                row = session.execute(
+                    _settings_query(GlobalConfig).where(GlobalConfig.interaction_type == interaction_type)
+                ).first()
             if row is None:
                 return None, revision
-            if not row.provider.enabled:
+            if not row.enabled:
                 raise LLMConfigError(
-                    f"{interaction_type!r} uses provider {row.provider.name!r}, which is disabled; "
+                    f"{interaction_type!r} uses provider {row.name!r}, which is disabled; "
                     "enable it or configure another provider"
                 )
-            fallbacks = []
-            for fallback in row.fallbacks or []:
-                provider = session.get(Provider, fallback["provider_id"])
-                if provider is not None and provider.enabled:
-                    fallbacks.append(_target(provider, fallback["model_name"]))
+            fallbacks: list[Target] = []
+            if row.fallbacks:
+                wanted = [f["provider_id"] for f in row.fallbacks]
+                providers = {
+                    p.id: p
+                    for p in session.execute(
+                        select(*_PROVIDER_COLUMNS).where(Provider.id.in_(wanted), Provider.enabled.is_(True))
+                    )
+                }
+                fallbacks = [
+                    _target(providers[f["provider_id"]], f["model_name"])
+                    for f in row.fallbacks
+                    if f["provider_id"] in providers
+                ]
             resolution = Resolution(
                 interaction_type=interaction_type,
                 kind=kind,  # type: ignore[arg-type]
                 source=source,  # type: ignore[arg-type]
-                target=_target(row.provider, row.model_name),
+                target=_target(row, row.model_name),
                 temperature=row.temperature,
                 max_tokens=row.max_tokens,
                 extra_params_json=freeze_params(row.extra_params or {}),
