@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import IO
 
 import httpx
+from tests.pgserver import free_tcp_port
 
-from bench.postgres import BenchError, free_tcp_port
+from bench.postgres import BenchError
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

@@ -8,12 +8,9 @@ installs it); set ``LLMCONFIG_TEST_POSTGRES_URL`` to use an existing server inst
 from __future__ import annotations
 
 import os
-import re
 import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -31,6 +28,7 @@ from llmconfig.db import create_db_engine, upgrade_to_head
 from llmconfig.factory import LLMConfigService
 from llmconfig.settings import Settings
 from tests.peers import AnthropicPeer, OpenAIPeer
+from tests.pgserver import PostgresServer, PostgresServerError, free_tcp_port
 
 # Keys long and unique enough that finding them anywhere (database file, logs, output) is a real leak.
 OPENAI_PEER_KEY = "sk-canary-openai-7f3c9a1e5b2d4068"
@@ -40,51 +38,6 @@ POSTGRES_URL_ENV = "LLMCONFIG_TEST_POSTGRES_URL"
 STARTUP_TIMEOUT_SECONDS = 60.0
 
 
-def free_tcp_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now (and, once returned, nothing will)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-# --------------------------------------------------------------------------------------------- PostgreSQL
-
-
-def _postgres_bin_dir() -> Path:
-    def version(path: Path) -> tuple[int, ...]:
-        return tuple(int(part) for part in re.findall(r"\d+", path.parent.parent.name)) or (0,)
-
-    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=version)
-    if not candidates or not (candidates[-1].parent / "pg_ctl").exists():
-        pytest.fail(
-            "PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin. Run `make test` (it "
-            "installs Debian's postgresql package), or set LLMCONFIG_TEST_POSTGRES_URL to a server.",
-            pytrace=False,
-        )
-    return candidates[-1].parent
-
-
-def _as_server_user(command: list[str]) -> list[str]:
-    """initdb and postgres refuse to run as root; drop to the ``postgres`` system user in that case."""
-    if os.geteuid() != 0:
-        return command
-    if shutil.which("runuser"):
-        return ["runuser", "-u", "postgres", "--", *command]
-    return ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--", *command]
-
-
-def _run(command: list[str], *, what: str, log: Path | None = None) -> None:
-    result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
-    if result.returncode != 0:
-        server_log = log.read_text(errors="replace")[-4000:] if log and log.exists() else ""
-        pytest.fail(
-            f"{what} failed (exit {result.returncode}): {' '.join(command)}\n"
-            f"{result.stdout}\n{result.stderr}\n{server_log}",
-            pytrace=False,
-        )
-
-
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """URL of a PostgreSQL server for this session, superuser ``postgres``, trust authentication."""
@@ -92,45 +45,15 @@ def postgres_url() -> Iterator[str]:
     if external:
         yield make_url(external).set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
         return
-
-    bin_dir = _postgres_bin_dir()
-    workdir = Path(tempfile.mkdtemp(prefix="llmconfig-pg-"))
-    data_dir, log_file = workdir / "data", workdir / "server.log"
-    if os.geteuid() == 0:
-        shutil.chown(workdir, user="postgres", group="postgres")
-    port = free_tcp_port()
-    pg_ctl = str(bin_dir / "pg_ctl")
-    started = False
     try:
-        _run(
-            _as_server_user(
-                [str(bin_dir / "initdb"), "-D", str(data_dir), "-A", "trust", "-U", "postgres", "-E", "UTF8"]
-            ),
-            what="initdb",
-        )
-        # Durability is worthless for a throwaway cluster; turning it off makes DDL-heavy tests fast.
-        options = (
-            f"-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={workdir} "
-            "-c fsync=off -c full_page_writes=off -c synchronous_commit=off"
-        )
-        started = True
-        _run(
-            _as_server_user(
-                [pg_ctl, "-D", str(data_dir), "-l", str(log_file), "-o", options, "-w", "-t", "60", "start"]
-            ),
-            what="pg_ctl start",
-            log=log_file,
-        )
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        server = PostgresServer()
+        server.__enter__()
+    except PostgresServerError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield server.url
     finally:
-        if started:
-            subprocess.run(
-                _as_server_user([pg_ctl, "-D", str(data_dir), "-m", "immediate", "-w", "stop"]),
-                capture_output=True,
-                check=False,
-                timeout=60,
-            )
-        shutil.rmtree(workdir, ignore_errors=True)
+        server.remove()
 
 
 def _psycopg_conninfo(url: str) -> str:

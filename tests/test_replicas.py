@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import queue
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -25,15 +23,9 @@ from llmconfig.api import create_app
 from llmconfig.config import ConfigUpdate
 from llmconfig.invalidation import APPLICATION_NAME
 from llmconfig.providers import ProviderCreate
-from tests.conftest import (
-    OPENAI_PEER_KEY,
-    _as_server_user,
-    _postgres_bin_dir,
-    _psycopg_conninfo,
-    _run,
-    free_tcp_port,
-)
+from tests.conftest import OPENAI_PEER_KEY, _psycopg_conninfo, free_tcp_port
 from tests.peers import OpenAIPeer
+from tests.pgserver import PostgresServer
 
 ADMIN_TOKEN = "llmc_test-admin-token-for-replicas"
 
@@ -190,57 +182,11 @@ def test_a_change_through_one_replica_reaches_a_library_process_and_survives_a_k
     library.wait_for("local-chat", timeout=10)
 
 
-class PostgresServer:
-    """A PostgreSQL server of this test's own, so that it can be stopped and started again."""
-
-    def __init__(self) -> None:
-        self.bin = _postgres_bin_dir()
-        self.workdir = Path(tempfile.mkdtemp(prefix="llmconfig-outage-"))
-        self.data = self.workdir / "data"
-        self.log = self.workdir / "server.log"
-        if os.geteuid() == 0:
-            shutil.chown(self.workdir, user="postgres", group="postgres")
-        self.port = free_tcp_port()
-        _run(
-            _as_server_user([str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres"]),
-            what="initdb",
-        )
-
-    @property
-    def url(self) -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
-
-    def start(self) -> None:
-        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.workdir} -c fsync=off"
-        _run(
-            _as_server_user(
-                [str(self.bin / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "start"]
-            ),
-            what="pg_ctl start",
-            log=self.log,
-        )
-
-    def stop(self) -> None:
-        subprocess.run(
-            _as_server_user([str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "-w", "stop"]),
-            capture_output=True,
-            check=False,
-            timeout=60,
-        )
-
-    def remove(self) -> None:
-        self.stop()
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-
 @pytest.fixture
 def own_postgres() -> Iterator[PostgresServer]:
-    server = PostgresServer()
-    server.start()
-    try:
+    """A server of this test's own, so that it can be stopped and started again."""
+    with PostgresServer(prefix="llmconfig-outage-") as server:
         yield server
-    finally:
-        server.remove()
 
 
 def test_a_database_outage_is_served_from_last_known_good_and_recovered_from(
