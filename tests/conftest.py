@@ -231,10 +231,24 @@ def settings_factory(tmp_path: Path, sqlite_url: str, monkeypatch: pytest.Monkey
 # ------------------------------------------------------------------------------------------------ service and peers
 
 
+# Loopback peers answer in milliseconds, but a busy 2-core CI machine has stalled one for over 2 s: tests that
+# expect an answer get a generous timeout; tests of a hanging provider ask for a short one with
+# ``@pytest.mark.request_timeout(seconds)``.
+DEFAULT_TEST_REQUEST_TIMEOUT = 15.0
+
+
+def requested_timeout(request: pytest.FixtureRequest) -> float:
+    marker = request.node.get_closest_marker("request_timeout")
+    return float(marker.args[0]) if marker else DEFAULT_TEST_REQUEST_TIMEOUT
+
+
 @pytest.fixture
-def service(migrated_database_url: str, settings_factory: Callable[..., Settings]) -> Iterator[LLMConfigService]:
+def service(
+    request: pytest.FixtureRequest, migrated_database_url: str, settings_factory: Callable[..., Settings]
+) -> Iterator[LLMConfigService]:
     """A migrated :class:`LLMConfigService` on SQLite and on PostgreSQL; cache TTL 0 so changes show at once."""
-    svc = LLMConfigService(settings_factory(database_url=migrated_database_url, cache_ttl=0, request_timeout=2))
+    timeout = requested_timeout(request)
+    svc = LLMConfigService(settings_factory(database_url=migrated_database_url, cache_ttl=0, request_timeout=timeout))
     try:
         yield svc
     finally:

@@ -276,7 +276,7 @@ def test_validate_ok_reports_latency_and_discovered_models(
     assert stored["validated_at"] is not None
 
 
-def test_validate_reports_unauthorized_unreachable_timeout_and_bad_response(
+def test_validate_reports_unauthorized_unreachable_and_bad_response(
     client: TestClient, api: ApiContext, openai_peer: OpenAIPeer
 ) -> None:
     wrong_key = "sk-not-the-peer-key-123456"
@@ -295,16 +295,23 @@ def test_validate_reports_unauthorized_unreachable_timeout_and_bad_response(
     assert (bad_response["ok"], bad_response["status"]) == (False, "bad_response")
     assert "text/html" in bad_response["detail"] and "not JSON" in bad_response["detail"]
 
-    openai_peer.behaviour = "hang"
-    openai_peer.hang_seconds = 10
-    timeout = validate(client, api, pid)
-    assert (timeout["ok"], timeout["status"]) == (False, "timeout")
-    assert "did not answer within" in timeout["detail"]
-
     assert patch(client, api, pid, {"api_base_url": closed_port_url()}).status_code == 200
     unreachable = validate(client, api, pid)
     assert (unreachable["ok"], unreachable["status"]) == (False, "unreachable")
     assert "Cannot connect" in unreachable["detail"]
+    assert fetch(client, api, pid)["validation_status"] == "failed"
+
+
+@pytest.mark.request_timeout(1)
+def test_validate_reports_a_hanging_provider_as_timeout(
+    client: TestClient, api: ApiContext, openai_peer: OpenAIPeer
+) -> None:
+    pid = add_provider(client, api, base_url=openai_peer.base_url)["id"]
+    openai_peer.behaviour = "hang"
+    openai_peer.hang_seconds = 10
+    timeout = validate(client, api, pid)
+    assert (timeout["ok"], timeout["status"]) == (False, "timeout")
+    assert "did not answer within 1 s" in timeout["detail"]
     assert fetch(client, api, pid)["validation_status"] == "failed"
 
 

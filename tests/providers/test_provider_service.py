@@ -96,7 +96,7 @@ def test_anthropic_without_models_api_falls_back_to_builtin_catalog(
 @pytest.mark.parametrize(
     ("behaviour", "error", "words"),
     [
-        ("hang", ProviderTimeoutError, "did not answer"),
+        pytest.param("hang", ProviderTimeoutError, "did not answer", marks=pytest.mark.request_timeout(1)),
         ("html", ProviderBadResponseError, "not JSON"),
         ("garbage", ProviderBadResponseError, "not JSON"),
         ("error500", ProviderBadResponseError, "HTTP 500"),
