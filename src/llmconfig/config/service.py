@@ -7,7 +7,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
@@ -26,7 +26,7 @@ from llmconfig.config.schemas import (
     InteractionTypeCreate,
     InteractionTypeInfo,
 )
-from llmconfig.db.engine import bump_revision, read_revision, transaction
+from llmconfig.db.engine import bump_revision, read_revision, reading, transaction
 from llmconfig.db.models import (
     AuditEntry,
     ConfigRevision,
@@ -82,16 +82,39 @@ _PROVIDER_COLUMNS = (
 )
 
 
-def _settings_query(table: type[GlobalConfig] | type[UserConfig]) -> Select[Any]:
-    """An entry's settings with its provider's columns, in one row."""
-    return select(
+def _entry_columns(table: type[GlobalConfig] | type[UserConfig]) -> tuple[Any, ...]:
+    """An entry's settings followed by its provider's columns."""
+    return (
         table.model_name,
         table.temperature,
         table.max_tokens,
         table.extra_params,
         table.fallbacks,
         *_PROVIDER_COLUMNS,
-    ).join(Provider, Provider.id == table.provider_id)
+    )
+
+
+# The statements of ``ConfigService.resolve``, built once: building a statement costs about as much as
+# running it on SQLite, and these run on every cache miss of ``get_llm``.
+
+# The revision counter, the type's kind and its global entry with that entry's provider, in one row. The
+# entry's columns are NULL when nothing is configured globally; no row means no such interaction type.
+_RESOLVE_GLOBAL = (
+    select(ConfigRevision.revision, InteractionType.kind, *_entry_columns(GlobalConfig))
+    .select_from(InteractionType)
+    .join(ConfigRevision, ConfigRevision.id == 1)
+    .outerjoin(GlobalConfig, GlobalConfig.interaction_type == InteractionType.name)
+    .outerjoin(Provider, Provider.id == GlobalConfig.provider_id)
+    .where(InteractionType.name == bindparam("interaction_type"))
+)
+_RESOLVE_USER = (
+    select(*_entry_columns(UserConfig))
+    .join(Provider, Provider.id == UserConfig.provider_id)
+    .where(UserConfig.user_id == bindparam("user_id"), UserConfig.interaction_type == bindparam("interaction_type"))
+)
+_FALLBACK_PROVIDERS = select(*_PROVIDER_COLUMNS).where(
+    Provider.id.in_(bindparam("provider_ids", expanding=True)), Provider.enabled.is_(True)
+)
 
 
 def _target(provider: Any, model_name: str) -> Target:
@@ -421,41 +444,33 @@ class ConfigService:
     # -- resolution --------------------------------------------------------------------------------
 
     def revision(self) -> int:
-        with transaction(self._sessions) as session:
-            return read_revision(session)
+        with reading(self._sessions) as connection:
+            return read_revision(connection)
 
     def resolve(self, interaction_type: str, user_id: str | None = None) -> tuple[Resolution | None, int]:
         """The configuration in force for a request (user override, then global), and the revision read.
 
         Returns ``(None, revision)`` when the type exists but nothing is configured for it. This is the
-        cold path of ``get_llm``, so it reads with a few Core statements rather than through the ORM.
+        cold path of ``get_llm``: one statement without a user id, two with one (three with fallbacks),
+        prepared at import and run on a plain connection.
         """
-        with transaction(self._sessions) as session:
-            head = session.execute(
-                select(ConfigRevision.revision, InteractionType.kind)
-                .select_from(InteractionType)
-                .join(ConfigRevision, ConfigRevision.id == 1)  # the one counter row, next to the type
-                .where(InteractionType.name == interaction_type)
-            ).first()
+        with reading(self._sessions) as connection:
+            head = connection.execute(_RESOLVE_GLOBAL, {"interaction_type": interaction_type}).first()
             if head is None:
-                find_interaction_type(session, interaction_type)  # raises NotFoundError, naming the known types
-                return None, read_revision(session)
-            revision, kind = head
-            row = None
+                with transaction(self._sessions) as session:
+                    find_interaction_type(session, interaction_type)  # raises NotFoundError, naming the known types
+                    return None, read_revision(session)
+            row: Any = None
             source = "user"
             if user_id is not None:
-                row = session.execute(
-                    _settings_query(UserConfig).where(
-                        UserConfig.user_id == user_id, UserConfig.interaction_type == interaction_type
-                    )
+                row = connection.execute(
+                    _RESOLVE_USER, {"user_id": user_id, "interaction_type": interaction_type}
                 ).first()
             if row is None:
                 source = "global"
-                row = session.execute(
-                    _settings_query(GlobalConfig).where(GlobalConfig.interaction_type == interaction_type)
-                ).first()
+                row = head if head.model_name is not None else None
             if row is None:
-                return None, revision
+                return None, head.revision
             if not row.enabled:
                 raise LLMConfigError(
                     f"{interaction_type!r} uses provider {row.name!r}, which is disabled; "
@@ -464,12 +479,7 @@ class ConfigService:
             fallbacks: list[Target] = []
             if row.fallbacks:
                 wanted = [f["provider_id"] for f in row.fallbacks]
-                providers = {
-                    p.id: p
-                    for p in session.execute(
-                        select(*_PROVIDER_COLUMNS).where(Provider.id.in_(wanted), Provider.enabled.is_(True))
-                    )
-                }
+                providers = {p.id: p for p in connection.execute(_FALLBACK_PROVIDERS, {"provider_ids": wanted})}
                 fallbacks = [
                     _target(providers[f["provider_id"]], f["model_name"])
                     for f in row.fallbacks
@@ -477,7 +487,7 @@ class ConfigService:
                 ]
             resolution = Resolution(
                 interaction_type=interaction_type,
-                kind=kind,  # type: ignore[arg-type]
+                kind=head.kind,
                 source=source,  # type: ignore[arg-type]
                 target=_target(row, row.model_name),
                 temperature=row.temperature,
@@ -485,7 +495,7 @@ class ConfigService:
                 extra_params_json=freeze_params(row.extra_params or {}),
                 fallbacks=tuple(fallbacks),
             )
-            return resolution, revision
+            return resolution, head.revision
 
     # -- internals ---------------------------------------------------------------------------------
 

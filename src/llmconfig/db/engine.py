@@ -111,6 +111,26 @@ unit_of_work = partial(transaction, write=True)
 """Make every service call inside the ``with`` block part of one write transaction."""
 
 
+@contextmanager
+def reading(sessions: sessionmaker[Session]) -> Iterator[Connection]:
+    """A Core connection for the hot read paths (resolution, revision checks), outages mapped as above.
+
+    An ORM session costs more than the two or three statements ``get_llm`` needs on a cache miss, so those
+    statements run on a plain connection; its transaction is rolled back when the block ends. Inside
+    :func:`unit_of_work` the enclosing transaction's connection is used, so a write sees its own changes.
+    """
+    current = _current.get()
+    if current is not None and current[0] is sessions:
+        yield current[1].connection()
+        return
+    engine: Engine = sessions.kw["bind"]
+    try:
+        with engine.connect() as connection:
+            yield connection
+    except UNAVAILABLE_ERRORS as exc:
+        raise DatabaseUnavailableError(describe_unavailable(exc)) from None
+
+
 def describe_unavailable(exc: Exception) -> str:
     first_line = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc).strip() else ""
     return (
@@ -153,5 +173,8 @@ def bump_revision(session: Session, change: str = "*") -> None:
         session.execute(select(func.pg_notify(CHANGES_CHANNEL, change)))
 
 
-def read_revision(session: Session) -> int:
-    return session.scalar(select(ConfigRevision.revision).where(ConfigRevision.id == 1)) or 0
+_REVISION = select(ConfigRevision.revision).where(ConfigRevision.id == 1)
+
+
+def read_revision(session: Session | Connection) -> int:
+    return session.scalar(_REVISION) or 0
