@@ -16,15 +16,16 @@ import typer
 from pydantic import BaseModel, SecretStr
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.orm import Session, sessionmaker
 
 from llmconfig.config.defaults import BUILTIN_DEFAULTS
 from llmconfig.config.schemas import ConfigUpdate
-from llmconfig.db.engine import create_db_engine
+from llmconfig.db.engine import create_db_engine, make_sessionmaker
 from llmconfig.db.migrate import current_revision, head_revision, upgrade_to_head
 from llmconfig.errors import LLMConfigError, NotFoundError
 from llmconfig.factory import LLMConfigService
 from llmconfig.providers.schemas import ProviderCreate, ProviderPublic, ValidationResult
-from llmconfig.settings import get_settings
+from llmconfig.settings import Settings, get_settings
 from llmconfig.tokens import TokenService
 
 app = typer.Typer(
@@ -39,6 +40,10 @@ app.add_typer(providers_app, name="providers")
 tokens_app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(tokens_app, name="tokens")
+keys_app = typer.Typer(help="Rotate the master key; check that every stored key decrypts.", no_args_is_help=True)
+secrets_app = typer.Typer(help="Move stored API keys between secret backends.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+app.add_typer(secrets_app, name="secrets")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -534,6 +539,116 @@ def tokens_revoke(
     with _service() as service:
         info = TokenService(sessions=service.sessions).revoke(token, actor=_actor())
     _emit_json(info) if as_json else out.print(f"Revoked token {info.name} ({info.id})")
+
+
+# -- master key and secrets -----------------------------------------------------------------------------
+
+
+@contextmanager
+def _secret_store() -> Iterator[tuple[Settings, sessionmaker[Session]]]:
+    """Settings and sessions for the secret maintenance commands; builds no backend (so creates no key file)."""
+    settings = get_settings()
+    engine = create_db_engine(settings.database_url)
+    try:
+        if current_revision(engine) != head_revision():
+            raise LLMConfigError("The database schema is missing or out of date; run `llmconfig migrate` first")
+        yield settings, make_sessionmaker(engine)
+    finally:
+        engine.dispose()
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    new_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--new-key-file",
+            help="With LLMCONFIG_MASTER_KEY: file for the new key (created with mode 0600; an existing one is used)",
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Re-encrypt every locally stored API key under a new master key, in one transaction.
+
+    The new key is written to disk before the change commits and is never printed.
+    """
+    from llmconfig.secrets.maintenance import rotate_master_key
+
+    with _secret_store() as (settings, sessions):
+        result = rotate_master_key(sessions, settings, new_key_file=new_key_file, actor=_actor())
+    if as_json:
+        _emit_json(result)
+        return
+    names = f" ({', '.join(result.providers)})" if result.providers else ""
+    out.print(f"Re-encrypted {result.reencrypted} API key(s) under a new master key{names}.", highlight=False)
+    if result.completed_interrupted_rotation:
+        out.print("Completed an interrupted earlier rotation first.")
+    out.print(f"New master key: {result.new_key_file} (mode 0600).", highlight=False)
+    for number, step in enumerate(result.next_steps, start=1):
+        out.print(f"  {number}. {step}", highlight=False)
+
+
+@keys_app.command("check")
+def keys_check(as_json: JsonFlag = False) -> None:
+    """Try to decrypt every stored API key; name each provider whose key fails. Exit 1 if any fails."""
+    from llmconfig.secrets import build_backend
+    from llmconfig.secrets.maintenance import check_secrets
+
+    with _secret_store() as (settings, sessions):
+        report = check_secrets(sessions, build_backend(settings, settings.secret_backend, create_key=False))
+    if as_json:
+        _emit_json(report)
+    else:
+        for check in report.results:
+            mark = {"ok": "[green]✓[/green]", "old_key": "[yellow]![/yellow]"}.get(check.status, "[red]✗[/red]")
+            out.print(
+                f"{mark} {check.provider_name} ({check.provider_id}, {check.backend}): {check.detail}", highlight=False
+            )
+        if not report.results:
+            out.print("No stored API keys.")
+        elif report.failed:
+            out.print(f"{report.failed} of {report.checked} stored API key(s) cannot be read.")
+        else:
+            out.print(f"All {report.checked} stored API key(s) can be read.")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@secrets_app.command("migrate")
+def secrets_migrate(
+    to: Annotated[str, typer.Option("--to", help="The backend to move every key into: aws or local")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Move every stored API key into another backend, one provider at a time; running it again changes nothing.
+
+    Keys pass through memory only; each old copy is deleted after its provider points at the new one.
+    """
+    from llmconfig.secrets import build_backend
+    from llmconfig.secrets.maintenance import migrate_secrets
+
+    if to not in ("aws", "local"):
+        raise LLMConfigError(f"Unknown secret backend {to!r}; use --to aws or --to local")
+    with _secret_store() as (settings, sessions):
+        result = migrate_secrets(sessions, build_backend(settings, to), actor=_actor())
+    for failure in result.cleanup_failures:
+        err.print(f"[yellow]warning:[/yellow] {failure}", highlight=False)
+    if as_json:
+        _emit_json(result)
+        return
+    if not result.migrated:
+        out.print(f"Nothing to move: every stored API key is already in the {to!r} backend.")
+    else:
+        out.print(
+            f"Moved {len(result.migrated)} API key(s) to the {to!r} backend ({', '.join(result.migrated)}); "
+            f"{result.unchanged} already there; deleted {result.deleted_from_source} old copies.",
+            highlight=False,
+        )
+    if settings.secret_backend != to:
+        out.print(
+            f"Next: set LLMCONFIG_SECRET_BACKEND={to} on every process so new keys are stored there, then run "
+            "this command again to move any key written meanwhile.",
+            highlight=False,
+        )
 
 
 def _pydantic_message(exc: Exception) -> str:

@@ -15,7 +15,8 @@
         ├── ProviderUnauthorizedError   credentials rejected (401/403)
         ├── ProviderUnreachableError    connection refused, DNS failure …
         ├── ProviderTimeoutError        no answer within LLMCONFIG_REQUEST_TIMEOUT
-        └── ProviderBadResponseError    HTML, invalid JSON, unexpected shape, 5xx
+        ├── ProviderBadResponseError    HTML, invalid JSON, unexpected shape, 5xx, body too large
+        └── ProviderBlockedError        the outbound guard refused the address or URL (LLMCONFIG_OUTBOUND_*)
 
 Messages never contain an API key: code that builds them only ever sees provider names, URLs and
 hints.
@@ -80,3 +81,9 @@ class ProviderTimeoutError(ProviderError):
 
 class ProviderBadResponseError(ProviderError):
     status = "bad_response"
+
+
+class ProviderBlockedError(ProviderError):
+    """The outbound guard refused to contact the address (metadata range, deny list, not on the allow list)."""
+
+    status = "blocked"

@@ -7,10 +7,10 @@ package reads the environment behind the caller's back except :func:`get_setting
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = None
     secret_backend: Literal["local", "aws"] = "local"
     master_key: SecretStr | None = None
+    # The key before the last rotation: secrets it encrypted still decrypt (new ones use master_key).
+    master_key_previous: SecretStr | None = None
     master_key_file: Path = Path("./llmconfig.key")
     aws_endpoint_url: str | None = None
     aws_region: str = "us-east-1"
@@ -40,6 +42,13 @@ class Settings(BaseSettings):
     # Record every call made through get_llm / get_embeddings objects (tokens, latency, cost).
     usage_tracking: bool = True
 
+    # The guard on validation and discovery requests (llmconfig.providers.outbound): comma-separated IP
+    # addresses, CIDRs, host names or *.domain wildcards. NoDecode: the environment gives a plain list, not JSON.
+    outbound_allow: Annotated[tuple[str, ...], NoDecode] = ()
+    outbound_deny: Annotated[tuple[str, ...], NoDecode] = ()
+    # A model list is kilobytes; a body this large is a wrong URL or a hostile server, and is not read further.
+    outbound_max_response_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=1024**3)
+
     @field_validator("database_url")
     @classmethod
     def _normalise_postgres_driver(cls, value: str) -> str:
@@ -48,6 +57,25 @@ class Settings(BaseSettings):
             if value.startswith(prefix):
                 return "postgresql+psycopg://" + value[len(prefix) :]
         return value
+
+    @field_validator("outbound_allow", "outbound_deny", mode="before")
+    @classmethod
+    def _parse_outbound_rules(cls, value: Any, info: ValidationInfo) -> tuple[str, ...]:
+        # Imported here: the providers package imports this module.
+        from llmconfig.providers.outbound import parse_rule
+
+        entries = value.split(",") if isinstance(value, str) else list(value or ())
+        rules: list[str] = []
+        for entry in entries:
+            if not isinstance(entry, str):
+                raise ValueError(f"LLMCONFIG_{(info.field_name or '').upper()}: entries must be strings")
+            if not entry.strip():
+                continue
+            try:
+                rules.append(parse_rule(entry).text)
+            except ValueError as exc:
+                raise ValueError(f"LLMCONFIG_{(info.field_name or '').upper()}: {exc}") from None
+        return tuple(rules)
 
 
 def get_settings() -> Settings:

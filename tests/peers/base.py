@@ -26,6 +26,7 @@ import re
 import signal
 import socket
 import socketserver
+import struct
 import sys
 import threading
 import time
@@ -41,6 +42,7 @@ from urllib.parse import parse_qsl, urlsplit
 __all__ = [
     "BEHAVIOURS",
     "DEFAULT_API_KEY",
+    "HUGE_BODY_BYTES",
     "SECRET_HEADERS",
     "BasePeer",
     "Behaviour",
@@ -57,7 +59,7 @@ __all__ = [
     "sse_event",
 ]
 
-Behaviour = Literal["ok", "hang", "html", "garbage", "error500", "ratelimit429"]
+Behaviour = Literal["ok", "hang", "html", "garbage", "error500", "ratelimit429", "reset", "huge", "redirect"]
 BEHAVIOURS: Final[tuple[Behaviour, ...]] = get_args(Behaviour)
 
 DEFAULT_API_KEY: Final = "sk-test-peer"
@@ -72,6 +74,9 @@ _HTML_PAGE: Final = (
     b"<body><h1>502 Bad Gateway</h1><p>The upstream server is unavailable.</p></body></html>\n"
 )
 _GARBAGE_BODY: Final = b"not json{{"
+#: Size of the "huge" body: far beyond any sane model list or completion.
+HUGE_BODY_BYTES: Final = 50 * 1024 * 1024
+_HUGE_CHUNK_BYTES: Final = 256 * 1024
 
 
 # --------------------------------------------------------------------------- public data types
@@ -314,6 +319,10 @@ class BasePeer:
         self.requests: list[RecordedRequest] = []
         self.hang_seconds: float = 30.0
         self.models_endpoint: bool = True
+        #: Location answered by behaviour "redirect" (absolute or relative URL).
+        self.redirect_to: str | None = None
+        #: Body size of behaviour "huge" (sent in chunks, never held in memory whole).
+        self.huge_bytes: int = HUGE_BODY_BYTES
         self.default_reply: str = f"Hello from {self.name}"
         #: Seconds to pause before each streamed event (0 = send as fast as possible).
         self.stream_delay: float = 0.0
@@ -361,7 +370,8 @@ class BasePeer:
 
     def reset(self) -> None:
         """Forget recorded requests and scripted replies and restore the per-test knobs
-        (``behaviour``, ``hang_seconds``, ``models_endpoint``, ``stream_delay``) to their defaults.
+        (``behaviour``, ``hang_seconds``, ``models_endpoint``, ``stream_delay``, ``redirect_to``,
+        ``huge_bytes``) to their defaults.
         Constructor state (``api_key``, ``models``, ``name``, ``default_reply``) is kept."""
         with self._lock:
             self.requests.clear()
@@ -370,6 +380,8 @@ class BasePeer:
         self.hang_seconds = 30.0
         self.models_endpoint = True
         self.stream_delay = 0.0
+        self.redirect_to = None
+        self.huge_bytes = HUGE_BODY_BYTES
 
     # ----------------------------------------------------------------- recorded requests
 
@@ -494,6 +506,9 @@ class BasePeer:
         with self._lock:
             self.requests.append(record)
 
+        if self._behaviour == "reset":
+            self._reset_connection(handler)
+            return
         response = self._answer(record)
         if response is None:  # stopped while hanging: drop the connection unanswered
             handler.close_connection = True
@@ -501,6 +516,27 @@ class BasePeer:
         record.status = response.status
         response.headers = {**self.request_id_header(), **response.headers}
         self._write(handler, response)
+
+    @staticmethod
+    def _reset_connection(handler: _PeerRequestHandler) -> None:
+        """Drop the connection with a TCP RST (SO_LINGER 0) instead of an orderly FIN: "connection reset"."""
+        handler.close_connection = True
+        conn = handler.connection
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        # The descriptor is released (sending the RST) once the handler's rfile/wfile are closed, in finish(),
+        # before socketserver's shutdown(SHUT_WR) could send a FIN.
+        conn.close()
+
+    def _huge_body(self) -> Iterator[bytes]:
+        """A JSON-looking body of ``huge_bytes`` bytes (an unterminated string), generated chunk by chunk."""
+        head = b'{"object":"list","data":[],"padding":"'
+        yield head
+        remaining = self.huge_bytes - len(head)
+        chunk = b"x" * _HUGE_CHUNK_BYTES
+        while remaining > 0:
+            piece = chunk if remaining >= len(chunk) else chunk[:remaining]
+            remaining -= len(piece)
+            yield piece
 
     def _answer(self, record: RecordedRequest) -> PeerResponse | None:
         mode = self._behaviour
@@ -511,6 +547,12 @@ class BasePeer:
             return PeerResponse(200, _HTML_PAGE, "text/html; charset=utf-8")
         elif mode == "garbage":
             return PeerResponse(200, _GARBAGE_BODY, "application/json")
+        elif mode == "huge":
+            return PeerResponse(200, content_type="application/json", events=self._huge_body())
+        elif mode == "redirect":
+            if self.redirect_to is None:
+                return PeerResponse(500, b"behaviour 'redirect' needs peer.redirect_to", "text/plain")
+            return PeerResponse(302, b"", "text/plain", headers={"Location": self.redirect_to})
         elif mode == "error500":
             return self.server_error()
         elif mode == "ratelimit429":
@@ -582,6 +624,7 @@ def run_standalone(peer_factory: Callable[..., BasePeer], argv: Sequence[str] | 
     parser.add_argument("--embedding-dimensions", type=int, default=8)
     parser.add_argument("--behaviour", choices=BEHAVIOURS, default="ok")
     parser.add_argument("--hang-seconds", type=float, default=30.0)
+    parser.add_argument("--redirect-to", default=None, help="Location of behaviour 'redirect'")
     parser.add_argument("--verbose", action="store_true", help="log method/path/status per request")
     args = parser.parse_args(argv)
 
@@ -598,6 +641,7 @@ def run_standalone(peer_factory: Callable[..., BasePeer], argv: Sequence[str] | 
     peer = peer_factory(**options)
     peer.behaviour = args.behaviour
     peer.hang_seconds = args.hang_seconds
+    peer.redirect_to = args.redirect_to
     peer.verbose = args.verbose
 
     stop = threading.Event()

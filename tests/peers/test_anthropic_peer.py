@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import anthropic
+import httpx
 import pytest
 from langchain_anthropic import ChatAnthropic
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage
@@ -334,6 +335,21 @@ def test_hang_times_out_then_recovers(peer: AnthropicPeer) -> None:
     assert time.monotonic() - started < 3
     peer.behaviour = "ok"
     assert chat_model(peer).invoke("hi").content == peer.default_reply
+
+
+def test_reset_huge_and_redirect_apply_to_every_endpoint(peer: AnthropicPeer, sdk_client: SdkFactory) -> None:
+    peer.behaviour = "reset"
+    with pytest.raises(anthropic.APIConnectionError):
+        chat_model(peer).invoke("hi")
+    peer.behaviour = "huge"
+    peer.huge_bytes = 100_000
+    with pytest.raises(json.JSONDecodeError):
+        sdk_client(peer).models.list()
+    peer.behaviour = "redirect"
+    peer.redirect_to = "https://elsewhere.invalid/v1/messages"
+    response = httpx.post(f"{peer.root_url}/v1/messages", json={}, timeout=5)
+    assert response.status_code == 302
+    assert response.headers["location"] == "https://elsewhere.invalid/v1/messages"
 
 
 # --------------------------------------------------------------------------- lifecycle

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import operator
+import socket
 import subprocess
 import sys
 import threading
@@ -12,6 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk
@@ -19,6 +21,7 @@ from langchain_openai import ChatOpenAI, OpenAIEmbeddings
 from pydantic import BaseModel, Field, SecretStr
 
 from tests.peers import OpenAIPeer, ScriptedReply, ToolCall
+from tests.peers.base import HUGE_BODY_BYTES
 
 KEY = "sk-test-peer"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -357,6 +360,48 @@ def test_hang_times_out_then_recovers(peer: OpenAIPeer) -> None:
     assert time.monotonic() - started < 3
     peer.behaviour = "ok"
     assert chat_model(peer).invoke("hi").content == peer.default_reply
+
+
+def test_reset_drops_the_connection_with_a_tcp_reset(peer: OpenAIPeer, sdk_client: SdkFactory) -> None:
+    peer.behaviour = "reset"
+    with socket.create_connection(("127.0.0.1", peer.port), timeout=5) as sock:
+        sock.sendall(b"GET /v1/models HTTP/1.1\r\nHost: peer\r\n\r\n")
+        # An RST, not an orderly close (which would read as b"").
+        with pytest.raises(ConnectionResetError):
+            sock.recv(1024)
+    with pytest.raises(openai.APIConnectionError):
+        chat_model(peer).invoke("hi")
+    assert peer.last_request.path == "/v1/chat/completions" and peer.last_request.status is None
+    peer.behaviour = "ok"
+    assert chat_model(peer).invoke("hi").content == peer.default_reply
+
+
+def test_huge_streams_fifty_megabytes_in_chunks(peer: OpenAIPeer) -> None:
+    peer.behaviour = "huge"
+    with httpx.stream("GET", f"{peer.base_url}/models", timeout=10) as response:
+        assert response.status_code == 200
+        assert response.headers["transfer-encoding"] == "chunked" and "content-length" not in response.headers
+        chunks = list(response.iter_raw())
+    assert sum(len(c) for c in chunks) == HUGE_BODY_BYTES == 50 * 1024 * 1024
+    assert chunks[0].startswith(b'{"object":"list"')
+    assert max(len(c) for c in chunks) < 1024 * 1024  # sent piece by piece, never held whole
+
+    peer.huge_bytes = 4096
+    body = httpx.get(f"{peer.base_url}/chat/completions", timeout=5).content
+    assert len(body) == 4096
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(body)
+
+
+def test_redirect_answers_302_with_the_configured_location(peer: OpenAIPeer) -> None:
+    peer.behaviour = "redirect"
+    unset = httpx.get(f"{peer.base_url}/models", timeout=5)
+    assert unset.status_code == 500 and b"redirect_to" in unset.content
+    peer.redirect_to = "/v1/models/gpt-4o"
+    response = httpx.get(f"{peer.base_url}/models", timeout=5)
+    assert response.status_code == 302 and response.headers["location"] == "/v1/models/gpt-4o"
+    peer.reset()
+    assert peer.redirect_to is None and peer.behaviour == "ok"
 
 
 def test_unknown_behaviour_is_rejected(peer: OpenAIPeer) -> None:

@@ -8,6 +8,7 @@ object the caller asked for.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from urllib.parse import urlsplit
@@ -23,6 +24,7 @@ from llmconfig.errors import (
     ValidationError,
 )
 from llmconfig.providers.catalog import ANTHROPIC_BUILTIN_MODELS, DiscoveredModel, infer_kind
+from llmconfig.providers.outbound import DEFAULT_MAX_RESPONSE_BYTES, OutboundClient, check_scheme
 
 if TYPE_CHECKING:
     # LangChain costs about a second to import; the CLI and the API only need it when building models.
@@ -100,19 +102,124 @@ def check_http_url(base_url: str) -> str:
 
 
 def _fetch_json(client: httpx.Client, url: str, headers: dict[str, str]) -> Any:
-    """GET a JSON document, translating every failure into the validation status it stands for."""
-    host = urlsplit(url).netloc
+    """GET a JSON document, translating every failure into the validation status it stands for.
+
+    Redirects are followed here, one hop at a time and at most ``client.max_redirects`` of them, rather than by
+    httpx: every hop must be http(s), every connection passes the outbound guard (with an
+    :class:`~llmconfig.providers.outbound.OutboundClient`), and the key is only sent again to the same
+    origin (httpx would forward ``x-api-key`` anywhere). Messages name the host and path, never the query.
+    """
+    max_bytes, max_redirects = _limits(client)
+    target, sent = httpx.URL(url), dict(headers)
+    for _hop in range(max_redirects + 1):
+        check_scheme(target.scheme)
+        host = _display_host(target)
+        response, body = _get(client, target, sent, max_bytes=max_bytes, host=host)
+        if response.has_redirect_location:
+            try:
+                following = target.join(response.headers["location"])
+            except httpx.InvalidURL:
+                raise ProviderBadResponseError(
+                    f"{host} answered {target.path} with a redirect to an invalid URL; check the base URL"
+                ) from None
+            check_scheme(following.scheme, context=f"Redirect from {host}")
+            if not _keeps_credentials(target, following):
+                sent = {name: value for name, value in sent.items() if name.lower() not in _CREDENTIAL_HEADERS}
+            target = following
+            continue
+        return _decode_json(response, body, host=host, path=target.path, url=str(target.copy_with(query=None)))
+    raise ProviderBadResponseError(
+        f"{_display_host(httpx.URL(url))} redirected more than {max_redirects} times; "
+        "give the final address as the base URL"
+    )
+
+
+# Headers that carry the key: dropped when a redirect leaves the origin they were meant for.
+_CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key", "api-key"})
+
+
+def _limits(client: httpx.Client) -> tuple[int, int]:
+    max_bytes = client.max_response_bytes if isinstance(client, OutboundClient) else DEFAULT_MAX_RESPONSE_BYTES
+    return max_bytes, client.max_redirects
+
+
+def _display_host(url: httpx.URL) -> str:
+    """host[:port] without any user info, for messages."""
+    host = f"[{url.host}]" if ":" in url.host else url.host
+    return f"{host}:{url.port}" if url.port is not None else host
+
+
+def _keeps_credentials(origin: httpx.URL, following: httpx.URL) -> bool:
+    """Same scheme, host and port, or the same host upgraded from http to https on the default ports."""
+    if origin.host != following.host:
+        return False
+    if origin.scheme == following.scheme:
+        return origin.port == following.port
+    return origin.scheme == "http" and following.scheme == "https" and origin.port is None and following.port is None
+
+
+def _get(
+    client: httpx.Client, url: httpx.URL, headers: dict[str, str], *, max_bytes: int, host: str
+) -> tuple[httpx.Response, bytes]:
+    """One GET without following redirects; the body is read in pieces and abandoned past ``max_bytes``."""
+    read_timeout = client.timeout.read
     try:
-        response = client.get(url, headers=headers)
+        with client.stream("GET", url, headers=headers) as response:
+            if response.has_redirect_location:
+                return response, b""
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > max_bytes:
+                raise _too_large(host, url.path, max_bytes)
+            # The read timeout applies to each read; a server dripping a byte at a time would never trip it,
+            # so the whole body must also arrive within the timeout.
+            deadline = None if read_timeout is None else time.monotonic() + read_timeout
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > max_bytes:
+                    raise _too_large(host, url.path, max_bytes)
+                if deadline is not None and time.monotonic() > deadline:
+                    raise ProviderTimeoutError(
+                        f"{host} did not finish its answer within {read_timeout:g} s; check that the server is "
+                        "healthy or raise LLMCONFIG_REQUEST_TIMEOUT"
+                    )
+                chunks.append(chunk)
+            return response, b"".join(chunks)
     except httpx.TimeoutException:
         raise ProviderTimeoutError(
-            f"{host} did not answer within {client.timeout.read:g} s; check that the server is up "
+            f"{host} did not answer within {read_timeout or 0:g} s; check that the server is up "
             "or raise LLMCONFIG_REQUEST_TIMEOUT"
+        ) from None
+    except httpx.DecodingError:
+        raise ProviderBadResponseError(
+            f"{host} answered {url.path} with a body that cannot be decompressed; check the server"
+        ) from None
+    except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError) as exc:
+        raise ProviderUnreachableError(
+            f"{host} closed the connection without a complete answer ({type(exc).__name__}); "
+            "check the base URL and the server's logs"
         ) from None
     except httpx.HTTPError as exc:
         raise ProviderUnreachableError(
             f"Cannot connect to {host} ({type(exc).__name__}); check the base URL and that the server is running"
         ) from None
+
+
+def _too_large(host: str, path: str, max_bytes: int) -> ProviderBadResponseError:
+    return ProviderBadResponseError(
+        f"{host} answered {path} with a body larger than {_size(max_bytes)}, far more than a model "
+        "list; check the base URL (the limit is LLMCONFIG_OUTBOUND_MAX_RESPONSE_BYTES)"
+    )
+
+
+def _size(count: int) -> str:
+    if count >= 1024 * 1024:
+        return f"{count / 1024 / 1024:.3g} MB"
+    return f"{count / 1024:.3g} kB"
+
+
+def _decode_json(response: httpx.Response, body: bytes, *, host: str, path: str, url: str) -> Any:
     if response.status_code in (401, 403):
         raise ProviderUnauthorizedError(
             f"{host} rejected the API key (HTTP {response.status_code}); set a valid key for this provider"
@@ -121,17 +228,20 @@ def _fetch_json(client: httpx.Client, url: str, headers: dict[str, str]) -> Any:
         raise _NotFound(f"{url} answered 404")
     if response.status_code >= 400:
         raise ProviderBadResponseError(
-            f"{host} answered HTTP {response.status_code} to {urlsplit(url).path}; "
-            "check the base URL and the server's logs"
+            f"{host} answered HTTP {response.status_code} to {path}; check the base URL and the server's logs"
+        )
+    if response.status_code >= 300:
+        raise ProviderBadResponseError(
+            f"{host} answered HTTP {response.status_code} to {path} without a redirect target; check the base URL"
         )
     try:
-        return response.json()
+        return json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError):
         content_type = response.headers.get("content-type", "unknown").split(";")[0]
         kind = "an HTML page" if "html" in content_type else "a body that is not valid JSON"
         what = f"{kind} ({content_type})"
         raise ProviderBadResponseError(
-            f"{host} answered {urlsplit(url).path} with {what}, not JSON; "
+            f"{host} answered {path} with {what}, not JSON; "
             "is the base URL the API endpoint (for OpenAI-compatible servers usually ending in /v1)?"
         ) from None
 

@@ -29,6 +29,7 @@ from llmconfig.errors import (
 )
 from llmconfig.providers.adapters import adapter_for
 from llmconfig.providers.catalog import DiscoveredModel
+from llmconfig.providers.outbound import OutboundClient, OutboundPolicy
 from llmconfig.providers.schemas import (
     CatalogEntry,
     ProviderCreate,
@@ -90,7 +91,11 @@ class ProviderService:
         self._settings = settings
         # One client for every check: building one (TLS context, pools) costs tens of milliseconds, which
         # would add up when a whole configuration is validated at once. httpx clients are thread-safe.
-        self._http = httpx.Client(timeout=settings.request_timeout, follow_redirects=False)
+        # Every request it makes passes the outbound guard (see llmconfig.providers.outbound).
+        policy = OutboundPolicy(allow=settings.outbound_allow, deny=settings.outbound_deny)
+        self._http: httpx.Client = OutboundClient(
+            policy, timeout=settings.request_timeout, max_response_bytes=settings.outbound_max_response_bytes
+        )
 
     def close(self) -> None:
         self._http.close()

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_secretsmanager.type_defs import GetSecretValueResponseTypeDef
 
+    from llmconfig.secrets.base import SecretBackend
+
 __all__ = ["AwsSecretBackend"]
 
 T = TypeVar("T")
@@ -55,6 +57,7 @@ class AwsSecretBackend:
     def __init__(self, client: SecretsManagerClient, prefix: str) -> None:
         self._client = client
         self._prefix = prefix
+        self._foreign: Callable[[str], SecretBackend] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AwsSecretBackend:
@@ -82,6 +85,10 @@ class AwsSecretBackend:
             ) from None
         return cls(client, settings.aws_secret_prefix)
 
+    def read_foreign_with(self, reader: Callable[[str], SecretBackend] | None) -> None:
+        """Load (and delete) references of other backends through ``reader`` instead of refusing them."""
+        self._foreign = reader
+
     def secret_name(self, owner: str) -> str:
         """The Secrets Manager name used for ``owner``'s secret."""
         return f"{self._prefix}providers/{owner}"
@@ -108,6 +115,8 @@ class AwsSecretBackend:
 
     def load(self, reference: str, *, owner: str) -> str:
         """Read the secret value behind ``reference``; it must be ``owner``'s secret."""
+        if not reference.startswith(REFERENCE_PREFIX) and self._foreign is not None and ":" in reference:
+            return self._foreign(reference).load(reference, owner=owner)
         name = self._name_from_reference(reference, owner=owner)
         if not name.endswith(f"providers/{owner}"):
             raise SecretBackendError(
@@ -141,6 +150,8 @@ class AwsSecretBackend:
         """Delete the secret at once (no recovery window); unknown or foreign references are ignored."""
         if not reference.startswith(REFERENCE_PREFIX):
             # Written by another backend (e.g. before a switch): nothing of it lives in AWS.
+            if self._foreign is not None and ":" in reference:
+                self._foreign(reference).delete(reference)
             return
         name = reference[len(REFERENCE_PREFIX) :]
 
