@@ -144,8 +144,10 @@ def serve() -> None:
 
     logging.getLogger().setLevel(logging.INFO)
     settings = get_settings()
-    service = LLMConfigService(settings)
-    upgrade_to_head(service.engine)
+    # The database first: when it is unreachable, say so before anything (a new master key file) is created.
+    engine = create_db_engine(settings.database_url)
+    upgrade_to_head(engine)
+    service = LLMConfigService(settings, engine=engine)
     tokens = TokenService(
         sessions=service.sessions,
         env_admin_token=settings.admin_token.get_secret_value() if settings.admin_token else None,

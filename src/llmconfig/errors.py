@@ -42,7 +42,11 @@ class SecretDecryptionError(SecretBackendError):
 
 
 class DatabaseUnavailableError(LLMConfigError):
-    """The configuration database cannot be reached."""
+    """The configuration database cannot be reached; ``detail`` is the driver's one-line reason."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
 
 
 class ValidationError(LLMConfigError):

@@ -227,10 +227,15 @@ class LLMConfigService:
             resolution, revision = self.config.resolve(interaction_type, user_id)
         except DatabaseUnavailableError as exc:
             self._note_outage(exc)
+            outage: DatabaseUnavailableError | None = exc
+        else:
+            outage = None
+        if outage is not None:
+            # Outside the except block: an error raised here stands on its own, without the outage chained.
             last_good = self._last_good_for(key)
             if last_good is not None:
                 return last_good, None
-            reason = "the configuration database is unreachable"
+            reason = f"the configuration database is unreachable ({outage.detail})"
             return self._from_environment(interaction_type, kind, reason=reason), None
         self._note_recovery()
         if revision != self._revision:

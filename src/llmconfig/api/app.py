@@ -11,13 +11,14 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from llmconfig import __version__
 from llmconfig.api.deps import FailedAuthLimiter
 from llmconfig.api.errors import install_error_handlers, problem
 from llmconfig.api.guards import RejectNulBytes
 from llmconfig.api.routers import audit, config, interaction_types, providers, usage, users
-from llmconfig.db.engine import UNAVAILABLE_ERRORS
+from llmconfig.db.engine import is_unavailable
 from llmconfig.errors import LLMConfigError
 from llmconfig.factory import LLMConfigService
 from llmconfig.settings import Settings, get_settings
@@ -96,7 +97,9 @@ def _install_operations(app: FastAPI, svc: LLMConfigService) -> None:
         try:
             with svc.engine.connect() as connection:
                 connection.execute(text("SELECT 1"))
-        except UNAVAILABLE_ERRORS as exc:
+        except DBAPIError as exc:
+            if not is_unavailable(exc):
+                raise
             problems["database"] = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
         try:
             svc.secrets.check()

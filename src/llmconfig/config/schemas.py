@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from llmconfig.providers.catalog import ModelKind
 
@@ -16,6 +17,33 @@ ConfigSource = Literal["user", "global", "env"]
 # traffic belongs in the provider (where keys are encrypted), never in plain JSON config.
 _FORBIDDEN_PARAM = re.compile(r"key|secret|token|password|auth|header|base_url|api_base|organization|proxy", re.I)
 _RESERVED_PARAMS = {"model", "model_name", "temperature", "max_tokens", "timeout", "streaming", "http_client"}
+
+
+def has_control_characters(text: str) -> bool:
+    return any(ch < " " or ch == "\x7f" for ch in text)
+
+
+def _single_line(value: str) -> str:
+    # Ids and model names end up in SQL parameters, logs and terminals: PostgreSQL refuses NUL outright,
+    # and newlines or escape sequences would forge log lines.
+    if has_control_characters(value):
+        raise ValueError("must not contain control characters (NUL, newlines, tabs, escape sequences)")
+    return value
+
+
+SingleLine = Annotated[str, AfterValidator(_single_line)]
+
+
+def _non_finite_number(value: Any, path: str = "") -> str | None:
+    """The first NaN or infinity, at any depth: JSON has no such numbers and PostgreSQL refuses them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path or "value"
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for name, item in items:
+        found = _non_finite_number(item, f"{path}.{name}" if path else str(name))
+        if found:
+            return found
+    return None
 
 
 def _forbidden_names(value: Any, path: str = "") -> str | None:
@@ -39,8 +67,8 @@ def _forbidden_names(value: Any, path: str = "") -> str | None:
 class FallbackTarget(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    provider_id: str = Field(min_length=1, max_length=100)
-    model_name: str = Field(min_length=1, max_length=255)
+    provider_id: SingleLine = Field(min_length=1, max_length=100)
+    model_name: SingleLine = Field(min_length=1, max_length=255)
 
 
 class ConfigUpdate(BaseModel):
@@ -48,9 +76,9 @@ class ConfigUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    provider_id: str = Field(min_length=1, max_length=100, description="Provider id (or name)")
-    model_name: str = Field(min_length=1, max_length=255)
-    temperature: float | None = Field(default=None, ge=0, le=2)
+    provider_id: SingleLine = Field(min_length=1, max_length=100, description="Provider id (or name)")
+    model_name: SingleLine = Field(min_length=1, max_length=255)
+    temperature: float | None = Field(default=None, ge=0, le=2, allow_inf_nan=False)
     max_tokens: int | None = Field(default=None, gt=0, le=10_000_000)
     extra_params: dict[str, Any] | None = None
     fallbacks: list[FallbackTarget] | None = Field(default=None, max_length=10)
@@ -67,6 +95,9 @@ class ConfigUpdate(BaseModel):
             raise ValueError(
                 f"extra_params may not set {forbidden!r}: credentials and endpoints belong to the provider"
             )
+        non_finite = _non_finite_number(value or {})
+        if non_finite:
+            raise ValueError(f"extra_params.{non_finite} is NaN or infinite, which JSON cannot store; give a number")
         return value
 
 

@@ -25,6 +25,7 @@ from llmconfig.config.schemas import (
     FallbackTarget,
     InteractionTypeCreate,
     InteractionTypeInfo,
+    has_control_characters,
 )
 from llmconfig.db.engine import bump_revision, read_revision, reading, transaction
 from llmconfig.db.models import (
@@ -49,6 +50,22 @@ def find_interaction_type(session: Session, name: str) -> InteractionType:
         known = ", ".join(session.scalars(select(InteractionType.name).order_by(InteractionType.name)))
         raise NotFoundError(f"Unknown interaction type {name!r}; known types: {known}")
     return interaction_type
+
+
+MAX_USER_ID_LENGTH = 255
+
+
+def storable_user_id(user_id: str) -> bool:
+    """Whether an override can exist for ``user_id`` (the column's length, and no control characters)."""
+    return 0 < len(user_id) <= MAX_USER_ID_LENGTH and not has_control_characters(user_id)
+
+
+def check_user_id(user_id: str) -> str:
+    if not storable_user_id(user_id):
+        raise ValidationError(
+            f"A user id must be 1 to {MAX_USER_ID_LENGTH} characters without control characters (NUL, newlines …)"
+        )
+    return user_id
 
 
 def _entry(row: GlobalConfig | UserConfig, kind: str, *, source: str) -> ConfigEntry:
@@ -228,10 +245,11 @@ class ConfigService:
 
     def set_override(self, user_id: str, interaction_type: str, update: ConfigUpdate, *, actor: str) -> ConfigEntry:
         """Create or change one user's override of one interaction type; it wins over the global entry."""
-        return self._write(interaction_type, user_id, update, actor=actor)
+        return self._write(interaction_type, check_user_id(user_id), update, actor=actor)
 
     def clear_override(self, user_id: str, interaction_type: str, *, actor: str = "system") -> None:
         """Remove one user's override; the user follows the global entry again."""
+        check_user_id(user_id)
         try:
             self._clear_override(user_id, interaction_type, actor=actor)
         except ConcurrentChangeError:
@@ -257,6 +275,7 @@ class ConfigService:
 
     def overrides(self, user_id: str) -> dict[str, ConfigEntry]:
         """One user's overrides, keyed by interaction type."""
+        check_user_id(user_id)
         with transaction(self._sessions) as session:
             kinds = dict(session.execute(select(InteractionType.name, InteractionType.kind)).all())
             rows = session.scalars(select(UserConfig).where(UserConfig.user_id == user_id))
@@ -298,6 +317,8 @@ class ConfigService:
 
         The audit trail is the store: each change recorded the entry as it was afterwards.
         """
+        if user_id is not None:
+            check_user_id(user_id)
         target_type, target_id = _history_target(interaction_type, user_id)
         with transaction(self._sessions) as session:
             find_interaction_type(session, interaction_type)
@@ -367,6 +388,10 @@ class ConfigService:
                 else:
                     for name, value in values.items():
                         setattr(row, name, value)
+                    if not session.is_modified(row):
+                        # Saving what is already there is not a new version: no audit entry, no cache drop.
+                        assert before is not None  # the row existed
+                        return before
                 row.updated_by = actor
                 session.flush()
                 session.refresh(row)
@@ -462,7 +487,9 @@ class ConfigService:
                     return None, read_revision(session)
             row: Any = None
             source = "user"
-            if user_id is not None:
+            # No override can be stored for an id the database refuses (PostgreSQL rejects NUL): such a
+            # user simply follows the global entry, rather than failing the agent's call.
+            if user_id is not None and storable_user_id(user_id):
                 row = connection.execute(
                     _RESOLVE_USER, {"user_id": user_id, "interaction_type": interaction_type}
                 ).first()

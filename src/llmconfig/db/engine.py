@@ -9,8 +9,8 @@ from functools import partial
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, func, select, update
-from sqlalchemy.engine.url import make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, OperationalError
+from sqlalchemy.engine.url import URL, make_url
+from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, OperationalError
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
@@ -18,8 +18,29 @@ from sqlalchemy.orm.exc import StaleDataError
 from llmconfig.db.models import ConfigRevision
 from llmconfig.errors import ConcurrentChangeError, DatabaseUnavailableError, SettingsError
 
-# Errors that mean "the database is not there", as opposed to a bug or a constraint violation.
+# Errors that mean "the database is not there", as opposed to a bug or a constraint violation; see
+# is_unavailable for the one more case that no class names on its own.
 UNAVAILABLE_ERRORS = (OperationalError, SAInterfaceError)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database cannot be used at all, rather than that one statement failed.
+
+    Besides connection failures, a plain ``DatabaseError`` counts: SQLite raises it for a file that is not
+    a database (or is damaged), and its subclasses (integrity, data, programming errors) are excluded.
+    """
+    return isinstance(exc, UNAVAILABLE_ERRORS) or type(exc) is DatabaseError
+
+
+@contextmanager
+def outages_mapped(url: URL | None = None) -> Iterator[None]:
+    """Turn an outage raised in the block into :class:`DatabaseUnavailableError`; other errors pass through."""
+    try:
+        yield
+    except (DatabaseError, SAInterfaceError) as exc:
+        if not is_unavailable(exc):
+            raise
+        raise DatabaseUnavailableError(describe_unavailable(exc, url), detail=_first_line(exc)) from None
 
 
 def create_db_engine(database_url: str, *, connect_timeout: float = 5.0) -> Engine:
@@ -89,7 +110,7 @@ def transaction(sessions: sessionmaker[Session], *, write: bool = False) -> Iter
         yield current[1]
         return
     try:
-        with sessions.begin() as session:
+        with outages_mapped(_url_of(sessions)), sessions.begin() as session:
             if write:
                 session.connection(execution_options={WRITE_OPTION: True})
             token = _current.set((sessions, session))
@@ -97,8 +118,6 @@ def transaction(sessions: sessionmaker[Session], *, write: bool = False) -> Iter
                 yield session
             finally:
                 _current.reset(token)
-    except UNAVAILABLE_ERRORS as exc:
-        raise DatabaseUnavailableError(describe_unavailable(exc)) from None
     except (IntegrityError, StaleDataError):
         # Every service checks its rules before writing; a constraint or version clash at commit means another
         # writer changed the same thing in between. Services that can say more catch these themselves.
@@ -124,15 +143,28 @@ def reading(sessions: sessionmaker[Session]) -> Iterator[Connection]:
         yield current[1].connection()
         return
     engine: Engine = sessions.kw["bind"]
-    try:
-        with engine.connect() as connection:
-            yield connection
-    except UNAVAILABLE_ERRORS as exc:
-        raise DatabaseUnavailableError(describe_unavailable(exc)) from None
+    with outages_mapped(engine.url), engine.connect() as connection:
+        yield connection
 
 
-def describe_unavailable(exc: Exception) -> str:
-    first_line = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc).strip() else ""
+def _url_of(sessions: sessionmaker[Session]) -> URL | None:
+    bind = sessions.kw.get("bind")
+    return bind.url if isinstance(bind, Engine) else None
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(getattr(exc, "orig", exc)).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def describe_unavailable(exc: Exception, url: URL | None = None) -> str:
+    first_line = _first_line(exc)
+    if url is not None and url.get_backend_name() == "sqlite":
+        return (
+            f"The SQLite database {url.database or ':memory:'} cannot be used ({first_line}); check "
+            "LLMCONFIG_DATABASE_URL, that the file is an llmconfig database (or absent, to create one) and "
+            "that its directory exists and is writable"
+        )
     return (
         f"The configuration database cannot be reached ({first_line}); "
         "check LLMCONFIG_DATABASE_URL and that the database server is running"

@@ -8,8 +8,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine
 
-from llmconfig.db.engine import UNAVAILABLE_ERRORS, describe_unavailable
-from llmconfig.errors import DatabaseUnavailableError
+from llmconfig.db.engine import outages_mapped
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -23,10 +22,8 @@ def alembic_config(engine: Engine) -> Config:
 
 def upgrade_to_head(engine: Engine) -> None:
     """Bring the schema to the latest revision; safe to call on every start."""
-    try:
+    with outages_mapped(engine.url):
         command.upgrade(alembic_config(engine), "head")
-    except UNAVAILABLE_ERRORS as exc:
-        raise DatabaseUnavailableError(describe_unavailable(exc)) from None
 
 
 def downgrade_to_base(engine: Engine) -> None:
@@ -43,8 +40,5 @@ def current_revision(engine: Engine) -> str | None:
     """The revision the database is at, or None for an empty database."""
     from alembic.runtime.migration import MigrationContext
 
-    try:
-        with engine.connect() as connection:
-            return MigrationContext.configure(connection).get_current_revision()
-    except UNAVAILABLE_ERRORS as exc:
-        raise DatabaseUnavailableError(describe_unavailable(exc)) from None
+    with outages_mapped(engine.url), engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()

@@ -83,8 +83,11 @@ def check_http_url(base_url: str) -> str:
     try:
         parts = urlsplit(candidate)
         hostname = parts.hostname
+        parts.port  # noqa: B018 - reading it validates it: "http://host:99999" and "http://host:abc" raise here
     except ValueError:
-        raise ValidationError("Base URL is not a valid URL; for example http://localhost:8000/v1") from None
+        raise ValidationError(
+            "Base URL is not a valid URL (check the host and the port); for example http://localhost:8000/v1"
+        ) from None
     if parts.scheme not in ("http", "https") or not hostname:
         raise ValidationError(
             "Base URL must be an absolute http:// or https:// URL with a host; "
@@ -94,7 +97,7 @@ def check_http_url(base_url: str) -> str:
         raise ValidationError(
             "Base URL must not contain credentials; pass the API key separately (--api-key-env or api_key)"
         )
-    if parts.query or parts.fragment:
+    if parts.query or parts.fragment or "?" in candidate or "#" in candidate:
         raise ValidationError(
             "Base URL must not have a query string or fragment; pass the API key separately (--api-key-env or api_key)"
         )
@@ -364,8 +367,10 @@ class AnthropicAdapter:
 
     def normalise_base_url(self, base_url: str | None) -> str:
         url = check_http_url(base_url or ANTHROPIC_DEFAULT_BASE_URL)
-        # The Anthropic SDK appends /v1 itself.
-        return url.removesuffix("/v1")
+        # The Anthropic SDK appends /v1 itself. Every trailing /v1 goes, so normalising twice changes nothing.
+        while url.endswith("/v1"):
+            url = url.removesuffix("/v1")
+        return url
 
     def discover(self, client: httpx.Client, *, base_url: str, api_key: str | None) -> list[DiscoveredModel]:
         headers = {"anthropic-version": ANTHROPIC_API_VERSION}

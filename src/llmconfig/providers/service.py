@@ -25,6 +25,7 @@ from llmconfig.errors import (
     ConflictError,
     NotFoundError,
     ProviderError,
+    SecretBackendError,
     SecretDecryptionError,
 )
 from llmconfig.providers.adapters import adapter_for
@@ -188,7 +189,7 @@ class ProviderService:
             raise ConflictError(f"A provider named {data.name!r} already exists; choose another name") from None
         finally:
             if not session_committed and provider.api_key_ref is not None:
-                self._secrets.delete(provider.api_key_ref)
+                self._forget_secret(provider.api_key_ref, data.name)
         result = None
         if discovery is not None:
             result = ValidationResult(
@@ -250,10 +251,10 @@ class ProviderService:
             raise ConflictError(f"Provider {ref!r} was changed by someone else meanwhile; reload and retry") from None
         except Exception:
             if new_secret is not None and new_secret != old_secret:
-                self._secrets.delete(new_secret)
+                self._forget_secret(new_secret, ref)
             raise
         if old_secret is not None:
-            self._secrets.delete(old_secret)
+            self._forget_secret(old_secret, ref)
         return self.get(ref if "name" not in changed or not data.name else data.name)
 
     def remove(self, ref: str, *, actor: str = "system", version: int | None = None) -> None:
@@ -299,7 +300,24 @@ class ProviderService:
             session.delete(provider)
             bump_revision(session, f"provider:{provider.id}")
         if secret is not None:
-            self._secrets.delete(secret)
+            self._forget_secret(secret, ref)
+
+    def _forget_secret(self, reference: str, provider: str) -> None:
+        """Delete a secret the database no longer points at; a failure is logged, not raised.
+
+        It runs after the change committed (or while an error is already on its way up): the caller's
+        operation is done, and an unreachable backend only leaves an orphaned copy behind.
+        """
+        try:
+            self._secrets.delete(reference)
+        except SecretBackendError as exc:
+            log.warning(
+                "The change to provider %r is done, but its old API key could not be deleted from the %s secret "
+                "backend (%s); delete the orphaned secret by hand once the backend is back",
+                provider,
+                reference.split(":", 1)[0],
+                exc,
+            )
 
     def validate(self, ref: str) -> ValidationResult:
         """Check connectivity and credentials, refresh the catalog on success, record the outcome."""
