@@ -69,11 +69,11 @@ def _actor() -> str:
 
 
 @contextmanager
-def _service(*, require_schema: bool = True) -> Iterator[LLMConfigService]:
+def _service() -> Iterator[LLMConfigService]:
     settings = get_settings()
     engine = create_db_engine(settings.database_url)
     # Checked before the service exists, so that a command refused here leaves nothing behind (no key file).
-    if require_schema and current_revision(engine) != head_revision():
+    if current_revision(engine) != head_revision():
         engine.dispose()
         raise LLMConfigError("The database schema is missing or out of date; run `llmconfig migrate` first")
     service = LLMConfigService(settings, engine=engine)
@@ -166,10 +166,14 @@ def serve() -> None:
 @app.command()
 def migrate(as_json: JsonFlag = False) -> None:
     """Upgrade the database schema to the latest revision."""
-    with _service(require_schema=False) as service:
-        before = current_revision(service.engine)
-        upgrade_to_head(service.engine)
-        after = current_revision(service.engine)
+    # The schema only: no secret backend, so no master key file appears as a side effect.
+    engine = create_db_engine(get_settings().database_url)
+    try:
+        before = current_revision(engine)
+        upgrade_to_head(engine)
+        after = current_revision(engine)
+    finally:
+        engine.dispose()
     if as_json:
         _emit_json({"from": before, "to": after})
     elif before == after:

@@ -51,3 +51,18 @@ def test_downgrade_removes_everything(database_url: str) -> None:
         assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
     finally:
         engine.dispose()
+
+
+def test_head_revision_is_alembics_head_and_current_revision_reads_what_alembic_wrote(database_url: str) -> None:
+    from alembic.script import ScriptDirectory
+
+    from llmconfig.db.migrate import MIGRATIONS_DIR
+
+    assert head_revision() == ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
+    engine = create_db_engine(database_url)
+    try:
+        upgrade_to_head(engine)
+        with engine.connect() as connection:
+            assert current_revision(engine) == MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()
