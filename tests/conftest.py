@@ -22,10 +22,12 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
+from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
 from llmconfig.db import create_db_engine, upgrade_to_head
 from llmconfig.factory import LLMConfigService
+from llmconfig.providers import ProviderCreate
 from llmconfig.settings import Settings
 from tests.peers import AnthropicPeer, OpenAIPeer
 from tests.pgserver import PostgresServer, PostgresServerError, free_tcp_port
@@ -253,6 +255,23 @@ def service(
         yield svc
     finally:
         svc.close()
+
+
+def add_peer_providers(service: LLMConfigService, openai_peer: OpenAIPeer, anthropic_peer: AnthropicPeer) -> None:
+    """Two validated providers with keys: ``local`` (OpenAI wire format) and ``claude`` (Anthropic)."""
+    service.providers.add(
+        ProviderCreate(
+            name="local", provider_type="custom", api_base_url=openai_peer.root_url, api_key=SecretStr(OPENAI_PEER_KEY)
+        )
+    )
+    service.providers.add(
+        ProviderCreate(
+            name="claude",
+            provider_type="anthropic",
+            api_base_url=anthropic_peer.root_url,
+            api_key=SecretStr(ANTHROPIC_PEER_KEY),
+        )
+    )
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from llmconfig import LLMConfigService
@@ -17,8 +16,7 @@ from llmconfig.as_code import apply, export_yaml, key_variable, parse
 from llmconfig.config import ConfigUpdate, FallbackTarget, InteractionTypeCreate
 from llmconfig.db.models import AuditEntry
 from llmconfig.errors import ValidationError
-from llmconfig.providers import ProviderCreate
-from tests.conftest import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY
+from tests.conftest import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY, add_peer_providers
 from tests.peers import AnthropicPeer, OpenAIPeer
 
 
@@ -29,19 +27,7 @@ def audit_count(service: LLMConfigService) -> int:
 
 @pytest.fixture
 def configured(service: LLMConfigService, openai_peer: OpenAIPeer, anthropic_peer: AnthropicPeer) -> LLMConfigService:
-    service.providers.add(
-        ProviderCreate(
-            name="local", provider_type="custom", api_base_url=openai_peer.root_url, api_key=SecretStr(OPENAI_PEER_KEY)
-        )
-    )
-    service.providers.add(
-        ProviderCreate(
-            name="claude",
-            provider_type="anthropic",
-            api_base_url=anthropic_peer.root_url,
-            api_key=SecretStr(ANTHROPIC_PEER_KEY),
-        )
-    )
+    add_peer_providers(service, openai_peer, anthropic_peer)
     service.config.add_interaction_type(InteractionTypeCreate(name="summaries", kind="chat", description="Digests"))
     service.config.set_global(
         "reasoning",

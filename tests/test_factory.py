@@ -19,26 +19,14 @@ from llmconfig import LLMConfigService
 from llmconfig.config import ConfigUpdate
 from llmconfig.errors import LLMConfigError, NotFoundError, SecretDecryptionError
 from llmconfig.providers import ProviderCreate, ProviderUpdate
-from tests.conftest import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY, free_tcp_port
+from tests.conftest import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY, add_peer_providers, free_tcp_port
 from tests.peers import AnthropicPeer, OpenAIPeer, ScriptedReply, ToolCall
 
 
 @pytest.fixture
 def configured(service: LLMConfigService, openai_peer: OpenAIPeer, anthropic_peer: AnthropicPeer) -> LLMConfigService:
     """reasoning and embeddings on an OpenAI-compatible server, tools on an Anthropic one."""
-    service.providers.add(
-        ProviderCreate(
-            name="local", provider_type="custom", api_base_url=openai_peer.root_url, api_key=SecretStr(OPENAI_PEER_KEY)
-        )
-    )
-    service.providers.add(
-        ProviderCreate(
-            name="claude",
-            provider_type="anthropic",
-            api_base_url=anthropic_peer.root_url,
-            api_key=SecretStr(ANTHROPIC_PEER_KEY),
-        )
-    )
+    add_peer_providers(service, openai_peer, anthropic_peer)
     service.config.set_global(
         "reasoning",
         ConfigUpdate(provider_id="local", model_name="local-chat", temperature=0.3, max_tokens=64),

@@ -20,12 +20,12 @@ from llmconfig.db.engine import transaction
 from llmconfig.db.models import Provider
 from llmconfig.errors import SecretBackendError, SecretDecryptionError
 from llmconfig.factory import LLMConfigService
-from llmconfig.providers import ProviderCreate, ProviderUpdate
+from llmconfig.providers import ProviderUpdate
 from llmconfig.secrets import LocalSecretBackend, build_backend
 from llmconfig.secrets.maintenance import migrate_secrets
 from llmconfig.settings import Settings
 from tests.cli_helpers import stored_bytes
-from tests.conftest import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY
+from tests.conftest import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY, add_peer_providers
 from tests.peers import AnthropicPeer, OpenAIPeer
 
 PEER_ANSWER = "Hello from openai-peer"
@@ -45,19 +45,7 @@ def settings(migrated_database_url: str, settings_factory: Callable[..., Setting
 def live(settings: Settings, openai_peer: OpenAIPeer, anthropic_peer: AnthropicPeer) -> Iterator[LLMConfigService]:
     """A running service (local backend) with two providers, created before any migration."""
     service = LLMConfigService(settings)
-    service.providers.add(
-        ProviderCreate(
-            name="local", provider_type="custom", api_base_url=openai_peer.root_url, api_key=SecretStr(OPENAI_PEER_KEY)
-        )
-    )
-    service.providers.add(
-        ProviderCreate(
-            name="claude",
-            provider_type="anthropic",
-            api_base_url=anthropic_peer.root_url,
-            api_key=SecretStr(ANTHROPIC_PEER_KEY),
-        )
-    )
+    add_peer_providers(service, openai_peer, anthropic_peer)
     service.config.set_global("reasoning", ConfigUpdate(provider_id="local", model_name="local-chat"), actor="test")
     try:
         yield service

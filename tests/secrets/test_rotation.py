@@ -21,13 +21,13 @@ from llmconfig.db.engine import transaction
 from llmconfig.db.models import Provider
 from llmconfig.errors import SecretDecryptionError, SettingsError
 from llmconfig.factory import LLMConfigService
-from llmconfig.providers import ProviderCreate, ProviderUpdate
+from llmconfig.providers import ProviderUpdate
 from llmconfig.secrets import LocalSecretBackend, make_secret_backend
 from llmconfig.secrets.local import pending_key_file, previous_key_file, read_key_file, write_key_file
 from llmconfig.secrets.maintenance import check_secrets, reencrypt_local_secrets, rotate_master_key
 from llmconfig.settings import Settings
 from tests.cli_helpers import stored_bytes
-from tests.conftest import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY
+from tests.conftest import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY, add_peer_providers
 from tests.peers import AnthropicPeer, OpenAIPeer
 
 OWNER = "5b0c3c2e-8d7e-4c2b-9a55-0c7b3f0e1a11"
@@ -39,19 +39,7 @@ def b64(key: bytes) -> str:
 
 
 def configure(service: LLMConfigService, openai_peer: OpenAIPeer, anthropic_peer: AnthropicPeer) -> None:
-    service.providers.add(
-        ProviderCreate(
-            name="local", provider_type="custom", api_base_url=openai_peer.root_url, api_key=SecretStr(OPENAI_PEER_KEY)
-        )
-    )
-    service.providers.add(
-        ProviderCreate(
-            name="claude",
-            provider_type="anthropic",
-            api_base_url=anthropic_peer.root_url,
-            api_key=SecretStr(ANTHROPIC_PEER_KEY),
-        )
-    )
+    add_peer_providers(service, openai_peer, anthropic_peer)
     service.config.set_global("reasoning", ConfigUpdate(provider_id="local", model_name="local-chat"), actor="test")
 
 
