@@ -6,6 +6,7 @@ importing Alembic would add a fifth to their start-up time.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,9 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# Alembic announces each of its plugins at INFO when it is first imported; `serve` logs at INFO, and an
+# operator reading its start-up output needs the migrations it ran, not Alembic's internals.
+logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 # Alembic's bookkeeping table: one row holding the revision the schema is at.
 VERSION_TABLE = "alembic_version"
 _VERSION: Select[str] = select(column("version_num", String)).select_from(table(VERSION_TABLE))
