@@ -25,6 +25,7 @@ from psycopg import sql
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
+from llmconfig.config import ConfigUpdate
 from llmconfig.db import create_db_engine, upgrade_to_head
 from llmconfig.factory import LLMConfigService
 from llmconfig.providers import ProviderCreate
@@ -272,6 +273,16 @@ def add_peer_providers(service: LLMConfigService, openai_peer: OpenAIPeer, anthr
             api_key=SecretStr(ANTHROPIC_PEER_KEY),
         )
     )
+
+
+def configure_reasoning(service: LLMConfigService, openai_peer: OpenAIPeer) -> None:
+    """Provider ``local`` (the OpenAI peer, validated, with its key) answering ``reasoning`` with gpt-4o."""
+    service.providers.add(
+        ProviderCreate(
+            name="local", provider_type="custom", api_base_url=openai_peer.base_url, api_key=SecretStr(OPENAI_PEER_KEY)
+        )
+    )
+    service.config.set_global("reasoning", ConfigUpdate(provider_id="local", model_name="gpt-4o"), actor="t")
 
 
 @pytest.fixture

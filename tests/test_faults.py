@@ -36,7 +36,7 @@ from llmconfig.errors import DatabaseUnavailableError, LLMConfigError, SecretBac
 from llmconfig.providers import ProviderCreate
 from llmconfig.settings import Settings
 from llmconfig.tokens import TokenService
-from tests.conftest import OPENAI_PEER_KEY, free_tcp_port
+from tests.conftest import OPENAI_PEER_KEY, configure_reasoning, free_tcp_port
 from tests.peers import OpenAIPeer
 from tests.pgserver import PostgresServer
 
@@ -155,15 +155,7 @@ def test_secret_backend_down_keeps_built_models_refuses_new_keys_and_recovers(
     service = LLMConfigService(settings)
     cold: LLMConfigService | None = None
     try:
-        service.providers.add(
-            ProviderCreate(
-                name="local",
-                provider_type="custom",
-                api_base_url=openai_peer.base_url,
-                api_key=SecretStr(OPENAI_PEER_KEY),
-            )
-        )
-        service.config.set_global("reasoning", ConfigUpdate(provider_id="local", model_name="gpt-4o"), actor="t")
+        configure_reasoning(service, openai_peer)
         built = service.get_llm("reasoning")
         assert built.invoke("hi").content == "Hello from openai-peer"
         tokens = TokenService(sessions=service.sessions)
@@ -393,15 +385,7 @@ def test_a_service_started_before_postgresql_works_once_it_is_up(
                 service.get_llm("reasoning")
             server.start()
             upgrade_to_head(service.engine)
-            service.providers.add(
-                ProviderCreate(
-                    name="local",
-                    provider_type="custom",
-                    api_base_url=openai_peer.base_url,
-                    api_key=SecretStr(OPENAI_PEER_KEY),
-                )
-            )
-            service.config.set_global("reasoning", ConfigUpdate(provider_id="local", model_name="gpt-4o"), actor="t")
+            configure_reasoning(service, openai_peer)
             assert service.get_llm("reasoning").invoke("hi").content == "Hello from openai-peer"
         finally:
             service.close()
@@ -424,12 +408,7 @@ def sqlite_service(
     upgrade_to_head(engine)
     engine.dispose()
     service = LLMConfigService(settings_factory(database_url=f"sqlite:///{database}", cache_ttl=0))
-    service.providers.add(
-        ProviderCreate(
-            name="local", provider_type="custom", api_base_url=openai_peer.base_url, api_key=SecretStr(OPENAI_PEER_KEY)
-        )
-    )
-    service.config.set_global("reasoning", ConfigUpdate(provider_id="local", model_name="gpt-4o"), actor="t")
+    configure_reasoning(service, openai_peer)
     try:
         yield service, database
     finally:

@@ -16,14 +16,12 @@ import httpx
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 
 from llmconfig import LLMConfigService
 from llmconfig.api import create_app
 from llmconfig.config import ConfigUpdate
 from llmconfig.invalidation import APPLICATION_NAME
-from llmconfig.providers import ProviderCreate
-from tests.conftest import OPENAI_PEER_KEY, _psycopg_conninfo, free_tcp_port
+from tests.conftest import _psycopg_conninfo, configure_reasoning, free_tcp_port
 from tests.peers import OpenAIPeer
 from tests.pgserver import PostgresServer
 
@@ -81,12 +79,7 @@ class Lines:
 
 @pytest.fixture
 def configured(service: LLMConfigService, openai_peer: OpenAIPeer) -> LLMConfigService:
-    service.providers.add(
-        ProviderCreate(
-            name="local", provider_type="custom", api_base_url=openai_peer.base_url, api_key=SecretStr(OPENAI_PEER_KEY)
-        )
-    )
-    service.config.set_global("reasoning", ConfigUpdate(provider_id="local", model_name="gpt-4o"), actor="t")
+    configure_reasoning(service, openai_peer)
     return service
 
 
@@ -198,15 +191,7 @@ def test_a_database_outage_is_served_from_last_known_good_and_recovered_from(
     service = LLMConfigService(settings)
     try:
         upgrade_to_head(service.engine)
-        service.providers.add(
-            ProviderCreate(
-                name="local",
-                provider_type="custom",
-                api_base_url=openai_peer.base_url,
-                api_key=SecretStr(OPENAI_PEER_KEY),
-            )
-        )
-        service.config.set_global("reasoning", ConfigUpdate(provider_id="local", model_name="gpt-4o"), actor="t")
+        configure_reasoning(service, openai_peer)
         before = service.get_llm("reasoning")
         with TestClient(create_app(settings, service=service)) as client:
             assert client.get("/health").status_code == 200

@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 
 from llmconfig import LLMConfigService
 from llmconfig.api import create_app
@@ -15,18 +14,13 @@ from llmconfig.providers import ProviderCreate
 from llmconfig.tokens import TokenService
 from llmconfig.usage import PriceUpdate, UsageEvent, UsageRecorder
 from llmconfig.usage.service import UsageGroup
-from tests.conftest import OPENAI_PEER_KEY, free_tcp_port
+from tests.conftest import configure_reasoning, free_tcp_port
 from tests.peers import OpenAIPeer
 
 
 @pytest.fixture
 def configured(service: LLMConfigService, openai_peer: OpenAIPeer) -> LLMConfigService:
-    service.providers.add(
-        ProviderCreate(
-            name="local", provider_type="custom", api_base_url=openai_peer.base_url, api_key=SecretStr(OPENAI_PEER_KEY)
-        )
-    )
-    service.config.set_global("reasoning", ConfigUpdate(provider_id="local", model_name="gpt-4o"), actor="t")
+    configure_reasoning(service, openai_peer)
     service.config.set_global(
         "embeddings", ConfigUpdate(provider_id="local", model_name="text-embedding-3-small"), actor="t"
     )

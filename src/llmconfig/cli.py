@@ -16,6 +16,7 @@ import typer
 from pydantic import BaseModel, SecretStr
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from llmconfig.config.defaults import BUILTIN_DEFAULTS
@@ -68,15 +69,26 @@ def _actor() -> str:
         return "cli"
 
 
+def _migrated_engine(settings: Settings) -> Engine:
+    """An engine on a database whose schema is current, or an error telling the user to migrate.
+
+    Checked before any secret backend exists, so that a command refused here leaves nothing behind (no key
+    file).
+    """
+    engine = create_db_engine(settings.database_url)
+    try:
+        if current_revision(engine) != head_revision():
+            raise LLMConfigError("The database schema is missing or out of date; run `llmconfig migrate` first")
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
+
+
 @contextmanager
 def _service() -> Iterator[LLMConfigService]:
     settings = get_settings()
-    engine = create_db_engine(settings.database_url)
-    # Checked before the service exists, so that a command refused here leaves nothing behind (no key file).
-    if current_revision(engine) != head_revision():
-        engine.dispose()
-        raise LLMConfigError("The database schema is missing or out of date; run `llmconfig migrate` first")
-    service = LLMConfigService(settings, engine=engine)
+    service = LLMConfigService(settings, engine=_migrated_engine(settings))
     try:
         yield service
     finally:
@@ -554,10 +566,8 @@ def tokens_revoke(
 def _secret_store() -> Iterator[tuple[Settings, sessionmaker[Session]]]:
     """Settings and sessions for the secret maintenance commands; builds no backend (so creates no key file)."""
     settings = get_settings()
-    engine = create_db_engine(settings.database_url)
+    engine = _migrated_engine(settings)
     try:
-        if current_revision(engine) != head_revision():
-            raise LLMConfigError("The database schema is missing or out of date; run `llmconfig migrate` first")
         yield settings, make_sessionmaker(engine)
     finally:
         engine.dispose()
