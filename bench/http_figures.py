@@ -130,9 +130,7 @@ def validate_timeout(
                     actor="bench",
                     validate=False,
                 )
-                svc.config.add_interaction_type(
-                    InteractionTypeCreate(name=f"bench-{index}", kind="chat"), actor="bench"
-                )
+                svc.types.add(InteractionTypeCreate(name=f"bench-{index}", kind="chat"), actor="bench")
                 svc.config.set_global(
                     f"bench-{index}", ConfigUpdate(provider_id=provider.id, model_name="gpt-4o"), actor="bench"
                 )

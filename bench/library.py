@@ -49,13 +49,13 @@ def warm_get_llm(database_url: str, master_key: str, *, label: str) -> list[Row]
     direct construction it is divided by is measured right before, so both see the same machine load.
     """
     import llmconfig
-    from llmconfig import factory
+    from llmconfig import llm
 
     direct = median(direct_construction())
     with _environment(LLMCONFIG_DATABASE_URL=database_url, LLMCONFIG_MASTER_KEY=master_key):
         llmconfig.reset_default_service()
         try:
-            svc = factory.default_service()
+            svc = llm.default_service()
             ttl = svc.settings.cache_ttl
             llmconfig.get_llm("reasoning")
             block = 100
@@ -70,11 +70,11 @@ def warm_get_llm(database_url: str, master_key: str, *, label: str) -> list[Row]
             warm = median(per_call)
 
             check: list[float] = []
-            pushed = bool(getattr(svc, "_pushed", lambda: False)())
-            if hasattr(svc, "_checked_at") and not pushed:
+            pushed = svc.cache._source.pushed
+            if not pushed:
 
                 def force_check() -> None:
-                    svc._checked_at = float("-inf")
+                    svc.cache._checked_at = float("-inf")
 
                 check = time_each(lambda: get_llm("reasoning"), 300, before=force_check)
         finally:
@@ -173,7 +173,7 @@ def _breakdown(svc: Any, provider_id: str, direct: float) -> str:
         from llmconfig.providers.adapters import adapter_for
         from llmconfig.usage.tracking import CallContext, CallTarget, UsageCallback
 
-        resolution, _ = svc.config.resolve("reasoning")
+        resolution, _ = svc.resolver.resolve("reasoning")
         target = resolution.target
         key = svc.secrets.load(target.api_key_ref, owner=target.provider_id)
 
@@ -191,8 +191,8 @@ def _breakdown(svc: Any, provider_id: str, direct: float) -> str:
         built = construct()
         context = CallContext("reasoning", None, (CallTarget(provider_id, "bench", target.model_name),))
         steps: dict[str, Callable[[], Any]] = {
-            "revision check (not done while changes are pushed)": svc.config.revision,
-            "resolve (DB read)": lambda: svc.config.resolve("reasoning"),
+            "revision check (not done while changes are pushed)": svc.resolver.revision,
+            "resolve (DB read)": lambda: svc.resolver.resolve("reasoning"),
             "decrypt key": lambda: svc.secrets.load(target.api_key_ref, owner=target.provider_id),
             "construct via adapter": construct,
             "usage-tracking copy": lambda: built.model_copy(

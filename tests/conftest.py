@@ -25,9 +25,9 @@ from psycopg import sql
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
+from llmconfig import LLMConfigService
 from llmconfig.config import ConfigUpdate
 from llmconfig.db import create_db_engine, upgrade_to_head
-from llmconfig.factory import LLMConfigService
 from llmconfig.providers import ProviderCreate
 from llmconfig.settings import Settings
 from tests.peers import AnthropicPeer, OpenAIPeer
@@ -222,6 +222,9 @@ def settings_factory(tmp_path: Path, sqlite_url: str, monkeypatch: pytest.Monkey
     for name in list(os.environ):
         if name.startswith("LLMCONFIG_") and not name.startswith("LLMCONFIG_TEST_"):
             monkeypatch.delenv(name)
+    # No environment fallback unless a test asks for one (openai_api_key=..., openai_base_url=...).
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
 
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {"database_url": sqlite_url, "master_key_file": tmp_path / "llmconfig.key"}

@@ -28,7 +28,7 @@ def audit_count(service: LLMConfigService) -> int:
 @pytest.fixture
 def configured(service: LLMConfigService, openai_peer: OpenAIPeer, anthropic_peer: AnthropicPeer) -> LLMConfigService:
     add_peer_providers(service, openai_peer, anthropic_peer)
-    service.config.add_interaction_type(InteractionTypeCreate(name="summaries", kind="chat", description="Digests"))
+    service.types.add(InteractionTypeCreate(name="summaries", kind="chat", description="Digests"))
     service.config.set_global(
         "reasoning",
         ConfigUpdate(

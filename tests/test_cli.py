@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from llmconfig import LLMConfigService
 from llmconfig.config.defaults import BUILTIN_DEFAULTS
 from llmconfig.config.schemas import ConfigUpdate
 from llmconfig.db.migrate import head_revision, upgrade_to_head
-from llmconfig.factory import LLMConfigService
 from llmconfig.providers.schemas import ProviderCreate
 from llmconfig.settings import Settings
 from tests.cli_helpers import (

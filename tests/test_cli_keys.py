@@ -18,12 +18,12 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import select, update
 
+from llmconfig import LLMConfigService
 from llmconfig.config.schemas import ConfigUpdate
 from llmconfig.db.engine import transaction
 from llmconfig.db.migrate import upgrade_to_head
 from llmconfig.db.models import Provider
 from llmconfig.errors import SecretDecryptionError
-from llmconfig.factory import LLMConfigService
 from llmconfig.providers.schemas import ProviderCreate
 from llmconfig.secrets import LocalSecretBackend
 from llmconfig.secrets.local import read_key_file

@@ -89,7 +89,7 @@ def remove_provider():
 
 def add_type():
     name = f"t-{tag}-{next(counter)}"
-    service.config.add_interaction_type(InteractionTypeCreate(name=name, kind="chat"), actor="writer")
+    service.types.add(InteractionTypeCreate(name=name, kind="chat"), actor="writer")
     types.append(name)
 
 operations = [set_global] * 4 + [set_override] * 4 + [clear_override] * 2 + [add_provider] * 2 + \

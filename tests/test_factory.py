@@ -19,6 +19,7 @@ from llmconfig import LLMConfigService
 from llmconfig.config import ConfigUpdate
 from llmconfig.errors import LLMConfigError, NotFoundError, SecretDecryptionError
 from llmconfig.providers import ProviderCreate, ProviderUpdate
+from llmconfig.settings import Settings
 from tests.conftest import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY, add_peer_providers, free_tcp_port
 from tests.peers import AnthropicPeer, OpenAIPeer, ScriptedReply, ToolCall
 
@@ -196,44 +197,56 @@ def test_asking_for_the_wrong_kind_is_explained(configured: LLMConfigService) ->
         configured.get_llm("dreaming")
 
 
-def test_nothing_configured_and_no_environment_fallback_is_a_clear_error(
-    service: LLMConfigService, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+def test_nothing_configured_and_no_environment_fallback_is_a_clear_error(service: LLMConfigService) -> None:
     with pytest.raises(LLMConfigError, match="nothing is configured for 'planning'.*llmconfig config set planning"):
         service.get_llm("planning")
 
 
 def test_environment_fallback_uses_openai_defaults_and_warns_once(
-    service: LLMConfigService,
-    openai_peer: OpenAIPeer,
-    monkeypatch: pytest.MonkeyPatch,
-    caplog: pytest.LogCaptureFixture,
+    service: LLMConfigService, openai_peer: OpenAIPeer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setenv("OPENAI_API_KEY", OPENAI_PEER_KEY)
-    monkeypatch.setenv("OPENAI_BASE_URL", openai_peer.base_url)
-    with caplog.at_level(logging.WARNING, logger="llmconfig.factory"):
-        llm = service.get_llm("planning")
-        service.invalidate()
-        service.get_llm("planning")
-    assert llm.model_name == "gpt-4o" and llm.temperature == 0.2
-    assert llm.invoke("hi").content == "Hello from openai-peer"
+    with_env = LLMConfigService(
+        service.settings.model_copy(
+            update={"openai_api_key": SecretStr(OPENAI_PEER_KEY), "openai_base_url": openai_peer.base_url}
+        )
+    )
+    try:
+        with caplog.at_level(logging.WARNING, logger="llmconfig.llm"):
+            llm = with_env.get_llm("planning")
+            with_env.invalidate()
+            with_env.get_llm("planning")
+        assert llm.model_name == "gpt-4o" and llm.temperature == 0.2
+        assert llm.invoke("hi").content == "Hello from openai-peer"
+    finally:
+        with_env.close()
     warnings = [r for r in caplog.records if "OPENAI_API_KEY" in r.getMessage()]
     assert len(warnings) == 1
     assert OPENAI_PEER_KEY not in caplog.text
 
 
-def test_unreachable_database_falls_back_to_the_environment(
-    settings_factory: Any, openai_peer: OpenAIPeer, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_openai_variables_are_read_through_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-from-the-environment-0000")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    settings = Settings(_env_file=None)
+    assert settings.openai_api_key is not None
+    assert settings.openai_api_key.get_secret_value() == "sk-from-the-environment-0000"
+    assert settings.openai_base_url == "http://127.0.0.1:9/v1"
+    monkeypatch.setenv("OPENAI_API_KEY", "  ")
+    assert Settings(_env_file=None).openai_api_key is None  # an empty variable is no fallback
+
+
+def test_unreachable_database_falls_back_to_the_environment(settings_factory: Any, openai_peer: OpenAIPeer) -> None:
     dead = settings_factory(database_url=f"postgresql+psycopg://nobody@127.0.0.1:{free_tcp_port()}/none")
     service = LLMConfigService(dead)
     try:
-        monkeypatch.delenv("OPENAI_API_KEY", raising=False)
         with pytest.raises(LLMConfigError, match="configuration database is unreachable"):
             service.get_llm("reasoning")
-        monkeypatch.setenv("OPENAI_API_KEY", OPENAI_PEER_KEY)
-        monkeypatch.setenv("OPENAI_BASE_URL", openai_peer.base_url)
+    finally:
+        service.close()
+    service = LLMConfigService(
+        dead.model_copy(update={"openai_api_key": SecretStr(OPENAI_PEER_KEY), "openai_base_url": openai_peer.base_url})
+    )
+    try:
         assert service.get_llm("reasoning").invoke("hi").content == "Hello from openai-peer"
     finally:
         service.close()

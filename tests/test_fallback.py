@@ -14,7 +14,7 @@ from pydantic import BaseModel, SecretStr
 
 from llmconfig import LLMConfigService
 from llmconfig.config import ConfigUpdate, FallbackTarget
-from llmconfig.fallback import FallbackChatModel
+from llmconfig.llm.fallback import FallbackChatModel
 from llmconfig.providers import ProviderCreate
 from tests.conftest import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY, free_tcp_port
 from tests.peers import AnthropicPeer, OpenAIPeer, ScriptedReply, ToolCall

@@ -344,11 +344,9 @@ def test_library_with_the_database_down_at_start(
     tmp_path: Path,
     settings_factory: Callable[..., Settings],
     openai_peer: OpenAIPeer,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Constructing the service does not touch the database; every use then fails clearly or falls back."""
     url = database_url.format(port=free_tcp_port(), tmp_path=tmp_path)
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     service = LLMConfigService(settings_factory(database_url=url))
     try:
         with pytest.raises(LLMConfigError, match="configuration database is unreachable") as caught:
@@ -364,8 +362,14 @@ def test_library_with_the_database_down_at_start(
             with pytest.raises(DatabaseUnavailableError, match="cannot be (reached|used)") as unavailable:
                 call()
             assert_clean_error(unavailable.value)
-        monkeypatch.setenv("OPENAI_API_KEY", OPENAI_PEER_KEY)
-        monkeypatch.setenv("OPENAI_BASE_URL", openai_peer.base_url)
+    finally:
+        service.close()
+    service = LLMConfigService(
+        settings_factory(
+            database_url=url, openai_api_key=SecretStr(OPENAI_PEER_KEY), openai_base_url=openai_peer.base_url
+        )
+    )
+    try:
         fallback = service.get_llm("tools")
         assert fallback.model_name == "gpt-4o-mini"  # type: ignore[attr-defined]
         assert fallback.invoke("hi").content == "Hello from openai-peer"
@@ -374,9 +378,8 @@ def test_library_with_the_database_down_at_start(
 
 
 def test_a_service_started_before_postgresql_works_once_it_is_up(
-    settings_factory: Callable[..., Settings], openai_peer: OpenAIPeer, monkeypatch: pytest.MonkeyPatch
+    settings_factory: Callable[..., Settings], openai_peer: OpenAIPeer
 ) -> None:
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     server = PostgresServer(prefix="llmconfig-late-")  # initialised, not started
     try:
         service = LLMConfigService(settings_factory(database_url=server.url, cache_ttl=0))
@@ -430,7 +433,7 @@ def test_sqlite_directory_moved_away_mid_run(
     # New connections cannot open it: the last resolved objects keep serving, everything else fails clearly.
     service.engine.dispose()
     service.invalidate()
-    with caplog.at_level(logging.ERROR, logger="llmconfig.factory"):
+    with caplog.at_level(logging.ERROR, logger="llmconfig.llm"):
         assert service.get_llm("reasoning") is built
         assert service.get_llm("reasoning", user_id="u-new") is built
         assert service.get_llm("reasoning").invoke("hi").content == "Hello from openai-peer"

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from llmconfig import LLMConfigService
 from llmconfig.api import create_app
 from llmconfig.config import ConfigUpdate
-from llmconfig.invalidation import APPLICATION_NAME
+from llmconfig.db.notifications import APPLICATION_NAME
 from tests.conftest import _psycopg_conninfo, configure_reasoning, free_tcp_port
 from tests.peers import OpenAIPeer
 from tests.pgserver import PostgresServer

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import math
-import os
 import re
 import shutil
 import tempfile
@@ -336,6 +335,7 @@ def fresh_service(empty_database: Path) -> Iterator[Callable[[], LLMConfigServic
             master_key_file=directory / "llmconfig.key",
             cache_ttl=0,
             usage_tracking=False,
+            openai_api_key=None,  # no environment fallback in the model below
         )
         service = LLMConfigService(settings)
         made.append((service, directory))
@@ -357,56 +357,47 @@ def fresh_service(empty_database: Path) -> Iterator[Callable[[], LLMConfigServic
 def test_effective_config_follows_a_simple_model(
     fresh_service: Callable[[], LLMConfigService], ops: list[tuple[Any, ...]]
 ) -> None:
-    saved = os.environ.pop("OPENAI_API_KEY", None)  # no environment fallback in the model
     service = fresh_service()
-    try:
-        # (user or None, type) -> (provider, model, temperature); a user's entry wins over the global one.
-        model: dict[tuple[str | None, str], tuple[str, str, float | None]] = {}
-        for op in ops:
-            if op[0] == "set":
-                _, user, kind, provider, model_name, temperature = op
-                fields: dict[str, Any] = {"provider_id": provider, "model_name": model_name}
-                if temperature is not None:
-                    fields["temperature"] = temperature
-                update = ConfigUpdate(**fields)
-                if user is None:
-                    service.config.set_global(kind, update, actor="prop")
-                else:
-                    service.config.set_override(user, kind, update, actor="prop")
-                current = model.get((user, kind))
-                kept = current[2] if current is not None else None
-                model[(user, kind)] = (provider, model_name, temperature if temperature is not None else kept)
+    # (user or None, type) -> (provider, model, temperature); a user's entry wins over the global one.
+    model: dict[tuple[str | None, str], tuple[str, str, float | None]] = {}
+    for op in ops:
+        if op[0] == "set":
+            _, user, kind, provider, model_name, temperature = op
+            fields: dict[str, Any] = {"provider_id": provider, "model_name": model_name}
+            if temperature is not None:
+                fields["temperature"] = temperature
+            update = ConfigUpdate(**fields)
+            if user is None:
+                service.config.set_global(kind, update, actor="prop")
             else:
-                _, user, kind = op
-                if (user, kind) in model:
+                service.config.set_override(user, kind, update, actor="prop")
+            current = model.get((user, kind))
+            kept = current[2] if current is not None else None
+            model[(user, kind)] = (provider, model_name, temperature if temperature is not None else kept)
+        else:
+            _, user, kind = op
+            if (user, kind) in model:
+                service.config.clear_override(user, kind, actor="prop")
+                del model[(user, kind)]
+            else:
+                with pytest.raises(NotFoundError):
                     service.config.clear_override(user, kind, actor="prop")
-                    del model[(user, kind)]
-                else:
-                    with pytest.raises(NotFoundError):
-                        service.config.clear_override(user, kind, actor="prop")
 
-        for user in (*USERS, f"stranger-{uuid.uuid4().hex[:6]}"):
-            effective = service.config.effective(user)
-            expected = {
-                kind: entry
-                for kind in TYPES
-                if (entry := model.get((user, kind)) or model.get((None, kind))) is not None
-            }
-            got = {
-                kind: (e.provider_name, e.model_name, e.temperature) for kind, e in effective.items() if kind in TYPES
-            }
-            assert got == expected
-            for kind in TYPES:
-                source = "user" if (user, kind) in model else "global" if (None, kind) in model else None
-                if source is not None:
-                    assert effective[kind].source == source
-                    llm = service.get_llm(kind, user_id=user)
-                    provider, model_name, temperature = expected[kind]
-                    assert llm.model_name == model_name  # type: ignore[attr-defined]
-                    assert llm.temperature == temperature  # type: ignore[attr-defined]
-                else:
-                    with pytest.raises(LLMConfigError, match="nothing is configured"):
-                        service.get_llm(kind, user_id=user)
-    finally:
-        if saved is not None:
-            os.environ["OPENAI_API_KEY"] = saved
+    for user in (*USERS, f"stranger-{uuid.uuid4().hex[:6]}"):
+        effective = service.config.effective(user)
+        expected = {
+            kind: entry for kind in TYPES if (entry := model.get((user, kind)) or model.get((None, kind))) is not None
+        }
+        got = {kind: (e.provider_name, e.model_name, e.temperature) for kind, e in effective.items() if kind in TYPES}
+        assert got == expected
+        for kind in TYPES:
+            source = "user" if (user, kind) in model else "global" if (None, kind) in model else None
+            if source is not None:
+                assert effective[kind].source == source
+                llm = service.get_llm(kind, user_id=user)
+                provider, model_name, temperature = expected[kind]
+                assert llm.model_name == model_name  # type: ignore[attr-defined]
+                assert llm.temperature == temperature  # type: ignore[attr-defined]
+            else:
+                with pytest.raises(LLMConfigError, match="nothing is configured"):
+                    service.get_llm(kind, user_id=user)

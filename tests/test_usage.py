@@ -115,11 +115,11 @@ def test_recording_never_fails_a_call(configured: LLMConfigService, settings_fac
     from llmconfig.db import create_db_engine, make_sessionmaker
 
     dead = make_sessionmaker(create_db_engine(f"postgresql+psycopg://x@127.0.0.1:{free_tcp_port()}/none"))
-    configured.usage_recorder = UsageRecorder(dead)
-    configured.invalidate()
-    configured._tracked.clear()
-    assert configured.get_llm("reasoning").invoke("hi").content == "Hello from openai-peer"
-    assert configured.usage_recorder.flush()
+    services = configured.services
+    services.usage_recorder = UsageRecorder(dead)
+    recording_nowhere = LLMConfigService(services=services)
+    assert recording_nowhere.get_llm("reasoning").invoke("hi").content == "Hello from openai-peer"
+    assert services.usage_recorder.flush()
 
 
 def test_recorder_keeps_calls_apart_by_day(configured: LLMConfigService) -> None:

@@ -6,6 +6,7 @@
 
 from llmconfig.errors import (
     ConcurrentChangeError,
+    ConfigUnavailableError,
     ConflictError,
     DatabaseUnavailableError,
     LLMConfigError,
@@ -16,13 +17,22 @@ from llmconfig.errors import (
     SettingsError,
     ValidationError,
 )
-from llmconfig.factory import LLMConfigService, get_embeddings, get_llm, reset_default_service
+from llmconfig.llm import (
+    LLMConfigService,
+    aget_embeddings,
+    aget_llm,
+    get_embeddings,
+    get_llm,
+    reset_default_service,
+)
+from llmconfig.services import Services
 from llmconfig.settings import Settings
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConcurrentChangeError",
+    "ConfigUnavailableError",
     "ConflictError",
     "DatabaseUnavailableError",
     "LLMConfigError",
@@ -31,10 +41,13 @@ __all__ = [
     "ProviderError",
     "SecretBackendError",
     "SecretDecryptionError",
+    "Services",
     "Settings",
     "SettingsError",
     "ValidationError",
     "__version__",
+    "aget_embeddings",
+    "aget_llm",
     "get_embeddings",
     "get_llm",
     "reset_default_service",

@@ -23,11 +23,11 @@ from pydantic import ValidationError as PydanticValidationError
 from llmconfig.config.schemas import ConfigUpdate, FallbackTarget, InteractionTypeCreate
 from llmconfig.db.engine import transaction, unit_of_work
 from llmconfig.errors import LLMConfigError, NotFoundError, ValidationError
-from llmconfig.factory import LLMConfigService
 from llmconfig.providers.adapters import adapter_for
 from llmconfig.providers.catalog import ModelKind
 from llmconfig.providers.schemas import NAME_PATTERN, ProviderCreate, ProviderType, ProviderUpdate
 from llmconfig.providers.service import find_provider
+from llmconfig.services import Services
 
 FORMAT_VERSION: Literal[1] = 1
 
@@ -82,8 +82,8 @@ def key_variable(provider_name: str) -> str:
 # -- export ------------------------------------------------------------------------------------------------
 
 
-def export_document(service: LLMConfigService) -> ConfigDocument:
-    providers = service.providers.list()
+def export_document(services: Services) -> ConfigDocument:
+    providers = services.providers.list()
     names = {p.id: p.name for p in providers}
     return ConfigDocument(
         providers=[
@@ -98,7 +98,7 @@ def export_document(service: LLMConfigService) -> ConfigDocument:
         ],
         interaction_types=[
             InteractionTypeSpec(name=t.name, kind=t.kind, description=t.description)
-            for t in service.config.interaction_types()
+            for t in services.types.list()
             if not t.builtin
         ],
         config={
@@ -110,13 +110,13 @@ def export_document(service: LLMConfigService) -> ConfigDocument:
                 extra_params=entry.extra_params,
                 fallbacks=[FallbackSpec(provider=names[f.provider_id], model=f.model_name) for f in entry.fallbacks],
             )
-            for name, entry in service.config.get_global().items()
+            for name, entry in services.config.get_global().items()
         },
     )
 
 
-def export_yaml(service: LLMConfigService) -> str:
-    document = export_document(service).model_dump(mode="json", exclude_defaults=False)
+def export_yaml(services: Services) -> str:
+    document = export_document(services).model_dump(mode="json", exclude_defaults=False)
     header = (
         "# llmconfig configuration. Keys are not in this file: set each api_key_env variable before\n"
         "# `llmconfig apply`.\n"
@@ -196,12 +196,12 @@ class _DryRun(Exception):
     """Rolls the unit of work back after a dry run has computed its plan."""
 
 
-def apply(service: LLMConfigService, parsed: ParsedDocument, *, actor: str, dry_run: bool = False) -> Plan:
+def apply(services: Services, parsed: ParsedDocument, *, actor: str, dry_run: bool = False) -> Plan:
     """Make the database match the document, in one transaction; with ``dry_run``, only report the changes."""
     plan = Plan()
     try:
-        with unit_of_work(service.sessions):
-            _apply(service, parsed, plan, actor=actor)
+        with unit_of_work(services.sessions):
+            _apply(services, parsed, plan, actor=actor)
             if dry_run:
                 raise _DryRun
     except _DryRun:
@@ -213,20 +213,20 @@ def _at(parsed: ParsedDocument, path: tuple[Any, ...], exc: LLMConfigError) -> V
     return ValidationError(f"line {parsed.line(*path)}: {exc}")
 
 
-def _apply(service: LLMConfigService, parsed: ParsedDocument, plan: Plan, *, actor: str) -> None:
+def _apply(services: Services, parsed: ParsedDocument, plan: Plan, *, actor: str) -> None:
     document = parsed.document
     for index, spec in enumerate(document.providers):
         try:
-            _apply_provider(service, spec, plan, actor=actor)
+            _apply_provider(services, spec, plan, actor=actor)
         except LLMConfigError as exc:
             raise _at(parsed, ("providers", index), exc) from None
 
-    existing_types = {t.name: t for t in service.config.interaction_types()}
+    existing_types = {t.name: t for t in services.types.list()}
     for index, type_spec in enumerate(document.interaction_types):
         existing = existing_types.get(type_spec.name)
         try:
             if existing is None:
-                service.config.add_interaction_type(
+                services.types.add(
                     InteractionTypeCreate(name=type_spec.name, kind=type_spec.kind, description=type_spec.description),
                     actor=actor,
                 )
@@ -240,8 +240,8 @@ def _apply(service: LLMConfigService, parsed: ParsedDocument, plan: Plan, *, act
         except PydanticValidationError as exc:
             raise ValidationError(f"line {parsed.line('interaction_types', index)}: {exc.errors()[0]['msg']}") from None
 
-    current_config = service.config.get_global()
-    providers = {p.name: p for p in service.providers.list()}
+    current_config = services.config.get_global()
+    providers = {p.name: p for p in services.providers.list()}
     for type_name, config_spec in document.config.items():
         try:
             provider = providers.get(config_spec.provider)
@@ -265,7 +265,7 @@ def _apply(service: LLMConfigService, parsed: ParsedDocument, plan: Plan, *, act
             wanted = update.model_dump(exclude={"version"}, mode="json")
             if current is not None and wanted == current.model_dump(include=set(wanted), mode="json"):
                 continue
-            service.config.set_global(type_name, update, actor=actor)
+            services.config.set_global(type_name, update, actor=actor)
             verb = "set" if current is None else "change"
             plan.changes.append(f"{verb} {type_name}: {config_spec.provider} / {config_spec.model}")
         except LLMConfigError as exc:
@@ -274,16 +274,16 @@ def _apply(service: LLMConfigService, parsed: ParsedDocument, plan: Plan, *, act
             raise ValidationError(f"line {parsed.line('config', type_name)}: {exc.errors()[0]['msg']}") from None
 
 
-def _apply_provider(service: LLMConfigService, spec: ProviderSpec, plan: Plan, *, actor: str) -> None:
+def _apply_provider(services: Services, spec: ProviderSpec, plan: Plan, *, actor: str) -> None:
     key = os.environ.get(spec.api_key_env) if spec.api_key_env else None
     try:
-        current = service.providers.get(spec.name)
+        current = services.providers.get(spec.name)
     except NotFoundError:
         if spec.api_key_env and not key:
             raise ValidationError(
                 f"provider {spec.name!r} needs its key in ${spec.api_key_env}; export it and apply again"
             ) from None
-        service.providers.add(
+        services.providers.add(
             ProviderCreate(
                 name=spec.name,
                 provider_type=spec.type,
@@ -306,15 +306,15 @@ def _apply_provider(service: LLMConfigService, spec: ProviderSpec, plan: Plan, *
         changes["api_base_url"] = spec.base_url
     if spec.enabled != current.enabled:
         changes["enabled"] = spec.enabled
-    if key and not _same_key(service, spec.name, key):
+    if key and not _same_key(services, spec.name, key):
         changes["api_key"] = SecretStr(key)
     if spec.api_key_env is None and current.has_api_key:
         changes["api_key"] = None
     if changes:
-        service.providers.update(spec.name, ProviderUpdate(**changes), actor=actor)
+        services.providers.update(spec.name, ProviderUpdate(**changes), actor=actor)
         plan.changes.append(f"change provider {spec.name}: {', '.join(sorted(changes))}")
 
 
-def _same_key(service: LLMConfigService, name: str, key: str) -> bool:
-    with transaction(service.sessions) as session:
-        return service.providers.api_key(find_provider(session, name)) == key
+def _same_key(services: Services, name: str, key: str) -> bool:
+    with transaction(services.sessions) as session:
+        return services.providers.api_key(find_provider(session, name)) == key

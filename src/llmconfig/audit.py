@@ -1,7 +1,7 @@
-"""The audit trail: every change, recorded in the same transaction as the change itself.
+"""The audit trail, read back: every change, as :func:`llmconfig.db.changes.record_change` recorded it.
 
-Snapshots are the public shapes of the changed objects (``ProviderPublic``, ``ConfigEntry`` …), which have
-no field that can hold a key, so the trail cannot leak one.
+Entries are written in the same transaction as the change itself, so the trail cannot miss a committed
+change nor hold one that was rolled back.
 """
 
 from __future__ import annotations
@@ -26,33 +26,6 @@ class AuditRecord(BaseModel):
     target_id: str
     before: dict[str, Any] | None
     after: dict[str, Any] | None
-
-
-def snapshot(model: BaseModel | None) -> dict[str, Any] | None:
-    return None if model is None else model.model_dump(mode="json")
-
-
-def record(
-    session: Session,
-    *,
-    actor: str,
-    action: str,
-    target_type: str,
-    target_id: str,
-    before: BaseModel | None = None,
-    after: BaseModel | None = None,
-) -> None:
-    """Add one entry to the trail; call inside the transaction that makes the change."""
-    session.add(
-        AuditEntry(
-            actor=actor,
-            action=action,
-            target_type=target_type,
-            target_id=target_id,
-            before=snapshot(before),
-            after=snapshot(after),
-        )
-    )
 
 
 class AuditService:

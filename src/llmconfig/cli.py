@@ -24,7 +24,7 @@ from llmconfig.config.schemas import ConfigUpdate
 from llmconfig.db.engine import create_db_engine, make_sessionmaker
 from llmconfig.db.migrate import current_revision, head_revision, upgrade_to_head
 from llmconfig.errors import LLMConfigError, NotFoundError
-from llmconfig.factory import LLMConfigService
+from llmconfig.llm import LLMConfigService
 from llmconfig.providers.schemas import ProviderCreate, ProviderPublic, ValidationResult
 from llmconfig.settings import Settings, get_settings
 from llmconfig.tokens import TokenService
@@ -224,7 +224,7 @@ def seed(as_json: JsonFlag = False) -> None:
             report["validation"] = validation
         configured = service.config.get_global()
         catalog = {entry.model_name for entry in service.providers.catalog(provider.id)}
-        for info in service.config.interaction_types():
+        for info in service.types.list():
             default = BUILTIN_DEFAULTS.get(info.name)
             if default is None or info.name in configured:
                 report["kept"].append(info.name)
@@ -371,7 +371,7 @@ def config_show(as_json: JsonFlag = False) -> None:
     """Show the global configuration of every interaction type."""
     with _service() as service:
         entries = service.config.get_global()
-        types = service.config.interaction_types()
+        types = service.types.list()
     if as_json:
         _emit_json(entries)
         return
@@ -456,7 +456,7 @@ def config_set(
 def config_types(as_json: JsonFlag = False) -> None:
     """List the interaction types."""
     with _service() as service:
-        types = service.config.interaction_types()
+        types = service.types.list()
     if as_json:
         _emit_json(types)
         return
@@ -478,7 +478,7 @@ def export_command(
     from llmconfig.as_code import export_yaml
 
     with _service() as service:
-        text = export_yaml(service)
+        text = export_yaml(service.services)
     if output is None:
         typer.echo(text, nl=False)
     else:
@@ -501,7 +501,7 @@ def apply_command(
         raise LLMConfigError(f"Cannot read {file}: {exc.strerror}") from None
     parsed = parse(text, source=str(file))
     with _service() as service:
-        plan = apply(service, parsed, actor=_actor(), dry_run=dry_run)
+        plan = apply(service.services, parsed, actor=_actor(), dry_run=dry_run)
     if as_json:
         _emit_json({"dry_run": dry_run, "changes": plan.changes})
         return

@@ -6,7 +6,8 @@
     ├── SettingsError                   a setting cannot be used (bad master key, unknown backend …)
     ├── SecretBackendError              the secret backend failed or holds no such secret
     │   └── SecretDecryptionError       a stored secret cannot be decrypted (wrong master key, tampering)
-    ├── DatabaseUnavailableError        the database cannot be reached
+    ├── ConfigUnavailableError          the configuration cannot be read right now
+    │   └── DatabaseUnavailableError    the database cannot be reached
     ├── ValidationError                 input rejected before anything was written (HTTP 422)
     ├── NotFoundError                   unknown provider, interaction type … (HTTP 404)
     ├── ConflictError                   duplicate name, stale version, provider in use (HTTP 409)
@@ -41,12 +42,24 @@ class SecretDecryptionError(SecretBackendError):
     """A stored secret cannot be decrypted with the configured master key."""
 
 
-class DatabaseUnavailableError(LLMConfigError):
-    """The configuration database cannot be reached; ``detail`` is the driver's one-line reason."""
+class ConfigUnavailableError(LLMConfigError):
+    """Where the configuration lives cannot be reached; ``detail`` is the one-line reason.
+
+    Processes that already resolved a model keep serving it (last known good) while this lasts.
+    """
+
+    # What is unreachable, for messages such as "the configuration database is unreachable".
+    what = "the configuration"
 
     def __init__(self, message: str, detail: str = "") -> None:
         super().__init__(message)
         self.detail = detail
+
+
+class DatabaseUnavailableError(ConfigUnavailableError):
+    """The configuration database cannot be reached; ``detail`` is the driver's one-line reason."""
+
+    what = "the configuration database"
 
 
 class ValidationError(LLMConfigError):

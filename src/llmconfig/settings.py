@@ -17,7 +17,7 @@ class Settings(BaseSettings):
     """Everything an operator can set; see the configuration table in the README."""
 
     model_config = SettingsConfigDict(
-        env_prefix="LLMCONFIG_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="LLMCONFIG_", env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
     )
 
     database_url: str = "sqlite:///./llmconfig.db"
@@ -48,6 +48,16 @@ class Settings(BaseSettings):
     outbound_deny: Annotated[tuple[str, ...], NoDecode] = ()
     # A model list is kilobytes; a body this large is a wrong URL or a hostile server, and is not read further.
     outbound_max_response_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=1024**3)
+
+    # The environment fallback (DESIGN §1): OpenAI's own variables, read without the LLMCONFIG_ prefix.
+    openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
+    openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
+
+    @field_validator("openai_api_key", "openai_base_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        # `export OPENAI_API_KEY=` (empty) means "not set", as it did for os.environ.get(...) or None.
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("database_url")
     @classmethod

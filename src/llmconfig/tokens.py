@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from llmconfig import audit
+from llmconfig.db.changes import Change, record_change
 from llmconfig.db.engine import transaction
 from llmconfig.db.models import ApiToken, utcnow
 from llmconfig.errors import NotFoundError
@@ -64,7 +64,7 @@ class TokenService:
             session.add(row)
             session.flush()
             info = TokenInfo.model_validate(row, from_attributes=True)
-            audit.record(session, actor=actor, action="token.create", target_type="token", target_id=row.id, after=info)
+            record_change(session, Change.token(row.id), actor=actor, action="token.create", after=info)
         return token, info
 
     def list(self) -> list[TokenInfo]:
@@ -85,15 +85,7 @@ class TokenService:
                 row.revoked_at = utcnow()
                 session.flush()
             after = TokenInfo.model_validate(row, from_attributes=True)
-            audit.record(
-                session,
-                actor=actor,
-                action="token.revoke",
-                target_type="token",
-                target_id=row.id,
-                before=before,
-                after=after,
-            )
+            record_change(session, Change.token(row.id), actor=actor, action="token.revoke", before=before, after=after)
             return after
 
     def has_admin(self) -> bool:

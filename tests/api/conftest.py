@@ -14,8 +14,8 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from llmconfig import LLMConfigService
 from llmconfig.api import create_app
-from llmconfig.factory import LLMConfigService
 from llmconfig.settings import Settings
 from llmconfig.tokens import TokenService
 from tests.conftest import free_tcp_port

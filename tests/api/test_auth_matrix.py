@@ -28,11 +28,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from llmconfig import LLMConfigService
 from llmconfig.api import create_app
 from llmconfig.config import ConfigUpdate
 from llmconfig.config.schemas import InteractionTypeCreate
 from llmconfig.db.models import Base
-from llmconfig.factory import LLMConfigService
 from llmconfig.providers import ProviderCreate
 from llmconfig.settings import Settings
 from llmconfig.tokens import TokenService
@@ -140,7 +140,7 @@ def world(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         validate=False,
     )
     service.config.set_global("reasoning", ConfigUpdate(provider_id=provider.id, model_name="gpt-4o"), actor="seed")
-    service.config.add_interaction_type(InteractionTypeCreate(name="triage", kind="chat"), actor="seed")
+    service.types.add(InteractionTypeCreate(name="triage", kind="chat"), actor="seed")
     service.config.set_override(
         "alice", "tools", ConfigUpdate(provider_id=provider.id, model_name="gpt-4o"), actor="seed"
     )

@@ -6,7 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from llmconfig.factory import LLMConfigService
+from llmconfig import LLMConfigService
 from llmconfig.providers import ProviderCreate
 from tests.api.conftest import API, ApiContext
 from tests.conftest import OPENAI_PEER_KEY

@@ -200,7 +200,7 @@ def fuzz(api: ApiContext, openai_peer: OpenAIPeer, monkeypatch: pytest.MonkeyPat
     )
     assert result is not None and result.ok
     service.config.set_global("reasoning", ConfigUpdate(provider_id=provider.id, model_name="gpt-4o"), actor="seed")
-    service.config.add_interaction_type(InteractionTypeCreate(name=SEED_CUSTOM_TYPE, kind="chat"), actor="seed")
+    service.types.add(InteractionTypeCreate(name=SEED_CUSTOM_TYPE, kind="chat"), actor="seed")
     service.config.set_override(
         SEED_USER, "tools", ConfigUpdate(provider_id=provider.id, model_name="gpt-4o-mini"), actor="seed"
     )

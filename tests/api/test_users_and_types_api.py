@@ -9,7 +9,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
+from llmconfig import LLMConfigService
+from llmconfig.api import create_app
 from tests.api.conftest import API, ApiContext, problem_of
 from tests.conftest import OPENAI_PEER_KEY
 from tests.peers import OpenAIPeer
@@ -76,9 +79,8 @@ def add_type(client: TestClient, api: ApiContext, name: str, kind: str = "chat")
 
 
 def test_user_config_shows_the_source_of_each_entry(
-    client: TestClient, api: ApiContext, provider: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    client: TestClient, api: ApiContext, provider: dict[str, Any]
 ) -> None:
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     put(client, api, f"{API}/config/reasoning", {"provider_id": provider["id"], "model_name": "gpt-4o"})
     override = put(
         client,
@@ -98,8 +100,14 @@ def test_user_config_shows_the_source_of_each_entry(
     other_user = user_config(client, api, "someone-else")
     assert (other_user["reasoning"]["source"], other_user["reasoning"]["model_name"]) == ("global", "gpt-4o")
 
-    monkeypatch.setenv("OPENAI_API_KEY", "sk-env-fallback-key-000000")
-    with_env = user_config(client, api, "u-42")
+    env_service = LLMConfigService(
+        api.service.settings.model_copy(update={"openai_api_key": SecretStr("sk-env-fallback-key-000000")})
+    )
+    try:
+        with TestClient(create_app(env_service.settings, service=env_service)) as env_client:
+            with_env = user_config(env_client, api, "u-42")
+    finally:
+        env_service.close()
     assert set(with_env) == set(BUILTIN_TYPES)
     assert with_env["reasoning"]["source"] == "user" and with_env["tools"]["source"] == "global"
     planning = with_env["planning"]

@@ -6,9 +6,9 @@ import pytest
 from pydantic import SecretStr
 from pydantic import ValidationError as PydanticValidationError
 
+from llmconfig import LLMConfigService
 from llmconfig.config import ConfigUpdate, FallbackTarget
 from llmconfig.errors import ConflictError, LLMConfigError, NotFoundError, ValidationError
-from llmconfig.factory import LLMConfigService
 from llmconfig.providers import ProviderCreate, ProviderUpdate
 from tests.conftest import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY, free_tcp_port
 from tests.peers import AnthropicPeer, OpenAIPeer
@@ -150,26 +150,26 @@ def test_user_override_wins_and_clearing_it_restores_global(service: LLMConfigSe
     )
     assert override.source == "user" and override.version == 1
 
-    mine, _ = service.config.resolve("tools", "u-42")
-    theirs, _ = service.config.resolve("tools", "u-7")
+    mine, _ = service.resolver.resolve("tools", "u-42")
+    theirs, _ = service.resolver.resolve("tools", "u-7")
     assert mine is not None and mine.source == "user" and mine.target.model_name == "gpt-4o"
     assert theirs is not None and theirs.source == "global" and theirs.target.model_name == "gpt-4o-mini"
 
     service.config.clear_override("u-42", "tools")
-    again, _ = service.config.resolve("tools", "u-42")
+    again, _ = service.resolver.resolve("tools", "u-42")
     assert again is not None and again.source == "global"
     with pytest.raises(NotFoundError):
         service.config.clear_override("u-42", "tools")
 
 
 def test_every_change_moves_the_revision(service: LLMConfigService, local: str) -> None:
-    seen = [service.config.revision()]
+    seen = [service.resolver.revision()]
     service.config.set_global("reasoning", ConfigUpdate(provider_id=local, model_name="gpt-4o"), actor="a")
-    seen.append(service.config.revision())
+    seen.append(service.resolver.revision())
     service.providers.update("local", ProviderUpdate(api_key=SecretStr("sk-rotated-key-000000000")))
-    seen.append(service.config.revision())
+    seen.append(service.resolver.revision())
     service.config.set_override("u", "reasoning", ConfigUpdate(provider_id=local, model_name="gpt-4o"), actor="a")
-    seen.append(service.config.revision())
+    seen.append(service.resolver.revision())
     assert seen == sorted(set(seen)), seen
 
 
@@ -177,7 +177,7 @@ def test_resolution_of_a_disabled_provider_says_so(service: LLMConfigService, lo
     service.config.set_global("reasoning", ConfigUpdate(provider_id=local, model_name="gpt-4o"), actor="a")
     service.providers.update("local", ProviderUpdate(enabled=False))
     with pytest.raises(LLMConfigError, match="disabled"):
-        service.config.resolve("reasoning")
+        service.resolver.resolve("reasoning")
 
 
 def test_summary_has_one_line_per_type(service: LLMConfigService, local: str) -> None:

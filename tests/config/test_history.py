@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
+from llmconfig import LLMConfigService
 from llmconfig.config import ConfigUpdate, FallbackTarget
 from llmconfig.errors import NotFoundError, ValidationError
-from llmconfig.factory import LLMConfigService
 from llmconfig.providers import ProviderCreate
 from tests.conftest import OPENAI_PEER_KEY
 from tests.peers import OpenAIPeer

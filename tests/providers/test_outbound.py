@@ -17,9 +17,9 @@ from pydantic import SecretStr
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import func, select
 
+from llmconfig import LLMConfigService
 from llmconfig.db.models import Provider
 from llmconfig.errors import ProviderBadResponseError, ProviderBlockedError
-from llmconfig.factory import LLMConfigService
 from llmconfig.providers import ProviderCreate
 from llmconfig.providers.outbound import (
     GuardedBackend,

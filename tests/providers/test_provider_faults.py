@@ -20,11 +20,11 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
+from llmconfig import LLMConfigService
 from llmconfig.api import create_app
 from llmconfig.config import ConfigUpdate, FallbackTarget
 from llmconfig.db.models import Provider
 from llmconfig.errors import ProviderBadResponseError, ProviderError, ProviderUnreachableError
-from llmconfig.factory import LLMConfigService
 from llmconfig.providers import ProviderCreate
 from llmconfig.tokens import TokenService
 from tests.api.conftest import API, problem_of

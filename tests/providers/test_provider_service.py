@@ -7,6 +7,7 @@ from pydantic import SecretStr
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import func, select
 
+from llmconfig import LLMConfigService
 from llmconfig.config import ConfigUpdate
 from llmconfig.db.models import Provider, ProviderModel
 from llmconfig.errors import (
@@ -18,7 +19,6 @@ from llmconfig.errors import (
     ProviderUnreachableError,
     ValidationError,
 )
-from llmconfig.factory import LLMConfigService
 from llmconfig.providers import ProviderCreate, ProviderUpdate
 from tests.conftest import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY, free_tcp_port
 from tests.peers import AnthropicPeer, OpenAIPeer

@@ -15,11 +15,11 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import select, update
 
+from llmconfig import LLMConfigService
 from llmconfig.config.schemas import ConfigUpdate
 from llmconfig.db.engine import transaction
 from llmconfig.db.models import Provider
 from llmconfig.errors import SecretBackendError, SecretDecryptionError
-from llmconfig.factory import LLMConfigService
 from llmconfig.providers import ProviderUpdate
 from llmconfig.secrets import LocalSecretBackend, build_backend
 from llmconfig.secrets.maintenance import migrate_secrets
@@ -124,10 +124,10 @@ def test_migrate_to_aws_and_back_keeps_every_provider_answering(live: LLMConfigS
     assert actions.count("provider.secret_migrate") == 2
 
     # Idempotent: nothing moves, nothing is written.
-    revision = live.config.revision()
+    revision = live.resolver.revision()
     again = migrate_secrets(live.sessions, build_backend(settings, "aws"), actor="test")
     assert again.migrated == [] and again.unchanged == 2
-    assert rows(live) == moved and live.config.revision() == revision
+    assert rows(live) == moved and live.resolver.revision() == revision
 
     with Invoker(live) as invoker:
         back = migrate_secrets(live.sessions, build_backend(settings, "local"), actor="test")

@@ -16,11 +16,11 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import select, update
 
+from llmconfig import LLMConfigService
 from llmconfig.config.schemas import ConfigUpdate
 from llmconfig.db.engine import transaction
 from llmconfig.db.models import Provider
 from llmconfig.errors import SecretDecryptionError, SettingsError
-from llmconfig.factory import LLMConfigService
 from llmconfig.providers import ProviderUpdate
 from llmconfig.secrets import LocalSecretBackend, make_secret_backend
 from llmconfig.secrets.local import pending_key_file, previous_key_file, read_key_file, write_key_file
@@ -74,7 +74,7 @@ def test_rotation_of_the_key_file_reencrypts_everything_and_the_old_key_decrypts
     key_file = service.settings.master_key_file
     old_key = read_key_file(key_file)
     before = references(service)
-    revision = service.config.revision()
+    revision = service.resolver.revision()
 
     result = rotate_master_key(service.sessions, service.settings, actor="test")
 
@@ -91,7 +91,7 @@ def test_rotation_of_the_key_file_reencrypts_everything_and_the_old_key_decrypts
     after = references(service)
     assert all(after[name][1] != before[name][1] for name in before)
     assert_key_decrypts_nothing(old_key, after)
-    assert service.config.revision() > revision
+    assert service.resolver.revision() > revision
 
     # The running service picks up the rotated key file by itself; every provider still validates.
     assert service.providers.validate("local").ok
@@ -130,7 +130,7 @@ def test_rotation_aborts_before_commit_naming_the_provider_whose_key_cannot_be_d
     key_file = service.settings.master_key_file
     key_before = key_file.read_bytes()
     before = references(service)
-    revision = service.config.revision()
+    revision = service.resolver.revision()
 
     with pytest.raises(SecretDecryptionError) as caught:
         rotate_master_key(service.sessions, service.settings, actor="test")
@@ -139,7 +139,7 @@ def test_rotation_aborts_before_commit_naming_the_provider_whose_key_cannot_be_d
     assert "'claude'" in message and claude_id in message and "nothing was changed" in message
     assert ANTHROPIC_PEER_KEY not in message
     assert references(service) == before
-    assert service.config.revision() == revision
+    assert service.resolver.revision() == revision
     assert key_file.read_bytes() == key_before
     assert not pending_key_file(key_file).exists() and not previous_key_file(key_file).exists()
     assert service.providers.validate("local").ok

@@ -20,7 +20,7 @@ from llmconfig.api.guards import RejectNulBytes
 from llmconfig.api.routers import audit, config, interaction_types, providers, usage, users
 from llmconfig.db.engine import is_unavailable
 from llmconfig.errors import LLMConfigError
-from llmconfig.factory import LLMConfigService
+from llmconfig.llm import LLMConfigService
 from llmconfig.settings import Settings, get_settings
 from llmconfig.tokens import TokenService
 from llmconfig.ui import install_ui

@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import Depends, Header, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from llmconfig.factory import LLMConfigService
+from llmconfig.llm import LLMConfigService
 from llmconfig.tokens import Caller, TokenService
 
 # Where the REST resources live; /health and /metrics stay at the root for probes and scrapers.

@@ -1,6 +1,7 @@
-"""Interaction types, global configuration, user overrides and resolution."""
+"""Interaction types, configuration entries (global and per user) with their history, and resolution."""
 
-from llmconfig.config.resolution import Resolution, Target
+from llmconfig.config.entries import EntryService
+from llmconfig.config.resolution import Resolution, Resolver, Target
 from llmconfig.config.schemas import (
     ConfigEntry,
     ConfigUpdate,
@@ -9,16 +10,18 @@ from llmconfig.config.schemas import (
     InteractionTypeCreate,
     InteractionTypeInfo,
 )
-from llmconfig.config.service import ConfigService
+from llmconfig.config.types import InteractionTypeService
 
 __all__ = [
     "ConfigEntry",
-    "ConfigService",
     "ConfigUpdate",
     "EffectiveEntry",
+    "EntryService",
     "FallbackTarget",
     "InteractionTypeCreate",
     "InteractionTypeInfo",
+    "InteractionTypeService",
     "Resolution",
+    "Resolver",
     "Target",
 ]

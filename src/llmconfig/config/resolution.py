@@ -1,7 +1,8 @@
-"""What a ``get_llm`` call resolves to: plain, hashable values, so they can key the object cache.
+"""What a ``get_llm`` call resolves to, and the resolver that reads it from the database.
 
-A :class:`Resolution` holds everything an object is built from, except the decrypted key: the key is
-identified by its secret reference and the provider's version (which changes whenever the key does).
+A :class:`Resolution` holds plain, hashable values, so it can key the object cache. It holds everything an
+object is built from except the decrypted key: the key is identified by its secret reference and the
+provider's version (which changes whenever the key does).
 """
 
 from __future__ import annotations
@@ -10,7 +11,16 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from llmconfig.config.schemas import ConfigSource
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from llmconfig.config.schemas import ConfigSource, storable_user_id
+from llmconfig.config.types import find_interaction_type
+from llmconfig.db.changes import read_revision
+from llmconfig.db.engine import reading, transaction
+from llmconfig.db.models import ConfigRevision, GlobalConfig, InteractionType, Provider, UserConfig
+from llmconfig.errors import LLMConfigError
+from llmconfig.providers.adapters import adapter_for
 from llmconfig.providers.catalog import ModelKind
 
 
@@ -43,6 +53,134 @@ class Resolution:
         params: dict[str, Any] = json.loads(self.extra_params_json)
         return params
 
+    @property
+    def targets(self) -> tuple[Target, ...]:
+        """The primary target, then the fallback chain in order."""
+        return (self.target, *self.fallbacks)
+
 
 def freeze_params(params: dict[str, Any]) -> str:
     return json.dumps(params, sort_keys=True, separators=(",", ":"))
+
+
+_PROVIDER_COLUMNS = (
+    Provider.id,
+    Provider.name,
+    Provider.provider_type,
+    Provider.version,
+    Provider.api_base_url,
+    Provider.api_key_ref,
+    Provider.enabled,
+)
+
+
+def _entry_columns(table: type[GlobalConfig] | type[UserConfig]) -> tuple[Any, ...]:
+    """An entry's settings followed by its provider's columns."""
+    return (
+        table.model_name,
+        table.temperature,
+        table.max_tokens,
+        table.extra_params,
+        table.fallbacks,
+        *_PROVIDER_COLUMNS,
+    )
+
+
+# The statements of ``Resolver.resolve``, built once: building a statement costs about as much as running it
+# on SQLite, and these run on every cache miss of ``get_llm``.
+
+# The revision counter, the type's kind and its global entry with that entry's provider, in one row. The
+# entry's columns are NULL when nothing is configured globally; no row means no such interaction type.
+_RESOLVE_GLOBAL = (
+    select(ConfigRevision.revision, InteractionType.kind, *_entry_columns(GlobalConfig))
+    .select_from(InteractionType)
+    .join(ConfigRevision, ConfigRevision.id == 1)
+    .outerjoin(GlobalConfig, GlobalConfig.interaction_type == InteractionType.name)
+    .outerjoin(Provider, Provider.id == GlobalConfig.provider_id)
+    .where(InteractionType.name == bindparam("interaction_type"))
+)
+_RESOLVE_USER = (
+    select(*_entry_columns(UserConfig))
+    .join(Provider, Provider.id == UserConfig.provider_id)
+    .where(UserConfig.user_id == bindparam("user_id"), UserConfig.interaction_type == bindparam("interaction_type"))
+)
+_FALLBACK_PROVIDERS = select(*_PROVIDER_COLUMNS).where(
+    Provider.id.in_(bindparam("provider_ids", expanding=True)), Provider.enabled.is_(True)
+)
+
+
+def _target(provider: Any, model_name: str) -> Target:
+    """A Target from anything with the provider's attributes (an ORM row or a Core row)."""
+    return Target(
+        provider_id=provider.id,
+        provider_name=provider.name,
+        provider_type=provider.provider_type,
+        provider_version=provider.version,
+        base_url=provider.api_base_url or adapter_for(provider.provider_type).normalise_base_url(None),
+        api_key_ref=provider.api_key_ref,
+        model_name=model_name,
+    )
+
+
+class Resolver:
+    """Reads the configuration in force for a request: the user's override, else the global entry."""
+
+    def __init__(self, *, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def revision(self) -> int:
+        """The revision counter (one indexed read): it changes whenever anything that is served may have."""
+        with reading(self._sessions) as connection:
+            return read_revision(connection)
+
+    def resolve(self, interaction_type: str, user_id: str | None = None) -> tuple[Resolution | None, int]:
+        """The configuration in force for a request (user override, then global), and the revision read.
+
+        Returns ``(None, revision)`` when the type exists but nothing is configured for it. This is the
+        cold path of ``get_llm``: one statement without a user id, two with one (three with fallbacks),
+        prepared at import and run on a plain connection.
+        """
+        with reading(self._sessions) as connection:
+            head = connection.execute(_RESOLVE_GLOBAL, {"interaction_type": interaction_type}).first()
+            if head is None:
+                with transaction(self._sessions) as session:
+                    find_interaction_type(session, interaction_type)  # raises NotFoundError, naming the known types
+                    return None, read_revision(session)
+            row: Any = None
+            source: ConfigSource = "user"
+            # No override can be stored for an id the database refuses (PostgreSQL rejects NUL): such a
+            # user simply follows the global entry, rather than failing the agent's call.
+            if user_id is not None and storable_user_id(user_id):
+                row = connection.execute(
+                    _RESOLVE_USER, {"user_id": user_id, "interaction_type": interaction_type}
+                ).first()
+            if row is None:
+                source = "global"
+                row = head if head.model_name is not None else None
+            if row is None:
+                return None, head.revision
+            if not row.enabled:
+                raise LLMConfigError(
+                    f"{interaction_type!r} uses provider {row.name!r}, which is disabled; "
+                    "enable it or configure another provider"
+                )
+            fallbacks: list[Target] = []
+            if row.fallbacks:
+                wanted = [f["provider_id"] for f in row.fallbacks]
+                providers = {p.id: p for p in connection.execute(_FALLBACK_PROVIDERS, {"provider_ids": wanted})}
+                fallbacks = [
+                    _target(providers[f["provider_id"]], f["model_name"])
+                    for f in row.fallbacks
+                    if f["provider_id"] in providers
+                ]
+            resolution = Resolution(
+                interaction_type=interaction_type,
+                kind=head.kind,
+                source=source,
+                target=_target(row, row.model_name),
+                temperature=row.temperature,
+                max_tokens=row.max_tokens,
+                extra_params_json=freeze_params(row.extra_params or {}),
+                fallbacks=tuple(fallbacks),
+            )
+            return resolution, head.revision

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from llmconfig.errors import ValidationError
 from llmconfig.providers.catalog import ModelKind
 
 ConfigSource = Literal["user", "global", "env"]
@@ -32,6 +33,22 @@ def _single_line(value: str) -> str:
 
 
 SingleLine = Annotated[str, AfterValidator(_single_line)]
+
+MAX_USER_ID_LENGTH = 255
+
+
+def storable_user_id(user_id: str) -> bool:
+    """Whether an override can exist for ``user_id`` (the column's length, and no control characters)."""
+    return 0 < len(user_id) <= MAX_USER_ID_LENGTH and not has_control_characters(user_id)
+
+
+def check_user_id(user_id: str) -> str:
+    """``user_id`` itself, or a ValidationError saying what a user id may be."""
+    if not storable_user_id(user_id):
+        raise ValidationError(
+            f"A user id must be 1 to {MAX_USER_ID_LENGTH} characters without control characters (NUL, newlines …)"
+        )
+    return user_id
 
 
 def _non_finite_number(value: Any, path: str = "") -> str | None:

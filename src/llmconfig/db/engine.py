@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, func, select, update
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine.url import URL, make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError, IntegrityError, OperationalError
 from sqlalchemy.exc import InterfaceError as SAInterfaceError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from llmconfig.db.models import ConfigRevision
 from llmconfig.errors import ConcurrentChangeError, DatabaseUnavailableError, SettingsError
 
 # Errors that mean "the database is not there", as opposed to a bug or a constraint violation; see
@@ -169,44 +168,3 @@ def describe_unavailable(exc: Exception, url: URL | None = None) -> str:
         f"The configuration database cannot be reached ({first_line}); "
         "check LLMCONFIG_DATABASE_URL and that the database server is running"
     )
-
-
-# PostgreSQL channel on which every committed change is announced (see llmconfig.invalidation).
-CHANGES_CHANNEL = "llmconfig_changes"
-CHANGES_KEY = "llmconfig_changes"
-
-
-def on_committed_changes(sessions: sessionmaker[Session], callback: Callable[[str], None]) -> None:
-    """Call ``callback`` with each change a session of ``sessions`` recorded, once its commit succeeded."""
-
-    def after_commit(session: Session) -> None:
-        for change in session.info.pop(CHANGES_KEY, []):
-            callback(change)
-
-    def after_rollback(session: Session) -> None:
-        session.info.pop(CHANGES_KEY, None)
-
-    event.listen(sessions, "after_commit", after_commit)
-    event.listen(sessions, "after_soft_rollback", lambda session, _previous: after_rollback(session))
-
-
-def bump_revision(session: Session, change: str = "*") -> None:
-    """Record that resolution may have changed; call inside the transaction that made the change.
-
-    ``change`` names what changed (``config:reasoning``, ``provider:<id>``, ``override:<user>/<type>``,
-    ``interaction_type:<name>``, or ``*``). On PostgreSQL it is also announced with NOTIFY, which the
-    server delivers to listeners when (and only if) the transaction commits.
-    """
-    session.execute(update(ConfigRevision).where(ConfigRevision.id == 1).values(revision=ConfigRevision.revision + 1))
-    # Read back after commit by the factory of this process (see committed_changes), so that a process sees
-    # its own writes at once, without waiting for its own notification or the next revision check.
-    session.info.setdefault(CHANGES_KEY, []).append(change)
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(select(func.pg_notify(CHANGES_CHANNEL, change)))
-
-
-_REVISION = select(ConfigRevision.revision).where(ConfigRevision.id == 1)
-
-
-def read_revision(session: Session | Connection) -> int:
-    return session.scalar(_REVISION) or 0

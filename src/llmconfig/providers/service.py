@@ -17,8 +17,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from llmconfig import audit
-from llmconfig.db.engine import bump_revision, transaction
+from llmconfig.db.changes import Change, record_change
+from llmconfig.db.engine import transaction
 from llmconfig.db.models import GlobalConfig, Provider, ProviderModel, UserConfig, new_id, utcnow
 from llmconfig.errors import (
     ConcurrentChangeError,
@@ -175,15 +175,13 @@ class ProviderService:
                     provider.validated_at = utcnow()
                     self._replace_catalog(session, provider.id, discovery.models)
                 session.flush()
-                audit.record(
+                record_change(
                     session,
+                    Change.provider(provider.id),
                     actor=actor,
                     action="provider.create",
-                    target_type="provider",
-                    target_id=provider.id,
                     after=to_public(provider),
                 )
-                bump_revision(session, f"provider:{provider.id}")
             session_committed = True
         except (IntegrityError, ConcurrentChangeError):
             raise ConflictError(f"A provider named {data.name!r} already exists; choose another name") from None
@@ -235,16 +233,14 @@ class ProviderService:
                     provider.validation_status = "never"
                     provider.validation_error = None
                     session.flush()
-                    audit.record(
+                    record_change(
                         session,
+                        Change.provider(provider.id),
                         actor=actor,
                         action="provider.update",
-                        target_type="provider",
-                        target_id=provider.id,
                         before=before,
                         after=to_public(provider),
                     )
-                    bump_revision(session, f"provider:{provider.id}")
         except (StaleDataError, ConcurrentChangeError):
             if "name" in changed and data.name and self._name_taken(data.name, ref):
                 raise ConflictError(f"A provider named {data.name!r} already exists; choose another name") from None
@@ -289,16 +285,10 @@ class ProviderService:
                     f"Provider {provider.name!r} is in use by {', '.join(users)}; point those at another provider first"
                 )
             secret = provider.api_key_ref
-            audit.record(
-                session,
-                actor=actor,
-                action="provider.delete",
-                target_type="provider",
-                target_id=provider.id,
-                before=to_public(provider),
+            record_change(
+                session, Change.provider(provider.id), actor=actor, action="provider.delete", before=to_public(provider)
             )
             session.delete(provider)
-            bump_revision(session, f"provider:{provider.id}")
         if secret is not None:
             self._forget_secret(secret, ref)
 

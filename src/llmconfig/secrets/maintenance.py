@@ -36,8 +36,8 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from llmconfig import audit
-from llmconfig.db.engine import bump_revision, transaction
+from llmconfig.db.changes import Change, record_change
+from llmconfig.db.engine import transaction
 from llmconfig.db.models import Provider
 from llmconfig.errors import ConflictError, SecretBackendError, SecretDecryptionError, SettingsError
 from llmconfig.secrets import build_backend
@@ -188,15 +188,13 @@ def reencrypt_local_secrets(
             del value
         names = [provider.name for provider in providers]
         session.flush()
-        audit.record(
+        record_change(
             session,
+            Change.secrets("local-master-key"),
             actor=actor,
             action="secrets.rotate_master_key",
-            target_type="secrets",
-            target_id="local-master-key",
             after=_RotationAudit(mode=mode, reencrypted=len(names), providers=names, new_key_file=new_key_file),
         )
-        bump_revision(session, "*")
     return names
 
 
@@ -412,16 +410,14 @@ def migrate_secrets(
                 del value
                 provider.api_key_ref = new_ref
                 session.flush()
-                audit.record(
+                record_change(
                     session,
+                    Change.provider(provider.id),
                     actor=actor,
                     action="provider.secret_migrate",
-                    target_type="provider",
-                    target_id=provider.id,
                     before=_SecretLocation(backend=old_ref.split(":", 1)[0]),
                     after=_SecretLocation(backend=target.name),
                 )
-                bump_revision(session, f"provider:{provider.id}")
             committed = True
         except SecretBackendError as exc:
             _forget(target, new_ref, committed=committed, old_ref=old_ref)

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from llmconfig import audit
+from llmconfig.db.changes import Change, record_change
 from llmconfig.db.engine import transaction
 from llmconfig.db.models import ModelPrice, UsageRecord
 from llmconfig.errors import ConflictError, NotFoundError
@@ -126,12 +126,11 @@ class UsageService:
                 row.output_per_million = update.output_per_million
                 session.flush()
                 after = Price.model_validate(row, from_attributes=True)
-                audit.record(
+                record_change(
                     session,
+                    Change.price(model_name),
                     actor=actor,
                     action="price.update" if before else "price.create",
-                    target_type="price",
-                    target_id=model_name,
                     before=before,
                     after=after,
                 )
@@ -144,12 +143,11 @@ class UsageService:
             row = session.get(ModelPrice, model_name)
             if row is None:
                 raise NotFoundError(f"No price for {model_name!r}")
-            audit.record(
+            record_change(
                 session,
+                Change.price(model_name),
                 actor=actor,
                 action="price.delete",
-                target_type="price",
-                target_id=model_name,
                 before=Price.model_validate(row, from_attributes=True),
             )
             session.delete(row)

@@ -15,8 +15,10 @@ from langchain_core.outputs import LLMResult
 from pydantic import BaseModel
 
 from llmconfig.db.models import utcnow
-from llmconfig.fallback import ATTEMPT_KEY
 from llmconfig.usage.recorder import UsageEvent, UsageRecorder
+
+# Which member of a fallback chain produced a result, in its generation_info (set by FallbackChatModel).
+ATTEMPT_KEY = "llmconfig_attempt"
 
 
 @dataclass(frozen=True, slots=True)

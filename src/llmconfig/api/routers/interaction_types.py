@@ -14,17 +14,17 @@ router = APIRouter(prefix=f"{API_PREFIX}/interaction-types", tags=["interaction 
 
 @router.get("", response_model=list[InteractionTypeInfo])
 def list_interaction_types(service: ServiceDep, _caller: ViewerDep) -> list[InteractionTypeInfo]:
-    return service.config.interaction_types()
+    return service.types.list()
 
 
 @router.post("", status_code=201, response_model=InteractionTypeInfo, responses=CONFLICT)
 def add_interaction_type(data: InteractionTypeCreate, service: ServiceDep, caller: AdminDep) -> InteractionTypeInfo:
     """Add a custom interaction type of kind ``chat`` or ``embeddings``."""
-    return service.config.add_interaction_type(data, actor=caller.name)
+    return service.types.add(data, actor=caller.name)
 
 
 @router.delete("/{name}", status_code=204, responses={**NOT_FOUND, **CONFLICT})
 def delete_interaction_type(name: str, service: ServiceDep, caller: AdminDep) -> Response:
     """Delete a custom type; 409 for built-ins and while it is configured."""
-    service.config.delete_interaction_type(name, actor=caller.name)
+    service.types.delete(name, actor=caller.name)
     return Response(status_code=204)

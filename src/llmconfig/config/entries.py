@@ -1,74 +1,44 @@
-"""Interaction types, global configuration and user overrides, and how a request resolves against them."""
+"""Configuration entries: the global entry of each interaction type and users' overrides of it.
+
+Every write is one transaction, checked against the provider and its catalog, versioned, audited and
+announced through the change seam; history and rollback read the audit trail, where each change recorded the
+entry as it was afterwards.
+"""
 
 from __future__ import annotations
 
 import logging
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from llmconfig import audit
-from llmconfig.config.defaults import BUILTIN_DEFAULTS, default_for
-from llmconfig.config.resolution import Resolution, Target, freeze_params
+from llmconfig.config.defaults import default_for
 from llmconfig.config.schemas import (
     ConfigCheck,
     ConfigEntry,
+    ConfigSource,
     ConfigUpdate,
     ConfigValidation,
     ConfigVersion,
     EffectiveEntry,
     FallbackTarget,
-    InteractionTypeCreate,
-    InteractionTypeInfo,
-    has_control_characters,
+    check_user_id,
 )
-from llmconfig.db.engine import bump_revision, read_revision, reading, transaction
-from llmconfig.db.models import (
-    AuditEntry,
-    ConfigRevision,
-    GlobalConfig,
-    InteractionType,
-    Provider,
-    ProviderModel,
-    UserConfig,
-)
-from llmconfig.errors import ConcurrentChangeError, ConflictError, LLMConfigError, NotFoundError, ValidationError
-from llmconfig.providers.adapters import adapter_for
+from llmconfig.config.types import InteractionTypeService, find_interaction_type
+from llmconfig.db.changes import Change, record_change
+from llmconfig.db.engine import transaction
+from llmconfig.db.models import AuditEntry, GlobalConfig, InteractionType, Provider, ProviderModel, UserConfig
+from llmconfig.errors import ConcurrentChangeError, ConflictError, NotFoundError, ValidationError
 from llmconfig.providers.service import ProviderService, find_provider
 
 log = logging.getLogger("llmconfig.config")
 
 
-def find_interaction_type(session: Session, name: str) -> InteractionType:
-    interaction_type = session.get(InteractionType, name)
-    if interaction_type is None:
-        known = ", ".join(session.scalars(select(InteractionType.name).order_by(InteractionType.name)))
-        raise NotFoundError(f"Unknown interaction type {name!r}; known types: {known}")
-    return interaction_type
-
-
-MAX_USER_ID_LENGTH = 255
-
-
-def storable_user_id(user_id: str) -> bool:
-    """Whether an override can exist for ``user_id`` (the column's length, and no control characters)."""
-    return 0 < len(user_id) <= MAX_USER_ID_LENGTH and not has_control_characters(user_id)
-
-
-def check_user_id(user_id: str) -> str:
-    if not storable_user_id(user_id):
-        raise ValidationError(
-            f"A user id must be 1 to {MAX_USER_ID_LENGTH} characters without control characters (NUL, newlines …)"
-        )
-    return user_id
-
-
-def _entry(row: GlobalConfig | UserConfig, kind: str, *, source: str) -> ConfigEntry:
+def _entry(row: GlobalConfig | UserConfig, kind: str, *, source: ConfigSource) -> ConfigEntry:
     return ConfigEntry.model_validate(
         {
             "interaction_type": row.interaction_type,
@@ -88,141 +58,28 @@ def _entry(row: GlobalConfig | UserConfig, kind: str, *, source: str) -> ConfigE
     )
 
 
-_PROVIDER_COLUMNS = (
-    Provider.id,
-    Provider.name,
-    Provider.provider_type,
-    Provider.version,
-    Provider.api_base_url,
-    Provider.api_key_ref,
-    Provider.enabled,
-)
+class EntryService:
+    """Reads and changes the global entries and the users' overrides."""
 
-
-def _entry_columns(table: type[GlobalConfig] | type[UserConfig]) -> tuple[Any, ...]:
-    """An entry's settings followed by its provider's columns."""
-    return (
-        table.model_name,
-        table.temperature,
-        table.max_tokens,
-        table.extra_params,
-        table.fallbacks,
-        *_PROVIDER_COLUMNS,
-    )
-
-
-# The statements of ``ConfigService.resolve``, built once: building a statement costs about as much as
-# running it on SQLite, and these run on every cache miss of ``get_llm``.
-
-# The revision counter, the type's kind and its global entry with that entry's provider, in one row. The
-# entry's columns are NULL when nothing is configured globally; no row means no such interaction type.
-_RESOLVE_GLOBAL = (
-    select(ConfigRevision.revision, InteractionType.kind, *_entry_columns(GlobalConfig))
-    .select_from(InteractionType)
-    .join(ConfigRevision, ConfigRevision.id == 1)
-    .outerjoin(GlobalConfig, GlobalConfig.interaction_type == InteractionType.name)
-    .outerjoin(Provider, Provider.id == GlobalConfig.provider_id)
-    .where(InteractionType.name == bindparam("interaction_type"))
-)
-_RESOLVE_USER = (
-    select(*_entry_columns(UserConfig))
-    .join(Provider, Provider.id == UserConfig.provider_id)
-    .where(UserConfig.user_id == bindparam("user_id"), UserConfig.interaction_type == bindparam("interaction_type"))
-)
-_FALLBACK_PROVIDERS = select(*_PROVIDER_COLUMNS).where(
-    Provider.id.in_(bindparam("provider_ids", expanding=True)), Provider.enabled.is_(True)
-)
-
-
-def _target(provider: Any, model_name: str) -> Target:
-    """A Target from anything with the provider's attributes (an ORM row or a Core row)."""
-    return Target(
-        provider_id=provider.id,
-        provider_name=provider.name,
-        provider_type=provider.provider_type,
-        provider_version=provider.version,
-        base_url=provider.api_base_url or adapter_for(provider.provider_type).normalise_base_url(None),
-        api_key_ref=provider.api_key_ref,
-        model_name=model_name,
-    )
-
-
-class ConfigService:
-    """Reads and changes configuration; :meth:`resolve` is what the factory asks on a cache miss."""
-
-    def __init__(self, *, sessions: sessionmaker[Session], providers: ProviderService) -> None:
+    def __init__(
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        providers: ProviderService,
+        types: InteractionTypeService,
+        environment_fallback: bool = False,
+    ) -> None:
         self._sessions = sessions
         self._providers = providers
-
-    # -- interaction types -------------------------------------------------------------------------
-
-    def interaction_types(self) -> list[InteractionTypeInfo]:
-        with transaction(self._sessions) as session:
-            rows = session.scalars(select(InteractionType))
-            infos = [InteractionTypeInfo.model_validate(row, from_attributes=True) for row in rows]
-        # Built-ins in their documented order, then the operators' own types alphabetically.
-        order = list(BUILTIN_DEFAULTS)
-        return sorted(infos, key=lambda t: (order.index(t.name) if t.name in order else len(order), t.name))
-
-    def add_interaction_type(self, data: InteractionTypeCreate, *, actor: str = "system") -> InteractionTypeInfo:
-        """Add an operator-defined interaction type; it can then be configured like the built-in ones."""
-        try:
-            with transaction(self._sessions, write=True) as session:
-                if session.get(InteractionType, data.name) is not None:
-                    raise ConflictError(f"Interaction type {data.name!r} already exists")
-                row = InteractionType(name=data.name, kind=data.kind, description=data.description, builtin=False)
-                session.add(row)
-                session.flush()
-                info = InteractionTypeInfo.model_validate(row, from_attributes=True)
-                audit.record(
-                    session,
-                    actor=actor,
-                    action="interaction_type.create",
-                    target_type="interaction_type",
-                    target_id=data.name,
-                    after=info,
-                )
-                bump_revision(session, f"interaction_type:{data.name}")
-                return info
-        except (IntegrityError, ConcurrentChangeError):
-            raise ConflictError(f"Interaction type {data.name!r} already exists") from None
-
-    def delete_interaction_type(self, name: str, *, actor: str = "system") -> None:
-        """Delete an operator-defined type; refused for built-ins and while anything configures it."""
-        try:
-            self._delete_interaction_type(name, actor=actor)
-        except ConcurrentChangeError:
-            # Configured by a change that committed while we were deleting.
-            raise ConflictError(f"{name!r} is still configured; remove its configuration first") from None
-
-    def _delete_interaction_type(self, name: str, *, actor: str) -> None:
-        with transaction(self._sessions, write=True) as session:
-            row = find_interaction_type(session, name)
-            if row.builtin:
-                raise ConflictError(f"{name!r} is a built-in interaction type and cannot be deleted")
-            users = session.scalars(select(UserConfig.user_id).where(UserConfig.interaction_type == name)).all()
-            if session.get(GlobalConfig, name) is not None or users:
-                raise ConflictError(
-                    f"{name!r} is still configured"
-                    + (f" (with overrides for {len(users)} user(s))" if users else "")
-                    + "; remove its configuration first"
-                )
-            audit.record(
-                session,
-                actor=actor,
-                action="interaction_type.delete",
-                target_type="interaction_type",
-                target_id=name,
-                before=InteractionTypeInfo.model_validate(row, from_attributes=True),
-            )
-            session.delete(row)
-            bump_revision(session, f"interaction_type:{name}")
+        self._types = types
+        # Whether OPENAI_API_KEY is set, so that types without an entry resolve to the environment fallback.
+        self._environment_fallback = environment_fallback
 
     # -- global configuration ----------------------------------------------------------------------
 
     def get_global(self) -> dict[str, ConfigEntry]:
         with transaction(self._sessions) as session:
-            kinds = dict(session.execute(select(InteractionType.name, InteractionType.kind)).all())
+            kinds = self._kinds(session)
             rows = session.scalars(select(GlobalConfig).order_by(GlobalConfig.interaction_type))
             return {row.interaction_type: _entry(row, kinds[row.interaction_type], source="global") for row in rows}
 
@@ -262,22 +119,20 @@ class ConfigService:
             row = self._override_row(session, user_id, interaction_type)
             if row is None:
                 raise NotFoundError(f"User {user_id!r} has no override for {interaction_type!r}")
-            audit.record(
+            record_change(
                 session,
+                Change.override(user_id, interaction_type),
                 actor=actor,
                 action="override.delete",
-                target_type="override",
-                target_id=f"{user_id}/{interaction_type}",
                 before=_entry(row, kind, source="user"),
             )
             session.delete(row)
-            bump_revision(session, f"override:{user_id}/{interaction_type}")
 
     def overrides(self, user_id: str) -> dict[str, ConfigEntry]:
         """One user's overrides, keyed by interaction type."""
         check_user_id(user_id)
         with transaction(self._sessions) as session:
-            kinds = dict(session.execute(select(InteractionType.name, InteractionType.kind)).all())
+            kinds = self._kinds(session)
             rows = session.scalars(select(UserConfig).where(UserConfig.user_id == user_id))
             return {row.interaction_type: _entry(row, kinds[row.interaction_type], source="user") for row in rows}
 
@@ -285,13 +140,12 @@ class ConfigService:
         """For each interaction type, the entry in force for ``user_id``: override, global, or environment."""
         overrides = self.overrides(user_id)
         entries = self.get_global()
-        env_available = bool(os.environ.get("OPENAI_API_KEY"))
         result: dict[str, EffectiveEntry] = {}
-        for info in self.interaction_types():
+        for info in self._types.list():
             entry = overrides.get(info.name) or entries.get(info.name)
             if entry is not None:
                 result[info.name] = EffectiveEntry.model_validate(entry.model_dump())
-            elif env_available:
+            elif self._environment_fallback:
                 default = default_for(info.name, info.kind)
                 result[info.name] = EffectiveEntry(
                     interaction_type=info.name,
@@ -319,7 +173,7 @@ class ConfigService:
         """
         if user_id is not None:
             check_user_id(user_id)
-        target_type, target_id = _history_target(interaction_type, user_id)
+        target_type, target_id = _change_of(interaction_type, user_id).audit_target
         with transaction(self._sessions) as session:
             find_interaction_type(session, interaction_type)
             rows = session.scalars(
@@ -367,7 +221,7 @@ class ConfigService:
     ) -> ConfigEntry:
         """Create or change a global entry (``user_id`` None) or an override, audited, in one transaction."""
         what = repr(interaction_type) if user_id is None else f"the override of {interaction_type!r} for {user_id!r}"
-        source = "global" if user_id is None else "user"
+        source: ConfigSource = "global" if user_id is None else "user"
         try:
             with transaction(self._sessions, write=True) as session:
                 kind = find_interaction_type(session, interaction_type).kind
@@ -396,19 +250,15 @@ class ConfigService:
                 session.flush()
                 session.refresh(row)
                 after = _entry(row, kind, source=source)
-                audit.record(
+                change = _change_of(interaction_type, user_id)
+                record_change(
                     session,
+                    change,
                     actor=actor,
-                    action=("config" if user_id is None else "override")
-                    + "."
-                    + (verb or ("update" if before else "create")),
-                    target_type="config" if user_id is None else "override",
-                    target_id=interaction_type if user_id is None else f"{user_id}/{interaction_type}",
+                    action=f"{change.kind}.{verb or ('update' if before else 'create')}",
                     before=before,
                     after=after,
                 )
-                target_type, target_id = _history_target(interaction_type, user_id)
-                bump_revision(session, f"{target_type}:{target_id}")
                 return after
         except (StaleDataError, IntegrityError, ConcurrentChangeError):
             # Another writer updated (or created) the same entry between our read and our write.
@@ -416,6 +266,10 @@ class ConfigService:
                 f"{what[0].upper()}{what[1:]} was changed by someone else meanwhile; "
                 "reload it and apply your change again"
             ) from None
+
+    @staticmethod
+    def _kinds(session: Session) -> dict[str, str]:
+        return {name: kind for name, kind in session.execute(select(InteractionType.name, InteractionType.kind))}
 
     @staticmethod
     def _override_row(session: Session, user_id: str, interaction_type: str) -> UserConfig | None:
@@ -427,7 +281,7 @@ class ConfigService:
         """One human-readable line per interaction type."""
         entries = self.get_global()
         lines = []
-        for info in self.interaction_types():
+        for info in self._types.list():
             entry = entries.get(info.name)
             if entry is None:
                 lines.append(f"{info.name}: not configured")
@@ -465,64 +319,6 @@ class ConfigService:
             else:
                 results[name] = ConfigCheck(ok=True, status="ok", detail=f"{entry.provider_name} / {entry.model_name}")
         return ConfigValidation(ok=all(r.ok for r in results.values()), results=results)
-
-    # -- resolution --------------------------------------------------------------------------------
-
-    def revision(self) -> int:
-        with reading(self._sessions) as connection:
-            return read_revision(connection)
-
-    def resolve(self, interaction_type: str, user_id: str | None = None) -> tuple[Resolution | None, int]:
-        """The configuration in force for a request (user override, then global), and the revision read.
-
-        Returns ``(None, revision)`` when the type exists but nothing is configured for it. This is the
-        cold path of ``get_llm``: one statement without a user id, two with one (three with fallbacks),
-        prepared at import and run on a plain connection.
-        """
-        with reading(self._sessions) as connection:
-            head = connection.execute(_RESOLVE_GLOBAL, {"interaction_type": interaction_type}).first()
-            if head is None:
-                with transaction(self._sessions) as session:
-                    find_interaction_type(session, interaction_type)  # raises NotFoundError, naming the known types
-                    return None, read_revision(session)
-            row: Any = None
-            source = "user"
-            # No override can be stored for an id the database refuses (PostgreSQL rejects NUL): such a
-            # user simply follows the global entry, rather than failing the agent's call.
-            if user_id is not None and storable_user_id(user_id):
-                row = connection.execute(
-                    _RESOLVE_USER, {"user_id": user_id, "interaction_type": interaction_type}
-                ).first()
-            if row is None:
-                source = "global"
-                row = head if head.model_name is not None else None
-            if row is None:
-                return None, head.revision
-            if not row.enabled:
-                raise LLMConfigError(
-                    f"{interaction_type!r} uses provider {row.name!r}, which is disabled; "
-                    "enable it or configure another provider"
-                )
-            fallbacks: list[Target] = []
-            if row.fallbacks:
-                wanted = [f["provider_id"] for f in row.fallbacks]
-                providers = {p.id: p for p in connection.execute(_FALLBACK_PROVIDERS, {"provider_ids": wanted})}
-                fallbacks = [
-                    _target(providers[f["provider_id"]], f["model_name"])
-                    for f in row.fallbacks
-                    if f["provider_id"] in providers
-                ]
-            resolution = Resolution(
-                interaction_type=interaction_type,
-                kind=head.kind,
-                source=source,  # type: ignore[arg-type]
-                target=_target(row, row.model_name),
-                temperature=row.temperature,
-                max_tokens=row.max_tokens,
-                extra_params_json=freeze_params(row.extra_params or {}),
-                fallbacks=tuple(fallbacks),
-            )
-            return resolution, head.revision
 
     # -- internals ---------------------------------------------------------------------------------
 
@@ -597,10 +393,8 @@ class ConfigService:
         return provider
 
 
-def _history_target(interaction_type: str, user_id: str | None) -> tuple[str, str]:
-    if user_id is None:
-        return "config", interaction_type
-    return "override", f"{user_id}/{interaction_type}"
+def _change_of(interaction_type: str, user_id: str | None) -> Change:
+    return Change.config(interaction_type) if user_id is None else Change.override(user_id, interaction_type)
 
 
 def _pick(name: str, update: ConfigUpdate, current: GlobalConfig | UserConfig | None, given: set[str]) -> Any:

@@ -32,10 +32,9 @@ from langchain_core.runnables import Runnable, RunnableBinding
 from langchain_core.tools import BaseTool
 from pydantic import ConfigDict, Field
 
-log = logging.getLogger("llmconfig.fallback")
+from llmconfig.usage.tracking import ATTEMPT_KEY
 
-# Which member of the chain produced a result, in its generation_info (read by usage tracking).
-ATTEMPT_KEY = "llmconfig_attempt"
+log = logging.getLogger("llmconfig.fallback")
 
 _RETRYABLE = (ModelConnectionError, ModelTimeoutError, ModelRateLimitError, ModelAPIError)
 

@@ -1,0 +1,90 @@
+"""Interaction types: the built-in ones and those operators add (and may delete while nothing uses them)."""
+
+from __future__ import annotations
+
+import builtins
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from llmconfig.config.defaults import BUILTIN_DEFAULTS
+from llmconfig.config.schemas import InteractionTypeCreate, InteractionTypeInfo
+from llmconfig.db.changes import Change, record_change
+from llmconfig.db.engine import transaction
+from llmconfig.db.models import GlobalConfig, InteractionType, UserConfig
+from llmconfig.errors import ConcurrentChangeError, ConflictError, NotFoundError
+
+
+def find_interaction_type(session: Session, name: str) -> InteractionType:
+    """The interaction type called ``name``, or NotFoundError naming the known ones."""
+    interaction_type = session.get(InteractionType, name)
+    if interaction_type is None:
+        known = ", ".join(session.scalars(select(InteractionType.name).order_by(InteractionType.name)))
+        raise NotFoundError(f"Unknown interaction type {name!r}; known types: {known}")
+    return interaction_type
+
+
+def _info(row: InteractionType) -> InteractionTypeInfo:
+    return InteractionTypeInfo.model_validate(row, from_attributes=True)
+
+
+class InteractionTypeService:
+    """Lists, adds and deletes interaction types."""
+
+    def __init__(self, *, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def list(self) -> builtins.list[InteractionTypeInfo]:
+        """Built-ins in their documented order, then the operators' own types alphabetically."""
+        with transaction(self._sessions) as session:
+            infos = [_info(row) for row in session.scalars(select(InteractionType))]
+        order = builtins.list(BUILTIN_DEFAULTS)
+        return sorted(infos, key=lambda t: (order.index(t.name) if t.name in order else len(order), t.name))
+
+    def add(self, data: InteractionTypeCreate, *, actor: str = "system") -> InteractionTypeInfo:
+        """Add an operator-defined interaction type; it can then be configured like the built-in ones."""
+        try:
+            with transaction(self._sessions, write=True) as session:
+                if session.get(InteractionType, data.name) is not None:
+                    raise ConflictError(f"Interaction type {data.name!r} already exists")
+                row = InteractionType(name=data.name, kind=data.kind, description=data.description, builtin=False)
+                session.add(row)
+                session.flush()
+                info = _info(row)
+                record_change(
+                    session,
+                    Change.interaction_type(data.name),
+                    actor=actor,
+                    action="interaction_type.create",
+                    after=info,
+                )
+                return info
+        except (IntegrityError, ConcurrentChangeError):
+            raise ConflictError(f"Interaction type {data.name!r} already exists") from None
+
+    def delete(self, name: str, *, actor: str = "system") -> None:
+        """Delete an operator-defined type; refused for built-ins and while anything configures it."""
+        try:
+            with transaction(self._sessions, write=True) as session:
+                row = find_interaction_type(session, name)
+                if row.builtin:
+                    raise ConflictError(f"{name!r} is a built-in interaction type and cannot be deleted")
+                users = session.scalars(select(UserConfig.user_id).where(UserConfig.interaction_type == name)).all()
+                if session.get(GlobalConfig, name) is not None or users:
+                    raise ConflictError(
+                        f"{name!r} is still configured"
+                        + (f" (with overrides for {len(users)} user(s))" if users else "")
+                        + "; remove its configuration first"
+                    )
+                record_change(
+                    session,
+                    Change.interaction_type(name),
+                    actor=actor,
+                    action="interaction_type.delete",
+                    before=_info(row),
+                )
+                session.delete(row)
+        except ConcurrentChangeError:
+            # Configured by a change that committed while we were deleting.
+            raise ConflictError(f"{name!r} is still configured; remove its configuration first") from None

@@ -1,0 +1,126 @@
+"""Turning a resolution into LangChain objects: provider adapters, fallback chains, usage tracking.
+
+Building only constructs objects; it makes no network call. The environment fallback of DESIGN §1
+(OpenAI from ``OPENAI_API_KEY`` with the built-in default model) is built here too.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Literal
+
+from llmconfig.config.defaults import default_for
+from llmconfig.config.resolution import Resolution, Target
+from llmconfig.errors import LLMConfigError
+from llmconfig.providers.adapters import OPENAI_DEFAULT_BASE_URL, OpenAIAdapter, adapter_for
+from llmconfig.settings import Settings
+
+if TYPE_CHECKING:
+    from llmconfig.usage.recorder import UsageRecorder
+    from llmconfig.usage.tracking import CallContext
+
+log = logging.getLogger("llmconfig.llm")
+
+Kind = Literal["chat", "embeddings"]
+KeyLookup = Callable[[Target], str | None]
+
+
+class ModelBuilder:
+    """Builds the LangChain object of a resolution, and the tracked copy a caller gets."""
+
+    def __init__(self, settings: Settings, *, api_key: KeyLookup, recorder: UsageRecorder | None) -> None:
+        self._settings = settings
+        self._api_key = api_key
+        # None: usage is not recorded (LLMCONFIG_USAGE_TRACKING=false).
+        self._recorder = recorder if settings.usage_tracking else None
+        self._env_warned: set[str] = set()
+        self._env_lock = threading.Lock()
+
+    def build(self, resolution: Resolution) -> Any:
+        """The shared object of ``resolution``: a chat model, a fallback chain, or an embeddings model."""
+        if resolution.kind == "embeddings":
+            target = resolution.target
+            return adapter_for(target.provider_type).embeddings(
+                base_url=target.base_url,
+                api_key=self._api_key(target),
+                model=target.model_name,
+                extra_params=resolution.extra_params,
+                timeout=None,
+            )
+        if not resolution.fallbacks:
+            return self._chat_model(resolution, resolution.target, fail_fast=False)
+        from llmconfig.llm.fallback import FallbackChatModel
+
+        chain = resolution.targets
+        return FallbackChatModel(
+            models=[self._chat_model(resolution, target, fail_fast=True) for target in chain],
+            labels=[f"{target.provider_name}/{target.model_name}" for target in chain],
+        )
+
+    def tracked(self, built: Any, resolution: Resolution, user_id: str | None) -> Any:
+        """``built`` with this caller's usage recording attached (a cheap copy sharing the SDK clients)."""
+        from llmconfig.usage.tracking import CallContext, CallTarget
+
+        targets = tuple(CallTarget(t.provider_id, t.provider_name, t.model_name) for t in resolution.targets)
+        return self._track(built, CallContext(resolution.interaction_type, user_id, targets), resolution.kind)
+
+    def from_environment(self, interaction_type: str, kind: Kind, *, reason: str) -> Any:
+        """The environment fallback: OpenAI from OPENAI_API_KEY with the built-in default, or a clear error."""
+        if self._settings.openai_api_key is None:
+            raise LLMConfigError(
+                f"No model for {interaction_type!r}: {reason}. Configure it with `llmconfig config set "
+                f"{interaction_type} --provider NAME --model MODEL` (or the web panel), or set OPENAI_API_KEY "
+                "to fall back to OpenAI"
+            )
+        api_key = self._settings.openai_api_key.get_secret_value()
+        default = default_for(interaction_type, kind)
+        with self._env_lock:
+            first = interaction_type not in self._env_warned
+            self._env_warned.add(interaction_type)
+        if first:
+            log.warning(
+                "Using OpenAI %s from OPENAI_API_KEY for %r because %s", default.model_name, interaction_type, reason
+            )
+        adapter = OpenAIAdapter()
+        base_url = adapter.normalise_base_url(self._settings.openai_base_url or OPENAI_DEFAULT_BASE_URL)
+        from llmconfig.usage.tracking import CallContext, CallTarget
+
+        context = CallContext(interaction_type, None, (CallTarget(None, "OPENAI_API_KEY", default.model_name),))
+        if kind == "embeddings":
+            embeddings = adapter.embeddings(
+                base_url=base_url, api_key=api_key, model=default.model_name, extra_params={}, timeout=None
+            )
+            return self._track(embeddings, context, kind)
+        chat = adapter.chat_model(
+            base_url=base_url,
+            api_key=api_key,
+            model=default.model_name,
+            temperature=default.temperature,
+            max_tokens=None,
+            extra_params={},
+            timeout=None,
+        )
+        return self._track(chat, context, kind)
+
+    def _track(self, built: Any, context: CallContext, kind: str) -> Any:
+        if self._recorder is None:
+            return built
+        from llmconfig.usage.tracking import TrackedEmbeddings, UsageCallback
+
+        if kind == "embeddings":
+            return TrackedEmbeddings(built, self._recorder, context)
+        return built.model_copy(update={"callbacks": [UsageCallback(self._recorder, context)]})
+
+    def _chat_model(self, resolution: Resolution, target: Target, *, fail_fast: bool) -> Any:
+        return adapter_for(target.provider_type).chat_model(
+            base_url=target.base_url,
+            api_key=self._api_key(target),
+            model=target.model_name,
+            temperature=resolution.temperature,
+            max_tokens=resolution.max_tokens,
+            extra_params=resolution.extra_params,
+            timeout=None,
+            fail_fast=fail_fast,
+        )

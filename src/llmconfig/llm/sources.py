@@ -1,0 +1,72 @@
+"""Where resolutions come from: the model cache asks a :class:`ResolutionSource` on every miss.
+
+Today's source reads the database (:class:`DatabaseSource`); the client mode of the library plugs a source
+that asks the server into the same cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+from llmconfig.config.resolution import Resolution, Target
+from llmconfig.db.changes import Announcement
+
+if TYPE_CHECKING:
+    from llmconfig.services import Services
+
+
+class ResolutionSource(Protocol):
+    """What the model cache needs to know about the configuration, wherever it is kept.
+
+    ``resolve`` and ``revision`` raise :class:`~llmconfig.errors.ConfigUnavailableError` when the
+    configuration cannot be read right now; the cache then serves what it resolved last.
+    """
+
+    def resolve(self, interaction_type: str, user_id: str | None) -> tuple[Resolution | None, int]:
+        """The resolution in force (None when nothing is configured for the type) and the revision read."""
+        ...
+
+    def revision(self) -> int:
+        """A counter that changes whenever anything that is served may have changed; cheap to read."""
+        ...
+
+    def api_key(self, target: Target) -> str | None:
+        """The key to call ``target`` with; the caller must not keep or log it."""
+        ...
+
+    def subscribe(self, subscriber: Callable[[Announcement], None]) -> None:
+        """Call ``subscriber`` with every change this source learns of."""
+        ...
+
+    @property
+    def pushed(self) -> bool:
+        """Whether every change reaches subscribers by push right now (so no revision check is needed)."""
+        ...
+
+
+class DatabaseSource:
+    """Resolutions read from the database, keys decrypted with this process's secret backend."""
+
+    def __init__(self, services: Services) -> None:
+        self._resolver = services.resolver
+        self._providers = services.providers
+        self._changes = services.changes
+
+    def resolve(self, interaction_type: str, user_id: str | None) -> tuple[Resolution | None, int]:
+        return self._resolver.resolve(interaction_type, user_id)
+
+    def revision(self) -> int:
+        return self._resolver.revision()
+
+    def api_key(self, target: Target) -> str | None:
+        return self._providers.decrypt_key(
+            target.api_key_ref, provider_id=target.provider_id, provider_name=target.provider_name
+        )
+
+    def subscribe(self, subscriber: Callable[[Announcement], None]) -> None:
+        self._changes.subscribe(subscriber)
+
+    @property
+    def pushed(self) -> bool:
+        return self._changes.pushed
