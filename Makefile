@@ -5,6 +5,9 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Biome (lint and format of the panel's JavaScript and CSS), pinned in package-lock.json.
+NODE_STAMP := node_modules/.installed
+BIOME := node_modules/.bin/biome
 PYTEST_ARGS ?=
 
 .PHONY: venv system-deps lint typecheck test serve fmt bench
@@ -19,12 +22,18 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -e '.[test]'
 	touch $(STAMP)
 
+# Re-install whenever the lock changes; npm ci installs exactly what the lock says.
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $(NODE_STAMP)
+
 system-deps:
 	@scripts/ensure-system-deps.sh
 
-lint: venv
+lint: venv $(NODE_STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIOME) ci --colors=off
 
 typecheck: venv
 	$(BIN)/mypy
@@ -36,9 +45,10 @@ test: venv system-deps
 serve: venv
 	$(BIN)/llmconfig serve
 
-fmt: venv
+fmt: venv $(NODE_STAMP)
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
+	$(BIOME) check --write
 
 # Performance figures against the product's targets, measured in one run (~4 min on 2 cores); prints
 # the table and writes it, with the machine it ran on, to docs/benchmarks.md.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make sure the system packages the test suite needs are installed; quiet when they already are.
 # Today that is Debian's PostgreSQL server (the tests start a throwaway cluster from its binaries) and
-# Debian's Chromium (the web panel's end-to-end tests drive /usr/bin/chromium with Playwright).
+# Debian's Chromium (the web panel's end-to-end tests drive /usr/bin/chromium with Playwright), and
+# Node.js with npm (make lint installs Biome, the panel's JavaScript and CSS linter, with npm ci).
 set -euo pipefail
 
 packages=()
@@ -17,6 +18,11 @@ fi
 if [[ ! -x /usr/bin/chromium ]]; then
     echo "Chromium not found at /usr/bin/chromium." >&2
     packages+=(chromium)
+fi
+
+if ! command -v npm >/dev/null 2>&1; then
+    echo "npm not found." >&2
+    packages+=(nodejs npm)
 fi
 
 if ((${#packages[@]} == 0)); then

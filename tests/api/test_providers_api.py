@@ -295,7 +295,7 @@ def test_validate_reports_unauthorized_unreachable_and_bad_response(
     assert (bad_response["ok"], bad_response["status"]) == (False, "bad_response")
     assert "text/html" in bad_response["detail"] and "not JSON" in bad_response["detail"]
 
-    assert patch(client, api, pid, {"api_base_url": closed_port_url()}).status_code == 200
+    assert patch(client, api, pid, {"api_base_url": closed_port_url(), "keep_api_key": True}).status_code == 200
     unreachable = validate(client, api, pid)
     assert (unreachable["ok"], unreachable["status"]) == (False, "unreachable")
     assert "Cannot connect" in unreachable["detail"]
@@ -482,3 +482,47 @@ def test_a_non_ascii_key_is_rejected_or_reported_never_a_server_error(
         assert result.status_code == 200 and result.json()["ok"] is False, result.text
     else:
         assert stored.status_code == 422
+
+
+def test_patch_moving_a_keyed_provider_to_another_origin_is_422_until_the_key_is_sent_or_kept(
+    client: TestClient, api: ApiContext, openai_peer: OpenAIPeer
+) -> None:
+    created = add_provider(client, api, base_url=f"http://localhost:{openai_peer.port}/v1")
+    pid = created["id"]
+    trail = client.get(f"{API}/audit", headers=api.viewer).json()
+
+    refused = patch(client, api, pid, {"api_base_url": openai_peer.base_url, "name": "moved"})
+
+    assert refused.status_code == 422
+    assert refused.headers["content-type"].startswith("application/problem+json")
+    detail = problem_of(refused)["detail"]
+    assert f"another origin (http://localhost:{openai_peer.port} -> http://127.0.0.1:{openai_peer.port})" in detail
+    assert "send the key again" in detail and '"keep_api_key": true' in detail
+    assert OPENAI_PEER_KEY not in refused.text
+    assert fetch(client, api, pid) == created  # not even the name changed
+    assert client.get(f"{API}/audit", headers=api.viewer).json() == trail
+
+    kept = patch(client, api, pid, {"api_base_url": openai_peer.base_url, "keep_api_key": True})
+
+    assert kept.status_code == 200, kept.text
+    assert kept.json()["api_base_url"] == openai_peer.base_url and kept.json()["has_api_key"] is True
+    assert "keep_api_key" not in kept.json()
+    entry = client.get(f"{API}/audit", headers=api.viewer).json()[0]
+    assert (entry["action"], entry["target_id"]) == ("provider.update.key_kept_across_origin", pid)
+    assert entry["before"]["api_base_url"] == created["api_base_url"]
+    assert entry["after"]["api_base_url"] == openai_peer.base_url
+    assert OPENAI_PEER_KEY not in str(entry)
+    assert validate(client, api, pid)["status"] == "ok"  # the kept key reaches the peer
+
+
+@sqlite_only
+def test_patch_on_the_same_origin_keeps_the_key_and_both_key_choices_at_once_are_422(
+    client: TestClient, api: ApiContext, openai_peer: OpenAIPeer
+) -> None:
+    pid = add_provider(client, api, base_url=openai_peer.base_url)["id"]
+
+    moved_path = patch(client, api, pid, {"api_base_url": f"{openai_peer.root_url}/openai/v1"})
+    assert moved_path.status_code == 200 and moved_path.json()["has_api_key"] is True
+    both = patch(client, api, pid, {"api_base_url": "http://127.0.0.2:9/v1", "api_key": "sk-x", "keep_api_key": True})
+    assert both.status_code == 422 and "either a new api_key or keep_api_key" in problem_of(both)["detail"]
+    assert fetch(client, api, pid)["api_base_url"] == f"{openai_peer.root_url}/openai/v1"

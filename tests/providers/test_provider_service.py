@@ -219,3 +219,92 @@ def test_remove_is_refused_while_in_use_and_cascades_the_catalog(
 def test_unknown_provider_is_not_found(service: LLMConfigService) -> None:
     with pytest.raises(NotFoundError, match="providers list"):
         service.providers.get("nope")
+
+
+# ------------------------------------------------------------------------------------------------ origin changes
+
+
+def test_moving_a_provider_with_a_key_to_another_origin_needs_the_key_again_and_writes_nothing(
+    service: LLMConfigService, openai_peer: OpenAIPeer
+) -> None:
+    service.providers.add(custom("local", openai_peer.root_url))
+    before = service.providers.get("local")
+    trail = len(service.audit.entries())
+    port = openai_peer.port
+    elsewhere = [
+        f"http://127.0.0.2:{port}/v1",  # another host
+        f"http://127.0.0.1:{free_tcp_port()}/v1",  # another port
+        f"https://127.0.0.1:{port}/v1",  # another scheme
+        f"http://localhost:{port}/v1",  # the same machine, but another host name: the browser's rule, and ours
+    ]
+    for url in elsewhere:
+        with pytest.raises(ValidationError, match="moves provider 'local' to another origin") as refused:
+            service.providers.update("local", ProviderUpdate(api_base_url=url))
+        assert "send the key again" in str(refused.value) and '"keep_api_key": true' in str(refused.value)
+        assert OPENAI_PEER_KEY not in str(refused.value)
+
+    assert service.providers.get("local") == before
+    assert len(service.audit.entries()) == trail
+    # The stored key still goes where it went: the peer accepts it.
+    assert service.providers.validate("local").ok
+
+
+def test_an_origin_change_keeps_the_stored_key_only_when_asked_and_the_audit_says_so(
+    service: LLMConfigService, openai_peer: OpenAIPeer
+) -> None:
+    service.providers.add(custom("local", f"http://localhost:{openai_peer.port}"))
+
+    kept = service.providers.update("local", ProviderUpdate(api_base_url=openai_peer.root_url, keep_api_key=True))
+
+    assert kept.api_base_url == openai_peer.base_url and kept.has_api_key
+    assert kept.api_key_hint == OPENAI_PEER_KEY[-4:] and kept.version == 2
+    assert service.providers.validate("local").ok  # the same key, now sent to the new origin
+    entry = service.audit.entries()[0]
+    assert entry.action == "provider.update.key_kept_across_origin"
+    assert entry.before is not None and entry.before["api_base_url"] == f"http://localhost:{openai_peer.port}/v1"
+    assert entry.after is not None and entry.after["api_base_url"] == openai_peer.base_url
+    assert OPENAI_PEER_KEY not in entry.model_dump_json()
+
+
+def test_an_origin_change_with_a_new_key_or_without_any_key_needs_nothing_more(
+    service: LLMConfigService, openai_peer: OpenAIPeer
+) -> None:
+    service.providers.add(custom("local", f"http://localhost:{openai_peer.port}"))
+    moved = service.providers.update(
+        "local", ProviderUpdate(api_base_url=openai_peer.root_url, api_key=SecretStr(OPENAI_PEER_KEY))
+    )
+    assert moved.api_base_url == openai_peer.base_url and moved.has_api_key
+    assert service.audit.entries()[0].action == "provider.update"
+
+    service.providers.update("local", ProviderUpdate(api_key=None))
+    keyless = service.providers.update("local", ProviderUpdate(api_base_url=f"http://localhost:{openai_peer.port}"))
+    assert keyless.api_base_url == f"http://localhost:{openai_peer.port}/v1" and not keyless.has_api_key
+
+
+def test_a_change_on_the_same_origin_keeps_the_key_without_being_asked(
+    service: LLMConfigService, openai_peer: OpenAIPeer
+) -> None:
+    service.providers.add(custom("local", openai_peer.root_url))
+    port = openai_peer.port
+    # Another path, the host in capitals, the scheme in capitals: the same origin each time.
+    for url in (f"http://127.0.0.1:{port}/openai/v1", f"HTTP://127.0.0.1:{port}/v1"):
+        changed = service.providers.update("local", ProviderUpdate(api_base_url=url))
+        assert changed.has_api_key and changed.api_key_hint == OPENAI_PEER_KEY[-4:]
+    assert service.audit.entries()[0].action == "provider.update"
+
+
+def test_a_default_base_url_counts_as_its_origin(service: LLMConfigService, openai_peer: OpenAIPeer) -> None:
+    """An OpenAI provider added without a base URL talks to api.openai.com: moving it elsewhere moves the key."""
+    service.providers.add(
+        ProviderCreate(name="openai", provider_type="openai", api_key=SecretStr(OPENAI_PEER_KEY)), validate=False
+    )
+    with pytest.raises(ValidationError, match="another origin"):
+        service.providers.update("openai", ProviderUpdate(api_base_url=openai_peer.base_url))
+    # Back to the default (null) from an explicit default URL is no move at all.
+    service.providers.update("openai", ProviderUpdate(api_base_url="https://api.openai.com/v1"))
+    assert service.providers.update("openai", ProviderUpdate(api_base_url=None)).has_api_key
+
+
+def test_keep_api_key_together_with_a_new_key_is_refused() -> None:
+    with pytest.raises(PydanticValidationError, match="either a new api_key or keep_api_key"):
+        ProviderUpdate(api_key=SecretStr(OPENAI_PEER_KEY), keep_api_key=True)

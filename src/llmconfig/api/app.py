@@ -18,6 +18,7 @@ from llmconfig.api.deps import FailedAuthLimiter
 from llmconfig.api.errors import install_error_handlers, problem
 from llmconfig.api.guards import RejectNulBytes
 from llmconfig.api.routers import audit, config, interaction_types, providers, usage, users
+from llmconfig.api.security import SecurityHeaders
 from llmconfig.db.engine import is_unavailable
 from llmconfig.errors import LLMConfigError
 from llmconfig.llm import LLMConfigService
@@ -58,6 +59,9 @@ def create_app(settings: Settings | None = None, *, service: LLMConfigService | 
     _install_operations(app, svc)
     install_ui(app)
     app.add_middleware(RejectNulBytes)
+    # Outermost, so that the guards' refusals carry the headers too.
+    docs = (app.docs_url, app.swagger_ui_oauth2_redirect_url, app.redoc_url)
+    app.add_middleware(SecurityHeaders, docs_paths=[path for path in docs if path])
     return app
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from llmconfig.providers.catalog import ModelKind
 
@@ -44,13 +44,22 @@ def _header_safe(value: SecretStr | None) -> SecretStr | None:
 
 
 class ProviderUpdate(BaseModel):
-    """A partial update: fields left out stay as they are; ``api_key=None`` removes the key."""
+    """A partial update: fields left out stay as they are; ``api_key=None`` removes the key.
+
+    Moving ``api_base_url`` to another origin (scheme, host or port) of a provider that has a key needs either
+    the key again (``api_key``) or ``keep_api_key=True``: the stored key would otherwise be sent to a server it
+    was never meant for.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(default=None, pattern=NAME_PATTERN)
     api_base_url: str | None = Field(default=None, max_length=2048)
     api_key: SecretStr | None = Field(default=None, max_length=4096)
+    keep_api_key: bool = Field(
+        default=False,
+        description="Keep the stored key although api_base_url moves to another origin (the choice is audited)",
+    )
     enabled: bool | None = None
     version: int | None = None
 
@@ -58,6 +67,12 @@ class ProviderUpdate(BaseModel):
     @classmethod
     def _key_is_header_safe(cls, value: SecretStr | None) -> SecretStr | None:
         return _header_safe(value)
+
+    @model_validator(mode="after")
+    def _one_way_for_the_key(self) -> ProviderUpdate:
+        if self.keep_api_key and "api_key" in self.model_fields_set:
+            raise ValueError("Send either a new api_key or keep_api_key: true, not both")
+        return self
 
 
 class ProviderPublic(BaseModel):

@@ -10,6 +10,7 @@ import builtins
 import logging
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import delete, or_, select, update
@@ -27,6 +28,7 @@ from llmconfig.errors import (
     ProviderError,
     SecretBackendError,
     SecretDecryptionError,
+    ValidationError,
 )
 from llmconfig.providers.adapters import adapter_for
 from llmconfig.providers.catalog import DiscoveredModel
@@ -42,6 +44,9 @@ from llmconfig.secrets import SecretBackend
 from llmconfig.settings import Settings
 
 log = logging.getLogger("llmconfig.providers")
+
+# The audit action of an update that moved a provider to another origin and kept its key on purpose.
+KEY_KEPT_ACROSS_ORIGIN = "provider.update.key_kept_across_origin"
 
 
 def key_hint(api_key: str) -> str | None:
@@ -215,9 +220,17 @@ class ProviderService:
                     if session.scalar(select(Provider.id).where(Provider.name == data.name)) is not None:
                         raise ConflictError(f"A provider named {data.name!r} already exists; choose another name")
                     provider.name = data.name
+                key_kept_across_origin = False
                 if "api_base_url" in changed:
                     adapter = adapter_for(provider.provider_type)
-                    provider.api_base_url = adapter.normalise_base_url(data.api_base_url)
+                    new_url = adapter.normalise_base_url(data.api_base_url)
+                    old_url = provider.api_base_url or adapter.normalise_base_url(None)
+                    if provider.api_key_ref is not None and "api_key" not in changed:
+                        moved_from, moved_to = origin(old_url), origin(new_url)
+                        if moved_from != moved_to and not data.keep_api_key:
+                            raise ValidationError(_origin_change_refused(provider.name, moved_from, moved_to))
+                        key_kept_across_origin = moved_from != moved_to
+                    provider.api_base_url = new_url
                 if "enabled" in changed and data.enabled is not None:
                     provider.enabled = data.enabled
                 if "api_key" in changed:
@@ -237,7 +250,8 @@ class ProviderService:
                         session,
                         Change.provider(provider.id),
                         actor=actor,
-                        action="provider.update",
+                        # The choice to send the stored key to a new origin is the part a reviewer must see.
+                        action=KEY_KEPT_ACROSS_ORIGIN if key_kept_across_origin else "provider.update",
                         before=before,
                         after=to_public(provider),
                     )
@@ -397,6 +411,27 @@ class ProviderService:
             ):
                 users.append(f"{override.interaction_type} (override of user {override.user_id})")
         return users
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin(url: str) -> str:
+    """``scheme://host[:port]`` of a URL, normalised as browsers compare origins: lower case, no default port."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").rstrip(".")  # hostname is lower case already
+    port = parts.port or _DEFAULT_PORTS.get(scheme)
+    shown = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{shown}" if port == _DEFAULT_PORTS.get(scheme) else f"{scheme}://{shown}:{port}"
+
+
+def _origin_change_refused(name: str, moved_from: str, moved_to: str) -> str:
+    return (
+        f"The new base URL moves provider {name!r} to another origin ({moved_from} -> {moved_to}), where its stored "
+        "API key would then be sent: send the key again with api_key (null removes it), or send "
+        '"keep_api_key": true to keep the stored key on purpose'
+    )
 
 
 def _stale(name: str, given: int, current: int) -> str:

@@ -40,7 +40,11 @@ def get_provider(provider_id: str, service: ServiceDep, _caller: ViewerDep) -> P
 def update_provider(
     provider_id: str, data: ProviderUpdate, service: ServiceDep, caller: AdminDep, if_match: IfMatchDep
 ) -> ProviderPublic:
-    """Partial update: fields left out stay; ``"api_key": null`` removes the key. Stale ``version`` → 409."""
+    """Partial update: fields left out stay; ``"api_key": null`` removes the key. Stale ``version`` → 409.
+
+    Moving ``api_base_url`` to another origin of a provider with a key needs ``api_key`` or ``"keep_api_key": true``
+    in the same request (422 otherwise, nothing written), so that a stored key never follows a URL by accident.
+    """
     if if_match is not None and data.version is None:
         data = data.model_copy(update={"version": if_match})
     return service.providers.update(provider_id, data, actor=caller.name)

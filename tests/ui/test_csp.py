@@ -1,0 +1,164 @@
+"""The whole panel under its Content Security Policy, in a real Chromium: every tab and the main actions, with
+every ``securitypolicyviolation`` event and every console error or warning recorded, and none allowed.
+
+The listener is installed by an init script, so it is in place before the panel's first script runs, on every
+page the test loads; it reports through a binding to the test, so reloads lose nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+from playwright.sync_api import ConsoleMessage, Page, Route, expect
+
+from tests.conftest import OPENAI_PEER_KEY
+from tests.peers import OpenAIPeer
+from tests.ui.conftest import Panel, on_sqlite
+
+REPORT_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.reportViolation(
+    `${event.effectiveDirective} blocked ${event.blockedURI || "inline"} at ${event.sourceFile}:${event.lineNumber}`,
+  );
+});
+"""
+
+
+@dataclass
+class Reports:
+    violations: list[str] = field(default_factory=list)
+    console: list[str] = field(default_factory=list)
+
+    def none(self) -> bool:
+        return not self.violations and not self.console
+
+
+@pytest.fixture
+def reports(page: Page) -> Reports:
+    found = Reports()
+    page.expose_function("reportViolation", lambda text: found.violations.append(str(text)))
+    page.add_init_script(REPORT_VIOLATIONS)
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type in ("error", "warning"):
+            found.console.append(f"{message.type}: {message.text}")
+
+    page.on("console", on_console)
+    return found
+
+
+@on_sqlite
+def test_every_tab_and_main_action_runs_under_the_policy_without_a_violation(
+    panel: Panel, reports: Reports, openai_peer: OpenAIPeer
+) -> None:
+    page = panel.page
+    response = page.goto(f"{panel.base_url}/")
+    assert response is not None and "script-src 'self'" in response.headers["content-security-policy"]
+    page.get_by_label("Token").fill(panel.api.admin_token)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("tablist", name="Settings")).to_be_visible()
+
+    # Providers: add (which validates), validate again, refresh the models, open the edit form and cancel it.
+    providers = panel.tab("Providers")
+    providers.get_by_role("button", name="Add provider").click()
+    page.get_by_label("Name").fill("peer")
+    page.get_by_label("Type").select_option("openai")
+    page.get_by_label("Base URL").fill(openai_peer.root_url)
+    page.get_by_label("API key").fill(OPENAI_PEER_KEY)
+    page.get_by_role("button", name="Add provider").last.click()
+    row = panel.provider_row("peer")
+    expect(row).to_contain_text("4 models available")
+    row.get_by_role("button", name="Validate peer").click()
+    expect(panel.toast).to_contain_text("peer: 4 models available")
+    row.get_by_role("button", name="Refresh models of peer").click()
+    expect(panel.toast).to_have_text("peer: 4 models")
+    row.get_by_role("button", name="Edit peer").click()
+    editing = page.locator("tr.editing")
+    editing.get_by_label("Base URL").fill("http://127.0.0.2:9/v1")  # another origin: the key question appears
+    expect(editing.get_by_label("Keep the stored key")).to_be_visible()
+    editing.get_by_role("button", name="Cancel").click()
+    page.get_by_role("button", name="Delete peer").click()
+    page.get_by_role("dialog", name="Delete provider?").get_by_role("button", name="Cancel").click()
+
+    # Model Configuration: pick a model, add a fallback, save twice; the history drawer restores the first.
+    panel.tab("Model Configuration")
+    card = panel.card("reasoning")
+    card.get_by_label("Provider", exact=True).select_option(label="peer (openai)")
+    card.get_by_label("Model", exact=True).select_option("gpt-4o")
+    card.get_by_role("button", name="Add fallback").click()
+    card.get_by_label("Fallback 1 provider").select_option(label="peer (openai)")
+    card.get_by_label("Fallback 1 model").fill("gpt-4o-mini")
+    card.get_by_role("button", name="Save").click()
+    expect(panel.toast).to_have_text("Saved reasoning: peer / gpt-4o")
+    card.get_by_label("Temperature").fill("0.4")
+    card.get_by_role("button", name="Save").click()
+    expect(card).to_contain_text("Version 2")
+    card.get_by_role("button", name="History of reasoning").click()
+    drawer = page.get_by_role("dialog", name="History of reasoning")
+    expect(drawer.get_by_text("temperature: default → 0.4")).to_be_visible()
+    drawer.get_by_role("button", name="Restore version 1").click()
+    expect(panel.toast).to_contain_text("Restored version 1 of reasoning as version 3")
+
+    # User overrides: show, set, clear.
+    users = panel.tab("User overrides")
+    users.get_by_label("User id").fill("u-7")
+    users.get_by_role("button", name="Show effective configuration").click()
+    table = users.get_by_role("table", name="Effective configuration of u-7")
+    table.get_by_label("reasoning override provider").select_option(label="peer (openai)")
+    table.get_by_label("reasoning override model").fill("gpt-4o-mini")
+    table.get_by_role("button", name="Set override").first.click()
+    expect(panel.toast).to_have_text("Override saved for u-7: reasoning")
+    table.get_by_role("button", name="Clear reasoning override").click()
+    expect(panel.toast).to_have_text("Override cleared for u-7: reasoning")
+
+    # Usage: real calls, so that the charts and their legends (coloured by classes) are drawn.
+    for _ in range(2):
+        panel.api.service.get_llm("reasoning").invoke("two calls")
+    assert panel.api.service.usage_recorder.flush()
+    usage = panel.tab("Usage")
+    usage.get_by_role("button", name="Refresh").click()
+    expect(usage.get_by_role("img", name="Latency per model")).to_be_visible()
+    expect(usage.locator("#chart-calls .legend")).to_contain_text("reasoning")
+    swatch = usage.locator("#chart-calls .legend span").first
+    colour = swatch.evaluate("(s) => getComputedStyle(s, '::before').backgroundColor")
+
+    # A reload keeps the session; signing out shows the form again.
+    page.reload()
+    expect(page.get_by_role("tablist", name="Settings")).to_be_visible()
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_label("Token", exact=True)).to_be_visible()
+
+    assert reports.none(), f"violations: {reports.violations}; console: {reports.console}"
+    assert colour == "rgb(47, 91, 234)"  # the first series' colour, from app.css
+
+
+SWAGGER_STUB = """
+window.SwaggerUIBundle = (config) => {
+  document.getElementById("swagger-ui").textContent = `Swagger UI for ${config.url}`;
+};
+SwaggerUIBundle.presets = { apis: {} };
+SwaggerUIBundle.SwaggerUIStandalonePreset = {};
+"""
+
+
+@on_sqlite
+def test_the_documentation_page_starts_under_its_own_policy(panel: Panel, reports: Reports) -> None:
+    """The machine has no network: the CDN's Swagger UI is replaced by a stub that shows it was started.
+
+    What is checked is the policy: the CDN script may load and the page's inline script runs (allowed by its
+    hash), with no violation reported.
+    """
+
+    def cdn(route: Route) -> None:
+        if route.request.url.endswith(".js"):
+            route.fulfill(body=SWAGGER_STUB, content_type="text/javascript")
+        else:
+            route.fulfill(body="#swagger-ui { margin: 0 }", content_type="text/css")
+
+    page = panel.page
+    page.route("https://cdn.jsdelivr.net/**", cdn)
+    page.route("https://fastapi.tiangolo.com/**", lambda route: route.fulfill(status=204))
+    page.goto(f"{panel.base_url}/docs")
+    expect(page.locator("#swagger-ui")).to_have_text("Swagger UI for /openapi.json")
+    assert reports.none(), f"violations: {reports.violations}; console: {reports.console}"
