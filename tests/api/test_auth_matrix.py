@@ -12,7 +12,7 @@ it is added. For every operation under ``/api/v1/llm``:
 Path parameters name real objects (a provider, ``reasoning``, a user with an override, a custom type) and
 writes carry a valid body, so that the role is the only reason to refuse. SQLite only: authentication and
 roles do not depend on the database. One seeded app serves the whole module; every test calls it from a
-client address of its own, so that the failed-authentication limiter of one test does not lock out the next.
+client address of its own, so that the wrong tokens sent by one test do not count against the next.
 """
 
 from __future__ import annotations
@@ -302,18 +302,18 @@ def test_health_and_metrics_answer_without_a_token(matrix: Matrix, path: str) ->
     assert "security" not in DOCUMENT["paths"][path]["get"]
 
 
-def test_repeated_bad_tokens_lock_the_client_out_even_with_the_right_token(matrix: Matrix) -> None:
+def test_repeated_bad_tokens_slow_down_only_bad_tokens(matrix: Matrix) -> None:
     providers = f"{API}/providers"
     for attempt in range(FAILURES_BEFORE_LOCKOUT):
         response = matrix.client.get(providers, headers={"Authorization": f"Bearer wrong-{attempt}"})
         assert response.status_code == 401, f"attempt {attempt + 1}: {response.text}"
 
-    response = matrix.client.get(providers, headers=matrix.admin)
+    response = matrix.client.get(providers, headers={"Authorization": "Bearer wrong-again"})
     assert response.status_code == 429, response.text
     problem_of(response)
     retry_after = response.headers.get("retry-after", "")
-    assert retry_after.isdigit() and 1 <= int(retry_after) <= 61, retry_after
+    assert retry_after.isdigit() and 1 <= int(retry_after) <= 60, retry_after
 
-    # Only that client is locked out; another one still gets in.
-    with TestClient(matrix.client.app, client=("another-client", 50000)) as other:
-        assert other.get(providers, headers=matrix.admin).status_code == 200
+    # The same client's valid tokens still get in.
+    assert matrix.client.get(providers, headers=matrix.admin).status_code == 200
+    assert matrix.client.get(providers, headers=matrix.viewer).status_code == 200

@@ -14,10 +14,10 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from llmconfig import __version__
-from llmconfig.api.deps import FailedAuthLimiter
 from llmconfig.api.errors import install_error_handlers, problem
 from llmconfig.api.guards import RejectNulBytes
 from llmconfig.api.routers import audit, config, interaction_types, providers, usage, users
+from llmconfig.api.throttle import FailedAuthLimiter, TrustedProxies
 from llmconfig.db.engine import is_unavailable
 from llmconfig.errors import LLMConfigError
 from llmconfig.factory import LLMConfigService
@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None, *, service: LLMConfigService | 
         env_admin_token=settings.admin_token.get_secret_value() if settings.admin_token else None,
     )
     app.state.auth_limiter = FailedAuthLimiter()
+    app.state.trusted_proxies = TrustedProxies(settings.trusted_proxies)
     install_error_handlers(app)
 
     for module in (providers, config, users, interaction_types, audit, usage):

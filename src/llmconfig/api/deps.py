@@ -3,47 +3,17 @@
 from __future__ import annotations
 
 import re
-import threading
-import time
-from collections import deque
 from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from llmconfig.api.throttle import FailedAuthLimiter, TrustedProxies
 from llmconfig.factory import LLMConfigService
 from llmconfig.tokens import Caller, TokenService
 
 # Where the REST resources live; /health and /metrics stay at the root for probes and scrapers.
 API_PREFIX = "/api/v1/llm"
-
-
-class FailedAuthLimiter:
-    """Slows down guessing: after ``limit`` failed attempts within ``window`` seconds, a client gets 429."""
-
-    def __init__(self, *, limit: int = 10, window: float = 60.0) -> None:
-        self.limit = limit
-        self.window = window
-        self._failures: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def retry_after(self, client: str) -> int | None:
-        with self._lock:
-            failures = self._recent(client)
-            if len(failures) < self.limit:
-                return None
-            return max(1, int(failures[0] + self.window - time.monotonic()) + 1)
-
-    def failed(self, client: str) -> None:
-        with self._lock:
-            self._recent(client).append(time.monotonic())
-
-    def _recent(self, client: str) -> deque[float]:
-        failures = self._failures.setdefault(client, deque())
-        cutoff = time.monotonic() - self.window
-        while failures and failures[0] < cutoff:
-            failures.popleft()
-        return failures
 
 
 def get_service(request: Request) -> LLMConfigService:
@@ -70,26 +40,28 @@ def authenticate(
 
 
 def identify(request: Request, tokens: TokenService, token: str | None) -> Caller:
-    """The caller a bearer token stands for; 401 (or 429 after repeated failures) otherwise."""
+    """The caller a bearer token stands for; 401 otherwise, 429 once a client has failed too often.
+
+    The token is checked first: a valid one always passes, and only wrong ones are counted.
+    """
+    if not token:
+        raise HTTPException(
+            401, "Send an API token as 'Authorization: Bearer <token>'", headers={"WWW-Authenticate": "Bearer"}
+        )
+    caller = tokens.authenticate(token)
+    if caller is not None:
+        return caller
     limiter: FailedAuthLimiter = request.app.state.auth_limiter
-    client = request.client.host if request.client else "unknown"
-    retry_after = limiter.retry_after(client)
+    proxies: TrustedProxies = request.app.state.trusted_proxies
+    client = proxies.client_of(request.client.host if request.client else None, request.headers)
+    retry_after = limiter.failed(client)
     if retry_after is not None:
         raise HTTPException(
             429,
             f"Too many failed authentication attempts; try again in {retry_after} s",
             headers={"Retry-After": str(retry_after)},
         )
-    if not token:
-        limiter.failed(client)
-        raise HTTPException(
-            401, "Send an API token as 'Authorization: Bearer <token>'", headers={"WWW-Authenticate": "Bearer"}
-        )
-    caller = tokens.authenticate(token)
-    if caller is None:
-        limiter.failed(client)
-        raise HTTPException(401, "Unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
-    return caller
+    raise HTTPException(401, "Unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
 
 
 def bearer_token(request: Request) -> str | None:
