@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Response
 
 from llmconfig.api.deps import API_PREFIX, AdminDep, IfMatchDep, ServiceDep, ViewerDep
-from llmconfig.api.errors import BAD_GATEWAY, COMMON_RESPONSES, CONFLICT, NOT_FOUND
+from llmconfig.api.errors import COMMON_RESPONSES, CONFLICT, NOT_FOUND, PROVIDER_FAILED
 from llmconfig.providers import CatalogEntry, ProviderCreate, ProviderPublic, ProviderUpdate, ValidationResult
 
 router = APIRouter(prefix=f"{API_PREFIX}/providers", tags=["providers"], responses=COMMON_RESPONSES)
@@ -19,7 +19,7 @@ def list_providers(service: ServiceDep, _caller: ViewerDep) -> list[ProviderPubl
     return service.providers.list()
 
 
-@router.post("", status_code=201, response_model=ProviderPublic, responses={**CONFLICT, **BAD_GATEWAY})
+@router.post("", status_code=201, response_model=ProviderPublic, responses={**CONFLICT, **PROVIDER_FAILED})
 def add_provider(
     data: ProviderCreate,
     service: ServiceDep,
@@ -59,7 +59,7 @@ def validate_provider(provider_id: str, service: ServiceDep, _caller: AdminDep) 
     return service.providers.validate(provider_id)
 
 
-@router.get("/{provider_id}/models", response_model=list[CatalogEntry], responses={**NOT_FOUND, **BAD_GATEWAY})
+@router.get("/{provider_id}/models", response_model=list[CatalogEntry], responses={**NOT_FOUND, **PROVIDER_FAILED})
 def provider_models(
     provider_id: str,
     service: ServiceDep,
