@@ -11,7 +11,7 @@ from llmconfig import __version__
 from llmconfig.api.errors import install_error_handlers
 from llmconfig.api.guards import RejectNulBytes
 from llmconfig.api.operations import install_operations
-from llmconfig.api.routers import audit, config, interaction_types, providers, usage, users
+from llmconfig.api.routers import audit, config, interaction_types, providers, tokens, usage, users
 from llmconfig.api.throttle import FailedAuthLimiter, TrustedProxies
 from llmconfig.factory import LLMConfigService
 from llmconfig.settings import Settings, get_settings
@@ -40,12 +40,14 @@ def create_app(settings: Settings | None = None, *, service: LLMConfigService | 
     app.state.tokens = TokenService(
         sessions=svc.sessions,
         env_admin_token=settings.admin_token.get_secret_value() if settings.admin_token else None,
+        # Tokens changed by another process (the CLI, another replica) are seen within this time.
+        ttl=settings.cache_ttl,
     )
     app.state.auth_limiter = FailedAuthLimiter()
     app.state.trusted_proxies = TrustedProxies(settings.trusted_proxies)
     install_error_handlers(app)
 
-    for module in (providers, config, users, interaction_types, audit, usage):
+    for module in (providers, config, users, interaction_types, audit, usage, tokens):
         app.include_router(module.router)
     install_operations(app, svc)
     install_ui(app)

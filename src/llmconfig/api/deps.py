@@ -1,13 +1,21 @@
-"""Dependencies shared by the routers: the service, and who is calling with which role."""
+"""Dependencies shared by the routers: the service, and who is calling with which role.
+
+Routers declare the access an operation needs with one of ``ReaderDep``, ``AdminDep`` or ``ClientDep``;
+``llmconfig.api.authz`` says which roles each admits.
+"""
 
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
-from fastapi import Depends, Header, HTTPException, Request
+from fastapi import Depends, Header, HTTPException, Query, Request, Security
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from llmconfig.api import authz
+from llmconfig.api.authz import Access
 from llmconfig.api.throttle import FailedAuthLimiter, TrustedProxies
 from llmconfig.factory import LLMConfigService
 from llmconfig.tokens import Caller, TokenService
@@ -27,13 +35,17 @@ def get_tokens(request: Request) -> TokenService:
 
 
 ServiceDep = Annotated[LLMConfigService, Depends(get_service)]
+TokensDep = Annotated[TokenService, Depends(get_tokens)]
 
-_bearer = HTTPBearer(auto_error=False, description="An API token: `llmconfig tokens create --role viewer|admin`")
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="An API token: `llmconfig tokens create --role admin|viewer|client` or `POST /api/v1/llm/tokens`",
+)
 
 
 def authenticate(
     request: Request,
-    tokens: Annotated[TokenService, Depends(get_tokens)],
+    tokens: TokensDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
     return identify(request, tokens, credentials.credentials if credentials else None)
@@ -69,14 +81,64 @@ def bearer_token(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" else None
 
 
-def require_admin(caller: Annotated[Caller, Depends(authenticate)]) -> Caller:
-    if caller.role != "admin":
-        raise HTTPException(403, "This needs an admin token; viewer tokens may only read")
-    return caller
+# The access each authorization dependency stands for, so that a refusal can be given before the
+# dependencies run (see errors._refusal: FastAPI parses the body first).
+ACCESS_OF: dict[Callable[..., Any], Access] = {}
 
 
-ViewerDep = Annotated[Caller, Depends(authenticate)]
-AdminDep = Annotated[Caller, Depends(require_admin)]
+def _needs(access: Access) -> Callable[[Caller], Coroutine[Any, Any, Caller]]:
+    async def authorize(caller: Annotated[Caller, Depends(authenticate)]) -> Caller:
+        return authz.require(caller, access)
+
+    authorize.__name__ = f"needs_{access.value}"
+    ACCESS_OF[authorize] = access
+    return authorize
+
+
+def _declared(access: Access) -> Any:
+    # Security rather than Depends: the roles go into the operation's security requirement in /openapi.json.
+    return Security(_needs(access), scopes=list(authz.POLICY[access]))
+
+
+ReaderDep = Annotated[Caller, _declared(Access.READ)]
+AdminDep = Annotated[Caller, _declared(Access.ADMIN)]
+ClientDep = Annotated[Caller, _declared(Access.CLIENT)]
+
+
+def access_of(route: Any) -> Access | None:
+    """The access a route declares through one of the aliases above, or None (an open route)."""
+    if not isinstance(route, APIRoute):
+        return None
+    pending = list(route.dependant.dependencies)
+    while pending:
+        dependant = pending.pop()
+        if dependant.call in ACCESS_OF:
+            return ACCESS_OF[dependant.call]
+        pending.extend(dependant.dependencies)
+    return None
+
+
+def catalog_refresh(
+    caller: ReaderDep,
+    refresh: Annotated[
+        bool, Query(description="Discover the models again first; it calls the provider, so it needs admin")
+    ] = False,
+) -> bool:
+    """Whether to refresh the catalog; refreshing calls the provider and rewrites the catalog, so admin only."""
+    if refresh:
+        authz.require(caller, Access.ADMIN, action="Refreshing the catalog calls the provider")
+    return refresh
+
+
+CatalogRefreshDep = Annotated[bool, Depends(catalog_refresh)]
+
+
+def client_for_type(interaction_type: str, caller: ClientDep) -> Caller:
+    """A client (or admin) whose token covers the ``interaction_type`` of the path; 403 otherwise."""
+    return authz.require_type(caller, interaction_type)
+
+
+ClientForTypeDep = Annotated[Caller, Depends(client_for_type)]
 
 
 def expected_version(

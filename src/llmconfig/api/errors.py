@@ -134,15 +134,16 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 async def _refusal(request: Request) -> JSONResponse | None:
-    """401/403/429 for a request to the API that its caller may not make, else None."""
-    from llmconfig.api.deps import API_PREFIX, bearer_token, identify
+    """401/403/429 for a request its caller may not make (by the access the route declares), else None."""
+    from llmconfig.api import authz
+    from llmconfig.api.deps import access_of, bearer_token, identify
 
-    if not request.url.path.startswith(API_PREFIX):
+    access = access_of(request.scope.get("route"))
+    if access is None:
         return None
     try:
         caller = await run_in_threadpool(identify, request, request.app.state.tokens, bearer_token(request))
     except StarletteHTTPException as refused:
         return problem(refused.status_code, str(refused.detail), headers=refused.headers)
-    if request.method != "GET" and caller.role != "admin":
-        return problem(403, "This needs an admin token; viewer tokens may only read")
-    return None
+    reason = authz.refusal(caller, access)
+    return problem(403, reason) if reason is not None else None

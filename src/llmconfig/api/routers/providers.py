@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, Query, Response
 
-from llmconfig.api.deps import API_PREFIX, AdminDep, IfMatchDep, ServiceDep, ViewerDep
+from llmconfig.api.deps import API_PREFIX, AdminDep, CatalogRefreshDep, IfMatchDep, ReaderDep, ServiceDep
 from llmconfig.api.errors import COMMON_RESPONSES, CONFLICT, NOT_FOUND, PROVIDER_FAILED
 from llmconfig.providers import CatalogEntry, ProviderCreate, ProviderPublic, ProviderUpdate, ValidationResult
 
@@ -14,7 +14,7 @@ router = APIRouter(prefix=f"{API_PREFIX}/providers", tags=["providers"], respons
 
 
 @router.get("", response_model=list[ProviderPublic])
-def list_providers(service: ServiceDep, _caller: ViewerDep) -> list[ProviderPublic]:
+def list_providers(service: ServiceDep, _caller: ReaderDep) -> list[ProviderPublic]:
     """Every provider, by name."""
     return service.providers.list()
 
@@ -32,7 +32,7 @@ def add_provider(
 
 
 @router.get("/{provider_id}", response_model=ProviderPublic, responses=NOT_FOUND)
-def get_provider(provider_id: str, service: ServiceDep, _caller: ViewerDep) -> ProviderPublic:
+def get_provider(provider_id: str, service: ServiceDep, _caller: ReaderDep) -> ProviderPublic:
     return service.providers.get(provider_id)
 
 
@@ -60,13 +60,6 @@ def validate_provider(provider_id: str, service: ServiceDep, _caller: AdminDep) 
 
 
 @router.get("/{provider_id}/models", response_model=list[CatalogEntry], responses={**NOT_FOUND, **PROVIDER_FAILED})
-def provider_models(
-    provider_id: str,
-    service: ServiceDep,
-    _caller: ViewerDep,
-    refresh: Annotated[bool, Query(description="Discover the models again first")] = False,
-) -> list[CatalogEntry]:
+def provider_models(provider_id: str, service: ServiceDep, refresh: CatalogRefreshDep) -> list[CatalogEntry]:
     """The provider's catalog. ``refresh`` calls the provider and rewrites the catalog, so it needs admin."""
-    if refresh and _caller.role != "admin":
-        raise HTTPException(403, "Refreshing the catalog needs an admin token; viewers may read it")
     return service.providers.catalog(provider_id, refresh=refresh)
