@@ -169,8 +169,8 @@ def guarded_api(
 
 # --------------------------------------------------------------------------------------------- fixtures
 
-# Security is not fuzzed here (every request carries the admin token; test_auth_matrix covers it): requests
-# without a token would trip the failed-authentication limiter for the rest of the run.
+# Security is not fuzzed here (every request carries the admin token; test_auth_matrix and test_auth_throttle
+# cover it). The admin token is never slowed, whatever else was sent; a 401, 403 or 429 for it is a finding.
 CONFIG = {"generation": {"with-security-parameters": False}}
 _loaded_schemas: dict[str, Any] = {}
 

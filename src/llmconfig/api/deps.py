@@ -24,12 +24,14 @@ from llmconfig.tokens import Caller, TokenService
 API_PREFIX = "/api/v1/llm"
 
 
-def get_service(request: Request) -> LLMConfigService:
+# Dependencies that do not block are coroutines: a plain function would cost a trip through the thread pool
+# on every request. ``authenticate`` stays a function: refreshing the token snapshot reads the database.
+async def get_service(request: Request) -> LLMConfigService:
     service: LLMConfigService = request.app.state.service
     return service
 
 
-def get_tokens(request: Request) -> TokenService:
+async def get_tokens(request: Request) -> TokenService:
     tokens: TokenService = request.app.state.tokens
     return tokens
 
@@ -118,7 +120,7 @@ def access_of(route: Any) -> Access | None:
     return None
 
 
-def catalog_refresh(
+async def catalog_refresh(
     caller: ReaderDep,
     refresh: Annotated[
         bool, Query(description="Discover the models again first; it calls the provider, so it needs admin")
@@ -133,7 +135,7 @@ def catalog_refresh(
 CatalogRefreshDep = Annotated[bool, Depends(catalog_refresh)]
 
 
-def client_for_type(interaction_type: str, caller: ClientDep) -> Caller:
+async def client_for_type(interaction_type: str, caller: ClientDep) -> Caller:
     """A client (or admin) whose token covers the ``interaction_type`` of the path; 403 otherwise."""
     return authz.require_type(caller, interaction_type)
 
@@ -141,7 +143,7 @@ def client_for_type(interaction_type: str, caller: ClientDep) -> Caller:
 ClientForTypeDep = Annotated[Caller, Depends(client_for_type)]
 
 
-def expected_version(
+async def expected_version(
     if_match: Annotated[str | None, Header(description="Expected version, as 'If-Match: 3'")] = None,
 ) -> int | None:
     """The version an ``If-Match`` header asks for (``3``, ``"3"`` or ``W/"3"``), or None."""
