@@ -28,6 +28,7 @@ from llmconfig.providers.catalog import ModelKind
 from llmconfig.providers.schemas import NAME_PATTERN, ProviderCreate, ProviderType, ProviderUpdate
 from llmconfig.providers.service import find_provider
 from llmconfig.services import Services
+from llmconfig.validation import describe, input_problems
 
 FORMAT_VERSION: Literal[1] = 1
 
@@ -171,12 +172,9 @@ def parse(text: str, *, source: str = "file") -> ParsedDocument:
     try:
         document = ConfigDocument.model_validate(data or {})
     except PydanticValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            loc = tuple(error["loc"])
-            dotted = ".".join(str(part) for part in loc) or "document"
-            problems.append(f"{source}: line {_line_of(lines, loc)}: {dotted}: {error['msg']}")
-        raise ValidationError("; ".join(problems)) from None
+        problems = input_problems(exc.errors(), whole="document")
+        message = describe(problems, lead=None, where=lambda p: f"{source}: line {_line_of(lines, p.loc)}: ")
+        raise ValidationError(message) from None
     return ParsedDocument(document, lines)
 
 
@@ -238,7 +236,8 @@ def _apply(services: Services, parsed: ParsedDocument, plan: Plan, *, actor: str
         except LLMConfigError as exc:
             raise _at(parsed, ("interaction_types", index), exc) from None
         except PydanticValidationError as exc:
-            raise ValidationError(f"line {parsed.line('interaction_types', index)}: {exc.errors()[0]['msg']}") from None
+            line = parsed.line("interaction_types", index)
+            raise ValidationError(f"line {line}: {describe(input_problems(exc.errors()), lead=None)}") from None
 
     current_config = services.config.get_global()
     providers = {p.name: p for p in services.providers.list()}
@@ -271,7 +270,8 @@ def _apply(services: Services, parsed: ParsedDocument, plan: Plan, *, actor: str
         except LLMConfigError as exc:
             raise _at(parsed, ("config", type_name), exc) from None
         except PydanticValidationError as exc:
-            raise ValidationError(f"line {parsed.line('config', type_name)}: {exc.errors()[0]['msg']}") from None
+            line = parsed.line("config", type_name)
+            raise ValidationError(f"line {line}: {describe(input_problems(exc.errors()), lead=None)}") from None
 
 
 def _apply_provider(services: Services, spec: ProviderSpec, plan: Plan, *, actor: str) -> None:

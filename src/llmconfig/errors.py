@@ -79,9 +79,16 @@ class ConcurrentChangeError(ConflictError):
 
 
 class ProviderError(LLMConfigError):
-    """A provider could not be used; ``status`` is the validation status it maps to."""
+    """A provider could not be used; ``status`` is the validation status it maps to, ``latency_ms`` how long
+    the failed check took (None when unknown)."""
 
     status = "bad_response"
+
+    def __init__(self, message: str, *, status: str | None = None, latency_ms: float | None = None) -> None:
+        super().__init__(message)
+        if status is not None:
+            self.status = status
+        self.latency_ms = latency_ms
 
 
 class ProviderUnauthorizedError(ProviderError):

@@ -55,11 +55,12 @@ class Services:
         secrets = make_secret_backend(settings)
         providers = ProviderService(sessions=sessions, secrets=secrets, settings=settings)
         types = InteractionTypeService(sessions=sessions)
+        changes = ChangeFeed(engine, sessions, listen=settings.listen_for_changes)
         return cls(
             settings=settings,
             engine=engine,
             sessions=sessions,
-            changes=ChangeFeed(engine, sessions, listen=settings.listen_for_changes),
+            changes=changes,
             secrets=secrets,
             providers=providers,
             types=types,
@@ -76,6 +77,9 @@ class Services:
             tokens=TokenService(
                 sessions=sessions,
                 env_admin_token=settings.admin_token.get_secret_value() if settings.admin_token else None,
+                # Tokens changed by another process (the CLI, a replica) are seen within this time at most.
+                ttl=settings.cache_ttl,
+                changes=changes,
             ),
         )
 

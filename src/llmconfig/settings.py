@@ -6,6 +6,7 @@ package reads the environment behind the caller's back except :func:`get_setting
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -53,6 +54,10 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
     openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
 
+    # Reverse proxies whose Forwarded / X-Forwarded-For headers name the real client (addresses or CIDRs).
+    # Empty: those headers are ignored, and every client is known by the address it connects from.
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
+
     @field_validator("openai_api_key", "openai_base_url", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
@@ -86,6 +91,25 @@ class Settings(BaseSettings):
             except ValueError as exc:
                 raise ValueError(f"LLMCONFIG_{(info.field_name or '').upper()}: {exc}") from None
         return tuple(rules)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _parse_trusted_proxies(cls, value: Any) -> tuple[str, ...]:
+        entries = value.split(",") if isinstance(value, str) else list(value or ())
+        networks: list[str] = []
+        for entry in entries:
+            if not isinstance(entry, str):
+                raise ValueError("LLMCONFIG_TRUSTED_PROXIES: entries must be strings")
+            if not entry.strip():
+                continue
+            try:
+                network = ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"LLMCONFIG_TRUSTED_PROXIES: {entry.strip()!r} is not an IP address or CIDR (e.g. 10.0.0.0/8)"
+                ) from None
+            networks.append(str(network))
+        return tuple(networks)
 
 
 def get_settings() -> Settings:

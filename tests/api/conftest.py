@@ -58,7 +58,9 @@ def client(api: ApiContext) -> Iterator[TestClient]:
 def live_server(api: ApiContext) -> Iterator[str]:
     """The same app served by a real uvicorn on a loopback port; yields its base URL."""
     port = free_tcp_port()
-    server = uvicorn.Server(uvicorn.Config(api.app, host="127.0.0.1", port=port, log_level="warning"))
+    # proxy_headers=False: the app decides whom to believe (LLMCONFIG_TRUSTED_PROXIES), not uvicorn.
+    config = uvicorn.Config(api.app, host="127.0.0.1", port=port, log_level="warning", proxy_headers=False)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 15

@@ -111,7 +111,25 @@ def test_create_with_validate_checks_the_peer_and_stores_its_catalog(
     assert {m["model_name"]: m["kind"] for m in models} == PEER_CATALOG
 
 
-def test_create_with_validate_against_a_closed_port_is_502_and_stores_nothing(
+def assert_failed_check(response: Any, status: str, phrase: str) -> dict[str, Any]:
+    """A 422 problem that carries the check's outcome, as POST /providers/{id}/validate would report it."""
+    assert response.status_code == 422, response.text
+    body = problem_of(response)
+    result = body["validation"]
+    assert set(result) == VALIDATION_KEYS
+    assert result["ok"] is False and result["status"] == status and result["models_discovered"] == 0
+    assert phrase in result["detail"] and phrase in body["detail"]
+    assert isinstance(result["latency_ms"], float) and result["latency_ms"] >= 0
+    assert OPENAI_PEER_KEY not in response.text
+    return result
+
+
+def assert_nothing_stored(client: TestClient, api: ApiContext) -> None:
+    assert client.get(PROVIDERS, headers=api.viewer).json() == []
+    assert not [e for e in api.service.audit.entries(limit=500) if e.action.startswith("provider.")]
+
+
+def test_create_with_validate_against_a_closed_port_is_422_with_the_check_and_stores_nothing(
     client: TestClient, api: ApiContext
 ) -> None:
     response = client.post(
@@ -121,11 +139,38 @@ def test_create_with_validate_against_a_closed_port_is_502_and_stores_nothing(
         headers=api.admin,
     )
 
-    assert response.status_code == 502
-    assert "Cannot connect" in problem_of(response)["detail"]
-    assert OPENAI_PEER_KEY not in response.text
-    assert client.get(PROVIDERS, headers=api.viewer).json() == []
-    assert not [e for e in api.service.audit.entries(limit=500) if e.action.startswith("provider.")]
+    assert_failed_check(response, "unreachable", "Cannot connect")
+    assert_nothing_stored(client, api)
+
+
+@pytest.mark.request_timeout(1)
+@pytest.mark.parametrize(
+    ("behaviour", "api_key", "status", "phrase"),
+    [
+        ("ok", "sk-wrong-key-0000000000", "unauthorized", "rejected"),
+        ("html", OPENAI_PEER_KEY, "bad_response", "HTML"),
+        ("error500", OPENAI_PEER_KEY, "bad_response", "500"),
+        ("hang", OPENAI_PEER_KEY, "timeout", "did not answer"),
+    ],
+)
+def test_create_with_validate_of_a_failing_provider_is_422_naming_the_status_and_stores_nothing(
+    client: TestClient,
+    api: ApiContext,
+    openai_peer: OpenAIPeer,
+    behaviour: str,
+    api_key: str,
+    status: str,
+    phrase: str,
+) -> None:
+    openai_peer.behaviour = behaviour
+    openai_peer.hang_seconds = 3
+    body = {"name": "failing", "provider_type": "openai", "api_base_url": openai_peer.base_url, "api_key": api_key}
+
+    response = client.post(PROVIDERS, params={"validate": "true"}, json=body, headers=api.admin)
+
+    assert_failed_check(response, status, phrase)
+    assert api_key not in response.text
+    assert_nothing_stored(client, api)
 
 
 def test_list_is_sorted_by_name_and_get_finds_by_id_and_by_name(
@@ -340,7 +385,8 @@ def test_models_lists_the_catalog_and_refresh_rediscovers(
 
     openai_peer.behaviour = "html"
     failed = client.get(url, params={"refresh": "true"}, headers=api.admin)
-    assert failed.status_code == 502 and "Cannot refresh the models" in problem_of(failed)["detail"]
+    result = assert_failed_check(failed, "bad_response", "HTML")
+    assert "Cannot refresh the models" in problem_of(failed)["detail"] and result["detail"] in failed.json()["detail"]
     assert len(client.get(url, headers=api.viewer).json()) == 5  # the last good catalog is kept
 
 
@@ -475,7 +521,7 @@ def test_a_non_ascii_key_is_rejected_or_reported_never_a_server_error(
     body = {"provider_type": "custom", "api_base_url": openai_peer.base_url, "api_key": "sk-ünïcode-key-1234567"}
 
     checked = client.post(PROVIDERS, params={"validate": "true"}, json={"name": "checked", **body}, headers=api.admin)
-    assert checked.status_code in (422, 502), checked.text
+    assert checked.status_code == 422, checked.text
     stored = client.post(PROVIDERS, json={"name": "stored", **body}, headers=api.admin)
     if stored.status_code == 201:
         result = client.post(f"{PROVIDERS}/stored/validate", headers=api.admin)

@@ -117,8 +117,9 @@ def test_rest_validate_reports_blocked(rest: tuple[TestClient, dict[str, str]]) 
     body = {"name": "meta", "provider_type": "custom", "api_base_url": "http://169.254.169.254/v1"}
 
     refused = client.post(f"{API}/providers", params={"validate": "true"}, json=body, headers=admin)
-    assert refused.status_code == 502
+    assert refused.status_code == 422
     assert "LLMCONFIG_OUTBOUND_ALLOW" in problem_of(refused)["detail"]
+    assert refused.json()["validation"]["status"] == "blocked"
 
     created = client.post(f"{API}/providers", params={"validate": "false"}, json=body, headers=admin)
     assert created.status_code == 201, created.text

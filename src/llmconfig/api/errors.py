@@ -25,6 +25,8 @@ from llmconfig.errors import (
     SecretBackendError,
     ValidationError,
 )
+from llmconfig.providers.schemas import ValidationResult
+from llmconfig.validation import REQUEST_PARTS, describe, input_problems
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -32,7 +34,9 @@ STATUS_BY_ERROR: list[tuple[type[LLMConfigError], int]] = [
     (NotFoundError, 404),
     (ConflictError, 409),
     (ValidationError, 422),
-    (ProviderError, 502),
+    # The provider the input names failed its check: the caller's to fix, not the server's (a 5xx would page
+    # whoever watches this server's error rate). The body carries the check's outcome.
+    (ProviderError, 422),
     (DatabaseUnavailableError, 503),
     (SecretBackendError, 503),
 ]
@@ -53,6 +57,12 @@ class Problem(BaseModel):
     errors: list[FieldProblem] | None = None
 
 
+class ProviderProblem(Problem):
+    """A provider failed its check: ``validation`` is what ``POST /providers/{id}/validate`` would answer."""
+
+    validation: ValidationResult
+
+
 def problem(status: int, detail: str, *, errors: list[FieldProblem] | None = None, headers: Any = None) -> JSONResponse:
     body = Problem(title=HTTPStatus(status).phrase, status=status, detail=detail, errors=errors)
     return JSONResponse(
@@ -60,8 +70,17 @@ def problem(status: int, detail: str, *, errors: list[FieldProblem] | None = Non
     )
 
 
-def _problem_response(description: str) -> dict[str, Any]:
-    return {"description": description, "model": Problem, "content": {PROBLEM_JSON: {}}}
+def provider_problem(exc: ProviderError) -> JSONResponse:
+    """422 with the failed check, shaped like a validation result, as the body's ``validation``."""
+    result = ValidationResult(ok=False, status=exc.status, detail=str(exc), latency_ms=exc.latency_ms)
+    body = ProviderProblem(title=HTTPStatus(422).phrase, status=422, detail=str(exc), validation=result)
+    # Every field of the result, as the validate endpoint sends it (latency_ms may be null).
+    content = {**body.model_dump(exclude_none=True), "validation": result.model_dump(mode="json")}
+    return JSONResponse(content, status_code=422, media_type=PROBLEM_JSON)
+
+
+def _problem_response(description: str, model: type[Problem] = Problem) -> dict[str, Any]:
+    return {"description": description, "model": model, "content": {PROBLEM_JSON: {}}}
 
 
 # Documented on every route so that clients (and schema checkers) know the shape of each error.
@@ -75,25 +94,21 @@ COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _problem_response("Unknown id or interaction type")}
 CONFLICT: dict[int | str, dict[str, Any]] = {409: _problem_response("Duplicate name, stale version, or still in use")}
 COMMON_RESPONSES[413] = _problem_response("The body is larger than 1 MB")
-BAD_GATEWAY: dict[int | str, dict[str, Any]] = {
-    502: _problem_response("The provider could not be reached or answered badly")
+# For operations that call a provider: its failure is the caller's to fix, reported with the check's outcome.
+PROVIDER_FAILED: dict[int | str, dict[str, Any]] = {
+    422: _problem_response(
+        "Invalid input, or the provider failed its check (unreachable, key rejected, timeout, bad answer, "
+        "blocked by the outbound guard): then `validation` holds the outcome and nothing was stored",
+        ProviderProblem,
+    )
 }
-
-
-def field_problems(errors: list[Any]) -> list[FieldProblem]:
-    problems = []
-    for error in errors:
-        if error.get("type") == "json_invalid":
-            problems.append(FieldProblem(field="body", message="the body is not valid JSON"))
-            continue
-        location = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path", "header")]
-        problems.append(FieldProblem(field=".".join(location) or "body", message=str(error.get("msg", "invalid"))))
-    return problems
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LLMConfigError)
     async def domain_error(_request: Request, exc: LLMConfigError) -> JSONResponse:
+        if isinstance(exc, ProviderError):
+            return provider_problem(exc)
         status = next((code for kind, code in STATUS_BY_ERROR if isinstance(exc, kind)), 400)
         return problem(status, str(exc))
 
@@ -104,9 +119,9 @@ def install_error_handlers(app: FastAPI) -> None:
         refusal = await _refusal(request)
         if refusal is not None:
             return refusal
-        problems = field_problems(list(exc.errors()))
-        detail = "; ".join(f"{p.field}: {p.message}" for p in problems)
-        return problem(422, f"Invalid input: {detail}", errors=problems)
+        found = input_problems(exc.errors(), strip=REQUEST_PARTS, whole="body")
+        problems = [FieldProblem(field=p.field, message=p.message) for p in found]
+        return problem(422, describe(found), errors=problems)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -119,15 +134,16 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 async def _refusal(request: Request) -> JSONResponse | None:
-    """401/403/429 for a request to the API that its caller may not make, else None."""
-    from llmconfig.api.deps import API_PREFIX, bearer_token, identify
+    """401/403/429 for a request its caller may not make (by the access the route declares), else None."""
+    from llmconfig.api import authz
+    from llmconfig.api.deps import access_of, bearer_token, identify
 
-    if not request.url.path.startswith(API_PREFIX):
+    access = access_of(request.scope.get("route"))
+    if access is None:
         return None
     try:
         caller = await run_in_threadpool(identify, request, request.app.state.tokens, bearer_token(request))
     except StarletteHTTPException as refused:
         return problem(refused.status_code, str(refused.detail), headers=refused.headers)
-    if request.method != "GET" and caller.role != "admin":
-        return problem(403, "This needs an admin token; viewer tokens may only read")
-    return None
+    reason = authz.refusal(caller, access)
+    return problem(403, reason) if reason is not None else None

@@ -180,7 +180,9 @@ class ApiToken(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(100))
-    role: Mapped[str] = mapped_column(String(16))  # "admin" | "viewer"
+    role: Mapped[str] = mapped_column(String(16))  # "admin" | "viewer" | "client"
+    # Client tokens only: the interaction types the token may use; None means all of them.
+    interaction_types: Mapped[list[str] | None] = mapped_column(JSON)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     # The first characters, so operators can tell tokens apart without the token.
     token_prefix: Mapped[str] = mapped_column(String(16))

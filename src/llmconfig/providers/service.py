@@ -121,7 +121,11 @@ class ProviderService:
         if refresh:
             result = self.validate(ref)
             if not result.ok:
-                raise ProviderError(f"Cannot refresh the models of {ref!r}: {result.detail}")
+                raise ProviderError(
+                    f"Cannot refresh the models of {ref!r}: {result.detail}",
+                    status=result.status,
+                    latency_ms=result.latency_ms,
+                )
         with transaction(self._sessions) as session:
             provider = find_provider(session, ref)
             return [
@@ -342,7 +346,8 @@ class ProviderService:
         try:
             discovery = self._discover(provider_type, base_url or adapter.normalise_base_url(None), api_key)
         except ProviderError as exc:
-            return provider_id, ValidationResult(ok=False, status=exc.status, detail=str(exc)), None
+            failed = ValidationResult(ok=False, status=exc.status, detail=str(exc), latency_ms=exc.latency_ms)
+            return provider_id, failed, None
         result = ValidationResult(
             ok=True,
             status="ok",
@@ -357,7 +362,11 @@ class ProviderService:
     def _discover(self, provider_type: str, base_url: str, api_key: str | None) -> Discovery:
         adapter = adapter_for(provider_type)
         started = time.perf_counter()
-        models = adapter.discover(self._http, base_url=base_url, api_key=api_key)
+        try:
+            models = adapter.discover(self._http, base_url=base_url, api_key=api_key)
+        except ProviderError as exc:
+            exc.latency_ms = round((time.perf_counter() - started) * 1000, 1)
+            raise
         return Discovery(models=models, latency_ms=round((time.perf_counter() - started) * 1000, 1))
 
     def _record_validation(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel
 
-from llmconfig.api.deps import API_PREFIX, AdminDep, IfMatchDep, ServiceDep, ViewerDep
+from llmconfig.api.deps import API_PREFIX, AdminDep, IfMatchDep, ReaderDep, ServiceDep
 from llmconfig.api.errors import COMMON_RESPONSES, CONFLICT, NOT_FOUND
 from llmconfig.config import ConfigEntry, ConfigUpdate
 from llmconfig.config.schemas import ConfigValidation, ConfigVersion, Rollback
@@ -18,25 +18,25 @@ class Summary(BaseModel):
 
 
 @router.get("", response_model=dict[str, ConfigEntry])
-def get_config(service: ServiceDep, _caller: ViewerDep) -> dict[str, ConfigEntry]:
+def get_config(service: ServiceDep, _caller: ReaderDep) -> dict[str, ConfigEntry]:
     """The global configuration, keyed by interaction type (types not configured are absent)."""
     return service.config.get_global()
 
 
 @router.get("/summary", response_model=Summary)
-def config_summary(service: ServiceDep, _caller: ViewerDep) -> Summary:
+def config_summary(service: ServiceDep, _caller: ReaderDep) -> Summary:
     """One human-readable line per interaction type."""
     return Summary(summary=service.config.summary())
 
 
 @router.get("/validate", response_model=ConfigValidation)
-def validate_config(service: ServiceDep, _caller: ViewerDep) -> ConfigValidation:
+def validate_config(service: ServiceDep, _caller: ReaderDep) -> ConfigValidation:
     """Check every configured type against its provider, all providers at once."""
     return service.config.validate()
 
 
 @router.get("/{interaction_type}", response_model=ConfigEntry, responses=NOT_FOUND)
-def get_config_entry(interaction_type: str, service: ServiceDep, _caller: ViewerDep) -> ConfigEntry:
+def get_config_entry(interaction_type: str, service: ServiceDep, _caller: ReaderDep) -> ConfigEntry:
     return service.config.get_entry(interaction_type)
 
 
@@ -51,7 +51,7 @@ def put_config_entry(
 
 
 @router.get("/{interaction_type}/history", response_model=list[ConfigVersion], responses=NOT_FOUND)
-def config_history(interaction_type: str, service: ServiceDep, _caller: ViewerDep) -> list[ConfigVersion]:
+def config_history(interaction_type: str, service: ServiceDep, _caller: ReaderDep) -> list[ConfigVersion]:
     """Every version of this type's global entry, newest first, with who changed it and when."""
     return service.config.history(interaction_type)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from llmconfig.api.deps import API_PREFIX, AdminDep, ServiceDep, ViewerDep
+from llmconfig.api.deps import API_PREFIX, AdminDep, ReaderDep, ServiceDep
 from llmconfig.api.errors import COMMON_RESPONSES, CONFLICT, NOT_FOUND
 from llmconfig.config import InteractionTypeInfo
 from llmconfig.config.schemas import InteractionTypeCreate
@@ -13,7 +13,7 @@ router = APIRouter(prefix=f"{API_PREFIX}/interaction-types", tags=["interaction 
 
 
 @router.get("", response_model=list[InteractionTypeInfo])
-def list_interaction_types(service: ServiceDep, _caller: ViewerDep) -> list[InteractionTypeInfo]:
+def list_interaction_types(service: ServiceDep, _caller: ReaderDep) -> list[InteractionTypeInfo]:
     return service.types.list()
 
 

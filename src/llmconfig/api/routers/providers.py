@@ -4,22 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, Query, Response
 
-from llmconfig.api.deps import API_PREFIX, AdminDep, IfMatchDep, ServiceDep, ViewerDep
-from llmconfig.api.errors import BAD_GATEWAY, COMMON_RESPONSES, CONFLICT, NOT_FOUND
+from llmconfig.api.deps import API_PREFIX, AdminDep, CatalogRefreshDep, IfMatchDep, ReaderDep, ServiceDep
+from llmconfig.api.errors import COMMON_RESPONSES, CONFLICT, NOT_FOUND, PROVIDER_FAILED
 from llmconfig.providers import CatalogEntry, ProviderCreate, ProviderPublic, ProviderUpdate, ValidationResult
 
 router = APIRouter(prefix=f"{API_PREFIX}/providers", tags=["providers"], responses=COMMON_RESPONSES)
 
 
 @router.get("", response_model=list[ProviderPublic])
-def list_providers(service: ServiceDep, _caller: ViewerDep) -> list[ProviderPublic]:
+def list_providers(service: ServiceDep, _caller: ReaderDep) -> list[ProviderPublic]:
     """Every provider, by name."""
     return service.providers.list()
 
 
-@router.post("", status_code=201, response_model=ProviderPublic, responses={**CONFLICT, **BAD_GATEWAY})
+@router.post("", status_code=201, response_model=ProviderPublic, responses={**CONFLICT, **PROVIDER_FAILED})
 def add_provider(
     data: ProviderCreate,
     service: ServiceDep,
@@ -32,7 +32,7 @@ def add_provider(
 
 
 @router.get("/{provider_id}", response_model=ProviderPublic, responses=NOT_FOUND)
-def get_provider(provider_id: str, service: ServiceDep, _caller: ViewerDep) -> ProviderPublic:
+def get_provider(provider_id: str, service: ServiceDep, _caller: ReaderDep) -> ProviderPublic:
     return service.providers.get(provider_id)
 
 
@@ -63,14 +63,7 @@ def validate_provider(provider_id: str, service: ServiceDep, _caller: AdminDep) 
     return service.providers.validate(provider_id)
 
 
-@router.get("/{provider_id}/models", response_model=list[CatalogEntry], responses={**NOT_FOUND, **BAD_GATEWAY})
-def provider_models(
-    provider_id: str,
-    service: ServiceDep,
-    _caller: ViewerDep,
-    refresh: Annotated[bool, Query(description="Discover the models again first")] = False,
-) -> list[CatalogEntry]:
+@router.get("/{provider_id}/models", response_model=list[CatalogEntry], responses={**NOT_FOUND, **PROVIDER_FAILED})
+def provider_models(provider_id: str, service: ServiceDep, refresh: CatalogRefreshDep) -> list[CatalogEntry]:
     """The provider's catalog. ``refresh`` calls the provider and rewrites the catalog, so it needs admin."""
-    if refresh and _caller.role != "admin":
-        raise HTTPException(403, "Refreshing the catalog needs an admin token; viewers may read it")
     return service.providers.catalog(provider_id, refresh=refresh)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
-from llmconfig.api.deps import API_PREFIX, AdminDep, ServiceDep, ViewerDep
+from llmconfig.api.deps import API_PREFIX, AdminDep, ReaderDep, ServiceDep
 from llmconfig.api.errors import COMMON_RESPONSES, CONFLICT, NOT_FOUND
 from llmconfig.errors import ValidationError
 from llmconfig.usage import GroupBy, Price, PriceUpdate, UsageReport
@@ -18,7 +18,7 @@ router = APIRouter(prefix=API_PREFIX, tags=["usage"], responses=COMMON_RESPONSES
 @router.get("/usage", response_model=UsageReport)
 def usage_report(
     service: ServiceDep,
-    _caller: ViewerDep,
+    _caller: ReaderDep,
     group_by: Annotated[
         list[GroupBy] | None,
         Query(description="How to group the calls; repeat it (day, then interaction_type) for combinations"),
@@ -33,7 +33,7 @@ def usage_report(
 
 
 @router.get("/prices", response_model=list[Price])
-def list_prices(service: ServiceDep, _caller: ViewerDep) -> list[Price]:
+def list_prices(service: ServiceDep, _caller: ReaderDep) -> list[Price]:
     """USD per million input and output tokens, per model."""
     return service.usage.prices()
 

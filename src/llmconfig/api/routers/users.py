@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Path, Response
 
-from llmconfig.api.deps import API_PREFIX, AdminDep, IfMatchDep, ServiceDep, ViewerDep
+from llmconfig.api.deps import API_PREFIX, AdminDep, IfMatchDep, ReaderDep, ServiceDep
 from llmconfig.api.errors import COMMON_RESPONSES, CONFLICT, NOT_FOUND
 from llmconfig.config import ConfigEntry, ConfigUpdate
 from llmconfig.config.schemas import ConfigVersion, EffectiveEntry, Rollback
@@ -15,7 +15,7 @@ UserId = Path(min_length=1, max_length=255, description="The platform's id of th
 
 
 @router.get("/{user_id}/config", response_model=dict[str, EffectiveEntry])
-def effective_config(service: ServiceDep, _caller: ViewerDep, user_id: str = UserId) -> dict[str, EffectiveEntry]:
+def effective_config(service: ServiceDep, _caller: ReaderDep, user_id: str = UserId) -> dict[str, EffectiveEntry]:
     """What each interaction type resolves to for this user, with ``source`` user, global or env."""
     return service.config.effective(user_id)
 
@@ -44,7 +44,7 @@ def delete_override(interaction_type: str, service: ServiceDep, caller: AdminDep
 
 @router.get("/{user_id}/config/{interaction_type}/history", response_model=list[ConfigVersion], responses=NOT_FOUND)
 def override_history(
-    interaction_type: str, service: ServiceDep, _caller: ViewerDep, user_id: str = UserId
+    interaction_type: str, service: ServiceDep, _caller: ReaderDep, user_id: str = UserId
 ) -> list[ConfigVersion]:
     """Every version of this user's override of one type, newest first."""
     return service.config.history(interaction_type, user_id)

@@ -1,0 +1,101 @@
+"""What operators and their tools see: /health, /metrics, and the middleware that feeds the metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from llmconfig import __version__
+from llmconfig.api.errors import problem
+from llmconfig.db.engine import is_unavailable
+from llmconfig.errors import LLMConfigError
+from llmconfig.llm import LLMConfigService
+
+log = logging.getLogger("llmconfig.api")
+
+
+class RequestMetrics:
+    """Counts and times every HTTP request by method, route template and status; answers unexpected errors.
+
+    Plain ASGI rather than ``@app.middleware("http")``: Starlette's BaseHTTPMiddleware runs each request
+    through an extra task and memory stream, which costs a good share of the throughput of small answers.
+    """
+
+    def __init__(self, app: ASGIApp, *, requests: Counter, latency: Histogram) -> None:
+        self.app = app
+        self.requests = requests
+        self.latency = latency
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+        answered = False
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status, answered
+            if message["type"] == "http.response.start":
+                status, answered = message["status"], True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        except Exception as exc:
+            # Answered here rather than left to the server: it would log the full traceback, with whatever
+            # values the frames hold (a key being stored, a token being checked).
+            log.error("unexpected %s while handling %s %s", type(exc).__name__, scope["method"], scope["path"])
+            if not answered:
+                await problem(500, "Internal error; the server log has the error type")(scope, receive, send_and_note)
+        finally:
+            # The route template, not the path, so that ids do not explode the number of series.
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.requests.labels(scope["method"], route, str(status)).inc()
+            self.latency.labels(scope["method"], route).observe(time.perf_counter() - started)
+
+
+def install_operations(app: FastAPI, svc: LLMConfigService) -> None:
+    """/health, /metrics, and the middleware that feeds the metrics."""
+    registry = CollectorRegistry()
+    requests = Counter(
+        "llmconfig_http_requests", "HTTP requests handled", ["method", "route", "status"], registry=registry
+    )
+    latency = Histogram(
+        "llmconfig_http_request_duration_seconds",
+        "Time to answer HTTP requests",
+        ["method", "route"],
+        registry=registry,
+    )
+    app.add_middleware(RequestMetrics, requests=requests, latency=latency)
+
+    @app.get("/health", tags=["operations"], responses={503: {"description": "Database or secret backend down"}})
+    def health() -> JSONResponse:
+        """200 when the database and the secret backend answer; 503 naming what does not. No token needed."""
+        problems: dict[str, str] = {}
+        try:
+            with svc.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except DBAPIError as exc:
+            if not is_unavailable(exc):
+                raise
+            problems["database"] = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        try:
+            svc.secrets.check()
+        except LLMConfigError as exc:
+            problems["secrets"] = str(exc)
+        if problems:
+            return JSONResponse({"status": "unavailable", "problems": problems}, status_code=503)
+        return JSONResponse({"status": "ok", "version": __version__})
+
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    def metrics() -> Response:
+        """Prometheus metrics: request counts and latencies per route."""
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
