@@ -290,6 +290,7 @@ class LLMConfigService:
                 model=target.model_name,
                 extra_params=resolution.extra_params,
                 timeout=None,
+                clients=self.providers.model_clients,
             )
         if not resolution.fallbacks:
             return self._chat_model(resolution, resolution.target, fail_fast=False)
@@ -310,6 +311,7 @@ class LLMConfigService:
             max_tokens=resolution.max_tokens,
             extra_params=resolution.extra_params,
             timeout=None,
+            clients=self.providers.model_clients,
             fail_fast=fail_fast,
         )
 
@@ -340,7 +342,12 @@ class LLMConfigService:
         context = CallContext(interaction_type, None, (CallTarget(None, "OPENAI_API_KEY", default.model_name),))
         if kind == "embeddings":
             embeddings = adapter.embeddings(
-                base_url=base_url, api_key=api_key, model=default.model_name, extra_params={}, timeout=None
+                base_url=base_url,
+                api_key=api_key,
+                model=default.model_name,
+                extra_params={},
+                timeout=None,
+                clients=self.providers.model_clients,
             )
             return self._track(embeddings, context, kind)
         chat = adapter.chat_model(
@@ -351,6 +358,7 @@ class LLMConfigService:
             max_tokens=None,
             extra_params={},
             timeout=None,
+            clients=self.providers.model_clients,
         )
         return self._track(chat, context, kind)
 
