@@ -40,7 +40,7 @@ MODEL_SOCKET_OPTIONS: tuple[tuple[int, int, int], ...] = tuple(
     if (option := getattr(socket, name, None)) is not None
 )
 # Only used when an SDK passes no timeout of its own; it always does.
-_FALLBACK_TIMEOUT = httpx2.Timeout(600.0, connect=5.0)
+MODEL_TIMEOUT = httpx2.Timeout(600.0, connect=5.0)
 
 
 class ModelClients:
@@ -67,10 +67,10 @@ class ModelClients:
             transport=GuardedTransport(policy, **shared),
             trust_env=False,
             follow_redirects=False,
-            timeout=_FALLBACK_TIMEOUT,
+            timeout=MODEL_TIMEOUT,
         )
         self.async_client = httpx2.AsyncClient(
-            transport=self._async_transport, trust_env=False, follow_redirects=False, timeout=_FALLBACK_TIMEOUT
+            transport=self._async_transport, trust_env=False, follow_redirects=False, timeout=MODEL_TIMEOUT
         )
         self.policy = policy
         self.max_response_bytes = max_response_bytes
@@ -90,4 +90,4 @@ class ModelClients:
         await self.async_client.aclose()
 
 
-__all__ = ["DEFAULT_MODEL_MAX_RESPONSE_BYTES", "MODEL_LIMITS", "MODEL_SOCKET_OPTIONS", "ModelClients"]
+__all__ = ["DEFAULT_MODEL_MAX_RESPONSE_BYTES", "MODEL_LIMITS", "MODEL_SOCKET_OPTIONS", "MODEL_TIMEOUT", "ModelClients"]
