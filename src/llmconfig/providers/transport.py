@@ -258,6 +258,13 @@ class GuardedTransport(httpx2.BaseTransport):
         self._pool.close()
 
 
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 class AsyncGuardedTransport(httpx2.AsyncBaseTransport):
     """The async twin of :class:`GuardedTransport`.
 
@@ -280,15 +287,16 @@ class AsyncGuardedTransport(httpx2.AsyncBaseTransport):
         self._limits = limits
         self._ssl_context = ssl_context or httpx2.create_ssl_context()
         self._answers = answers
-        self._pools: dict[asyncio.AbstractEventLoop, httpcore2.AsyncConnectionPool] = {}
+        # Keyed by asyncio loop; None for another event loop library (trio), which gets one shared pool.
+        self._pools: dict[asyncio.AbstractEventLoop | None, httpcore2.AsyncConnectionPool] = {}
         self._lock = threading.Lock()
 
     def _pool(self) -> httpcore2.AsyncConnectionPool:
-        loop = asyncio.get_running_loop()
+        loop = _running_loop()
         with self._lock:
             pool = self._pools.get(loop)
             if pool is None:
-                for stale in [known for known in self._pools if known.is_closed()]:
+                for stale in [known for known in self._pools if known is not None and known.is_closed()]:
                     del self._pools[stale]
                 pool = self._pools[loop] = httpcore2.AsyncConnectionPool(
                     ssl_context=self._ssl_context,
@@ -316,7 +324,7 @@ class AsyncGuardedTransport(httpx2.AsyncBaseTransport):
     async def aclose(self) -> None:
         """Close this loop's pool; those of other loops cannot be closed from here and are forgotten."""
         with self._lock:
-            pool = self._pools.pop(asyncio.get_running_loop(), None)
+            pool = self._pools.pop(_running_loop(), None)
             self._pools.clear()
         if pool is not None:
             await pool.aclose()
