@@ -32,6 +32,7 @@ def display_host(url: httpx2.URL) -> str:
 
 
 def describe_size(count: int) -> str:
+    """A byte count for messages: ``2 MB``, ``64 kB``."""
     if count >= 1024 * 1024:
         return f"{count / 1024 / 1024:.3g} MB"
     return f"{count / 1024:.3g} kB"
