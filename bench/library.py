@@ -186,6 +186,7 @@ def _breakdown(svc: Any, provider_id: str, direct: float) -> str:
                 max_tokens=resolution.max_tokens,
                 extra_params=resolution.extra_params,
                 timeout=None,
+                clients=svc.providers.model_clients,
             )
 
         built = construct()

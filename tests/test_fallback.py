@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Callable, Iterator
 
+import anthropic
 import openai
 import pytest
 from langchain.agents import create_agent
@@ -14,8 +16,10 @@ from pydantic import BaseModel, SecretStr
 
 from llmconfig import LLMConfigService
 from llmconfig.config import ConfigUpdate, FallbackTarget
+from llmconfig.errors import ProviderBadResponseError
 from llmconfig.llm.fallback import FallbackChatModel
 from llmconfig.providers import ProviderCreate
+from llmconfig.settings import Settings
 from tests.conftest import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY, free_tcp_port
 from tests.peers import AnthropicPeer, OpenAIPeer, ScriptedReply, ToolCall
 
@@ -188,3 +192,92 @@ def test_without_fallbacks_the_plain_provider_model_is_returned(
     llm = chain(service, add(service, "alive", openai_peer.base_url))
     assert not isinstance(llm, FallbackChatModel)
     assert type(llm).__name__ == "ChatOpenAI"
+
+
+# ------------------------------------------------------------------------------------------------ bad answers
+
+
+@pytest.mark.parametrize("behaviour", ["html", "garbage", "huge"])
+def test_an_answer_that_is_not_json_or_too_large_moves_on(
+    service: LLMConfigService, first_peer: OpenAIPeer, openai_peer: OpenAIPeer, behaviour: str
+) -> None:
+    first_peer.behaviour = behaviour
+    first_peer.huge_bytes = 40 * 1024 * 1024  # beyond the default 32 MiB cap
+    llm = chain(service, add(service, "first", first_peer.base_url), add(service, "second", openai_peer.base_url))
+    assert llm.invoke("hi").content == "Hello from openai-peer"
+    assert "".join(str(c.content) for c in llm.stream("hi")) == "Hello from openai-peer"
+    assert asyncio.run(llm.ainvoke("hi")).content == "Hello from openai-peer"
+    # One attempt each time on the first provider: no SDK retries inside a chain.
+    assert len(first_peer.requests_to("/v1/chat/completions")) == 3
+
+
+def test_an_anthropic_html_answer_moves_on_to_the_next_provider(
+    service: LLMConfigService, anthropic_peer: AnthropicPeer, openai_peer: OpenAIPeer
+) -> None:
+    anthropic_peer.behaviour = "html"
+    claude = add(service, "claude", anthropic_peer.root_url, provider_type="anthropic", key=ANTHROPIC_PEER_KEY)
+    llm = chain(service, claude, add(service, "alive", openai_peer.base_url), model="claude-haiku-4-5")
+    assert llm.invoke("hi").content == "Hello from openai-peer"
+    assert len(anthropic_peer.requests_to("/v1/messages")) == 1
+
+
+def test_a_blocked_provider_moves_on_to_the_next_one(
+    settings_factory: Callable[..., Settings],
+    migrated_database_url: str,
+    first_peer: OpenAIPeer,
+    openai_peer: OpenAIPeer,
+) -> None:
+    # The first provider is on 127.0.0.2, which the deny list names; the second is on 127.0.0.1.
+    with OpenAIPeer(api_key=OPENAI_PEER_KEY, name="denied", host="127.0.0.2") as denied:
+        service = LLMConfigService(
+            settings_factory(database_url=migrated_database_url, cache_ttl=0, outbound_deny="127.0.0.2")
+        )
+        try:
+            llm = chain(service, add(service, "denied", denied.base_url), add(service, "alive", openai_peer.base_url))
+            assert llm.invoke("hi").content == "Hello from openai-peer"
+            assert asyncio.run(llm.ainvoke("hi")).content == "Hello from openai-peer"
+            assert "".join(str(c.content) for c in llm.stream("hi")) == "Hello from openai-peer"
+            assert denied.connections_opened == 0
+        finally:
+            service.close()
+
+
+def test_a_chain_whose_every_model_answers_badly_raises_a_clear_error(
+    service: LLMConfigService, first_peer: OpenAIPeer, openai_peer: OpenAIPeer
+) -> None:
+    first_peer.behaviour = "html"
+    openai_peer.behaviour = "garbage"
+    llm = chain(service, add(service, "first", first_peer.base_url), add(service, "second", openai_peer.base_url))
+    with pytest.raises(ProviderBadResponseError) as caught:
+        llm.invoke("hi")
+    error = caught.value
+    # The last model's error, saying which host answered what and what to check …
+    assert str(error).startswith(f"127.0.0.1:{openai_peer.port} answered POST /v1/chat/completions with a body")
+    assert "base URL" in str(error)
+    # … and a note naming every model of the chain with what went wrong there.
+    notes = "\n".join(getattr(error, "__notes__", []))
+    assert "Every model of the fallback chain failed" in notes
+    assert f"first/gpt-4o: 127.0.0.1:{first_peer.port} answered POST /v1/chat/completions with an HTML page" in notes
+    assert "second/gpt-4o:" in notes
+    assert OPENAI_PEER_KEY not in str(error) + notes
+
+
+@pytest.mark.parametrize("behaviour", ["badrequest400"])
+def test_a_bad_request_does_not_fall_back(
+    service: LLMConfigService, first_peer: OpenAIPeer, openai_peer: OpenAIPeer, behaviour: str
+) -> None:
+    first_peer.behaviour = behaviour
+    llm = chain(service, add(service, "first", first_peer.base_url), add(service, "second", openai_peer.base_url))
+    with pytest.raises(openai.BadRequestError):
+        llm.invoke("hi")
+    assert openai_peer.requests_to("/v1/chat/completions") == []
+
+
+def test_an_anthropic_rejected_key_does_not_fall_back(
+    service: LLMConfigService, anthropic_peer: AnthropicPeer, openai_peer: OpenAIPeer
+) -> None:
+    claude = add(service, "claude", anthropic_peer.root_url, provider_type="anthropic", key="sk-ant-wrong-key-123456")
+    llm = chain(service, claude, add(service, "alive", openai_peer.base_url), model="claude-haiku-4-5")
+    with pytest.raises(anthropic.AuthenticationError):
+        llm.invoke("hi")
+    assert openai_peer.requests_to("/v1/chat/completions") == []

@@ -43,12 +43,15 @@ class Settings(BaseSettings):
     # Record every call made through get_llm / get_embeddings objects (tokens, latency, cost).
     usage_tracking: bool = True
 
-    # The guard on validation and discovery requests (llmconfig.providers.outbound): comma-separated IP
+    # The guard on validation, discovery and model calls (llmconfig.providers.outbound): comma-separated IP
     # addresses, CIDRs, host names or *.domain wildcards. NoDecode: the environment gives a plain list, not JSON.
     outbound_allow: Annotated[tuple[str, ...], NoDecode] = ()
     outbound_deny: Annotated[tuple[str, ...], NoDecode] = ()
     # A model list is kilobytes; a body this large is a wrong URL or a hostile server, and is not read further.
     outbound_max_response_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=1024**3)
+    # The same for the answers of model calls (decoded, and in total for a stream): far above any completion
+    # or batch of embeddings, far below what would hurt the process.
+    model_max_response_bytes: int = Field(default=32 * 1024 * 1024, ge=1024, le=1024**3)
 
     # The environment fallback (DESIGN §1): OpenAI's own variables, read without the LLMCONFIG_ prefix.
     openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")

@@ -119,6 +119,9 @@ class AnthropicPeer(BasePeer):
     def server_error(self) -> PeerResponse:
         return _error(500, "api_error", "Internal server error")
 
+    def bad_request(self) -> PeerResponse:
+        return _error(400, "invalid_request_error", "temperature: Input should be less than or equal to 1")
+
     def rate_limited(self) -> PeerResponse:
         return _error(
             429,

@@ -9,6 +9,7 @@ wire format (routing, auth check, error shapes); this module provides everything
 * thread-safe recording of every request (:class:`RecordedRequest`);
 * JSON and server-sent-event helpers (streams are sent with chunked transfer encoding);
 * the misbehaviour modes (``peer.behaviour``) shared by every endpoint;
+* a count of the TCP connections accepted (``peer.connections_opened``), to see connection reuse;
 * the scripted-reply queue and the word-count "tokenizer" used for usage numbers;
 * the standalone command line (``python -m tests.peers.openai_peer ...``).
 
@@ -31,6 +32,7 @@ import sys
 import threading
 import time
 import uuid
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -59,7 +61,19 @@ __all__ = [
     "sse_event",
 ]
 
-Behaviour = Literal["ok", "hang", "html", "garbage", "error500", "ratelimit429", "reset", "huge", "redirect"]
+Behaviour = Literal[
+    "ok",
+    "hang",
+    "html",
+    "garbage",
+    "error500",
+    "ratelimit429",
+    "badrequest400",
+    "reset",
+    "huge",
+    "gzip_bomb",
+    "redirect",
+]
 BEHAVIOURS: Final[tuple[Behaviour, ...]] = get_args(Behaviour)
 
 DEFAULT_API_KEY: Final = "sk-test-peer"
@@ -232,6 +246,7 @@ class _PeerHTTPServer(ThreadingHTTPServer):
     def track(self, conn: socket.socket) -> None:
         with self._connections_lock:
             self._connections.add(conn)
+        self.peer._count_connection()
 
     def untrack(self, conn: socket.socket) -> None:
         with self._connections_lock:
@@ -321,7 +336,8 @@ class BasePeer:
         self.models_endpoint: bool = True
         #: Location answered by behaviour "redirect" (absolute or relative URL).
         self.redirect_to: str | None = None
-        #: Body size of behaviour "huge" (sent in chunks, never held in memory whole).
+        #: Body size of behaviour "huge" (sent in chunks, never held in memory whole), and the size that the
+        #: gzip-compressed body of behaviour "gzip_bomb" expands to.
         self.huge_bytes: int = HUGE_BODY_BYTES
         self.default_reply: str = f"Hello from {self.name}"
         #: Seconds to pause before each streamed event (0 = send as fast as possible).
@@ -334,6 +350,7 @@ class BasePeer:
         self._lock = threading.Lock()
         self._script: deque[ScriptedReply] = deque()
         self._stopped = threading.Event()
+        self._connections_opened = 0
         self._server: _PeerHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -356,6 +373,16 @@ class BasePeer:
             self._script.extend(replies)
 
     @property
+    def connections_opened(self) -> int:
+        """TCP connections accepted since the peer started (or since ``reset()``)."""
+        with self._lock:
+            return self._connections_opened
+
+    def _count_connection(self) -> None:
+        with self._lock:
+            self._connections_opened += 1
+
+    @property
     def pending_replies(self) -> int:
         """How many scripted replies are still queued."""
         with self._lock:
@@ -369,13 +396,14 @@ class BasePeer:
         return ScriptedReply(text=self.default_reply)
 
     def reset(self) -> None:
-        """Forget recorded requests and scripted replies and restore the per-test knobs
+        """Forget recorded requests, scripted replies and the connection count, and restore the per-test knobs
         (``behaviour``, ``hang_seconds``, ``models_endpoint``, ``stream_delay``, ``redirect_to``,
         ``huge_bytes``) to their defaults.
         Constructor state (``api_key``, ``models``, ``name``, ``default_reply``) is kept."""
         with self._lock:
             self.requests.clear()
             self._script.clear()
+            self._connections_opened = 0
         self._behaviour = "ok"
         self.hang_seconds = 30.0
         self.models_endpoint = True
@@ -482,6 +510,10 @@ class BasePeer:
         """The provider's 429 answer (``retry-after: 0`` is added by the base)."""
         raise NotImplementedError
 
+    def bad_request(self) -> PeerResponse:
+        """The provider's 400 answer to a request it refuses (behaviour "badrequest400")."""
+        raise NotImplementedError
+
     def request_id_header(self) -> dict[str, str]:
         """Per-response request-id header(s)."""
         return {}
@@ -538,6 +570,15 @@ class BasePeer:
             remaining -= len(piece)
             yield piece
 
+    def _gzip_bomb(self) -> Iterator[bytes]:
+        """A gzip stream (a few kB per 10 MB) that expands to ``huge_bytes`` of the "huge" body."""
+        compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # 16+: gzip framing
+        for piece in self._huge_body():
+            compressed = compressor.compress(piece)
+            if compressed:
+                yield compressed
+        yield compressor.flush()
+
     def _answer(self, record: RecordedRequest) -> PeerResponse | None:
         mode = self._behaviour
         if mode == "hang":
@@ -549,12 +590,18 @@ class BasePeer:
             return PeerResponse(200, _GARBAGE_BODY, "application/json")
         elif mode == "huge":
             return PeerResponse(200, content_type="application/json", events=self._huge_body())
+        elif mode == "gzip_bomb":
+            return PeerResponse(
+                200, content_type="application/json", headers={"Content-Encoding": "gzip"}, events=self._gzip_bomb()
+            )
         elif mode == "redirect":
             if self.redirect_to is None:
                 return PeerResponse(500, b"behaviour 'redirect' needs peer.redirect_to", "text/plain")
             return PeerResponse(302, b"", "text/plain", headers={"Location": self.redirect_to})
         elif mode == "error500":
             return self.server_error()
+        elif mode == "badrequest400":
+            return self.bad_request()
         elif mode == "ratelimit429":
             limited = self.rate_limited()
             limited.headers["retry-after"] = "0"

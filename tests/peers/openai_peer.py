@@ -115,6 +115,11 @@ class OpenAIPeer(BasePeer):
     def server_error(self) -> PeerResponse:
         return _error(500, "The server had an error while processing your request. Sorry about that!", "server_error")
 
+    def bad_request(self) -> PeerResponse:
+        return _error(
+            400, "Invalid value for 'temperature': expected a number.", "invalid_request_error", param="temperature"
+        )
+
     def rate_limited(self) -> PeerResponse:
         return _error(
             429,

@@ -9,60 +9,27 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-import httpcore
+import httpcore2
 import pytest
-from pydantic import SecretStr
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import func, select
 
 from llmconfig import LLMConfigService
 from llmconfig.db.models import Provider
 from llmconfig.errors import ProviderBadResponseError, ProviderBlockedError
-from llmconfig.providers import ProviderCreate
 from llmconfig.providers.outbound import (
-    GuardedBackend,
     OutboundPolicy,
     effective_address,
     parse_rule,
     parse_rules,
 )
+from llmconfig.providers.transport import GuardedBackend
 from llmconfig.settings import Settings
-from tests.conftest import OPENAI_PEER_KEY, requested_timeout
+from tests.conftest import OPENAI_PEER_KEY
 from tests.peers import OpenAIPeer
-
-ServiceFactory = Callable[..., LLMConfigService]
-
-
-@pytest.fixture
-def make_service(
-    request: pytest.FixtureRequest, migrated_database_url: str, settings_factory: Callable[..., Settings]
-) -> Iterator[ServiceFactory]:
-    """Build services on the (SQLite and PostgreSQL) test database with extra settings; closed at teardown."""
-    made: list[LLMConfigService] = []
-
-    def make(**settings: object) -> LLMConfigService:
-        svc = LLMConfigService(
-            settings_factory(
-                database_url=migrated_database_url,
-                cache_ttl=0,
-                request_timeout=requested_timeout(request),
-                **settings,
-            )
-        )
-        made.append(svc)
-        return svc
-
-    yield make
-    for svc in made:
-        svc.close()
-
-
-def custom(name: str, base_url: str, key: str | None = OPENAI_PEER_KEY) -> ProviderCreate:
-    return ProviderCreate(
-        name=name, provider_type="custom", api_base_url=base_url, api_key=SecretStr(key) if key else None
-    )
+from tests.providers.conftest import ServiceFactory, custom
 
 
 def provider_count(service: LLMConfigService) -> int:
@@ -270,7 +237,7 @@ def test_backend_checks_every_resolved_address_before_connecting() -> None:
     # A name allowed by name is not judged by its addresses.
     allowed = GuardedBackend(OutboundPolicy(deny="127.0.0.0/8, ::1", allow="localhost")).resolve("localhost", 80)
     assert allowed and all(address.is_loopback for address in allowed)
-    with pytest.raises(httpcore.ConnectError, match="cannot resolve"):
+    with pytest.raises(httpcore2.ConnectError, match="cannot resolve"):
         backend.resolve("no-such-host.invalid", 80)
 
 

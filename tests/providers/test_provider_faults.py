@@ -9,7 +9,6 @@ test_provider_service.py.)
 
 from __future__ import annotations
 
-import json
 import time
 import tracemalloc
 from collections.abc import Iterator
@@ -156,9 +155,11 @@ def configure(service: LLMConfigService, primary: str, *fallbacks: str) -> None:
         ("reset", openai.APIConnectionError),
         ("error500", openai.InternalServerError),
         ("ratelimit429", openai.RateLimitError),
-        ("html", ValueError),  # the SDK hands the page back as text; LangChain refuses it
-        ("garbage", json.JSONDecodeError),
-        ("huge", json.JSONDecodeError),  # read whole by the SDK, then refused: the peer's body never ends its string
+        # Refused by the answer checks before the SDK sees them (which would hand the page back as text, or
+        # read all 50 MB before failing to parse them).
+        ("html", ProviderBadResponseError),
+        ("garbage", ProviderBadResponseError),
+        ("huge", ProviderBadResponseError),
     ],
 )
 def test_call_faults_raise_promptly_and_the_next_call_works(

@@ -18,6 +18,7 @@ from llmconfig.providers.adapters import OPENAI_DEFAULT_BASE_URL, OpenAIAdapter,
 from llmconfig.settings import Settings
 
 if TYPE_CHECKING:
+    from llmconfig.providers.clients import ModelClients
     from llmconfig.usage.recorder import UsageRecorder
     from llmconfig.usage.tracking import CallContext
 
@@ -30,9 +31,13 @@ KeyLookup = Callable[[Target], str | None]
 class ModelBuilder:
     """Builds the LangChain object of a resolution, and the tracked copy a caller gets."""
 
-    def __init__(self, settings: Settings, *, api_key: KeyLookup, recorder: UsageRecorder | None) -> None:
+    def __init__(
+        self, settings: Settings, *, api_key: KeyLookup, clients: ModelClients, recorder: UsageRecorder | None
+    ) -> None:
         self._settings = settings
         self._api_key = api_key
+        # The guarded HTTP clients every model object calls its provider through, shared by all of them.
+        self._clients = clients
         # None: usage is not recorded (LLMCONFIG_USAGE_TRACKING=false).
         self._recorder = recorder if settings.usage_tracking else None
         self._env_warned: set[str] = set()
@@ -48,6 +53,7 @@ class ModelBuilder:
                 model=target.model_name,
                 extra_params=resolution.extra_params,
                 timeout=None,
+                clients=self._clients,
             )
         if not resolution.fallbacks:
             return self._chat_model(resolution, resolution.target, fail_fast=False)
@@ -90,7 +96,12 @@ class ModelBuilder:
         context = CallContext(interaction_type, None, (CallTarget(None, "OPENAI_API_KEY", default.model_name),))
         if kind == "embeddings":
             embeddings = adapter.embeddings(
-                base_url=base_url, api_key=api_key, model=default.model_name, extra_params={}, timeout=None
+                base_url=base_url,
+                api_key=api_key,
+                model=default.model_name,
+                extra_params={},
+                timeout=None,
+                clients=self._clients,
             )
             return self._track(embeddings, context, kind)
         chat = adapter.chat_model(
@@ -101,6 +112,7 @@ class ModelBuilder:
             max_tokens=None,
             extra_params={},
             timeout=None,
+            clients=self._clients,
         )
         return self._track(chat, context, kind)
 
@@ -122,5 +134,6 @@ class ModelBuilder:
             max_tokens=resolution.max_tokens,
             extra_params=resolution.extra_params,
             timeout=None,
+            clients=self._clients,
             fail_fast=fail_fast,
         )

@@ -6,10 +6,13 @@
 guarantee (it is not a chat model, and older releases lost ``bind_tools`` behind it).
 
 Only failures that say "this endpoint cannot answer right now" move on to the next model: connection
-errors, timeouts, HTTP 429 and 5xx. A bad request or a rejected key fails at once, since the next
-model would most likely fail the same way or hide a configuration error. A stream falls back only before
-its first chunk; once output has reached the caller, a failure is raised rather than restarting the answer
-on another model.
+errors, timeouts, HTTP 429 and 5xx, an address the outbound guard refuses, and an answer the answer checks
+refuse (an HTML page, a body that is not JSON, or one over ``LLMCONFIG_MODEL_MAX_RESPONSE_BYTES``; see
+:mod:`llmconfig.providers.answers`). A bad request or a rejected key fails at once, since the next model
+would most likely fail the same way or hide a configuration error. A stream falls back only before its
+first chunk; once output has reached the caller, a failure is raised rather than restarting the answer on
+another model. When every model fails, the last error is raised with a note naming each model and what
+went wrong there.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any
 
+import httpx2
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.exceptions import (
     ModelAPIError,
@@ -32,16 +36,23 @@ from langchain_core.runnables import Runnable, RunnableBinding
 from langchain_core.tools import BaseTool
 from pydantic import ConfigDict, Field
 
+from llmconfig.errors import ProviderError, ProviderUnauthorizedError
 from llmconfig.usage.tracking import ATTEMPT_KEY
 
 log = logging.getLogger("llmconfig.fallback")
 
 _RETRYABLE = (ModelConnectionError, ModelTimeoutError, ModelRateLimitError, ModelAPIError)
+# Raised by httpx2 itself where an SDK does not wrap them (while reading a stream, for instance).
+_TRANSPORT = (httpx2.NetworkError, httpx2.TimeoutException, httpx2.RemoteProtocolError)
 
 
 def should_fall_back(error: BaseException) -> bool:
     """Whether ``error`` means the endpoint is unavailable (so another one may answer)."""
-    if isinstance(error, _RETRYABLE):
+    own = _own_error(error)
+    if own is not None:
+        # The guard's refusals and the answer checks' (llmconfig.providers.transport / .answers).
+        return not isinstance(own, ProviderUnauthorizedError)
+    if isinstance(error, _RETRYABLE + _TRANSPORT):
         return True
     # SDK errors that LangChain did not reclassify: judge by transport failure or HTTP status.
     name = type(error).__name__
@@ -49,6 +60,27 @@ def should_fall_back(error: BaseException) -> bool:
         return True
     status = getattr(error, "status_code", None)
     return isinstance(status, int) and (status == 429 or status >= 500)
+
+
+def _own_error(error: BaseException) -> ProviderError | None:
+    """llmconfig's error behind ``error``: itself, or what an SDK wrapped it in (``raise … from``)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ProviderError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__
+    return None
+
+
+def _summary(error: BaseException) -> str:
+    """One line on what went wrong: llmconfig's message, else the error's type and first line."""
+    own = _own_error(error)
+    if own is not None:
+        return str(own)
+    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {first}" if first else type(error).__name__
 
 
 class FallbackChatModel(BaseChatModel):
@@ -106,6 +138,13 @@ class FallbackChatModel(BaseChatModel):
         if index + 1 < len(self.models):
             log.warning("%s failed (%s); trying %s", self._label(index), type(error).__name__, self._label(index + 1))
 
+    def _exhausted(self, failures: list[tuple[int, BaseException]]) -> BaseException:
+        """The last error, with a note naming every model of the chain and what went wrong there."""
+        last = failures[-1][1]
+        lines = [f"  {self._label(index)}: {_summary(error)}" for index, error in failures]
+        last.add_note("Every model of the fallback chain failed:\n" + "\n".join(lines))
+        return last
+
     def _generate(
         self,
         messages: list[BaseMessage],
@@ -113,7 +152,7 @@ class FallbackChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        last: BaseException | None = None
+        failures: list[tuple[int, BaseException]] = []
         for index, model, call_kwargs in self._attempts(kwargs):
             try:
                 return _marked(model._generate(messages, stop=stop, run_manager=run_manager, **call_kwargs), index)
@@ -121,9 +160,8 @@ class FallbackChatModel(BaseChatModel):
                 if not should_fall_back(error):
                     raise
                 self._note(index, error)
-                last = error
-        assert last is not None
-        raise last
+                failures.append((index, error))
+        raise self._exhausted(failures)
 
     async def _agenerate(
         self,
@@ -132,7 +170,7 @@ class FallbackChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        last: BaseException | None = None
+        failures: list[tuple[int, BaseException]] = []
         for index, model, call_kwargs in self._attempts(kwargs):
             try:
                 result = await model._agenerate(messages, stop=stop, run_manager=run_manager, **call_kwargs)
@@ -141,9 +179,8 @@ class FallbackChatModel(BaseChatModel):
                 if not should_fall_back(error):
                     raise
                 self._note(index, error)
-                last = error
-        assert last is not None
-        raise last
+                failures.append((index, error))
+        raise self._exhausted(failures)
 
     def _stream(
         self,
@@ -152,7 +189,7 @@ class FallbackChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        last: BaseException | None = None
+        failures: list[tuple[int, BaseException]] = []
         for index, model, call_kwargs in self._attempts(kwargs):
             chunks = model._stream(messages, stop=stop, run_manager=run_manager, **call_kwargs)
             try:
@@ -163,15 +200,14 @@ class FallbackChatModel(BaseChatModel):
                 if not should_fall_back(error):
                     raise
                 self._note(index, error)
-                last = error
+                failures.append((index, error))
                 continue
             first.generation_info = {**(first.generation_info or {}), ATTEMPT_KEY: index}
             yield first
             # Output has reached the caller: from here on a failure is the caller's to see.
             yield from chunks
             return
-        assert last is not None
-        raise last
+        raise self._exhausted(failures)
 
     async def _astream(
         self,
@@ -180,7 +216,7 @@ class FallbackChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        last: BaseException | None = None
+        failures: list[tuple[int, BaseException]] = []
         for index, model, call_kwargs in self._attempts(kwargs):
             chunks = model._astream(messages, stop=stop, run_manager=run_manager, **call_kwargs)
             try:
@@ -191,15 +227,14 @@ class FallbackChatModel(BaseChatModel):
                 if not should_fall_back(error):
                     raise
                 self._note(index, error)
-                last = error
+                failures.append((index, error))
                 continue
             first.generation_info = {**(first.generation_info or {}), ATTEMPT_KEY: index}
             yield first
             async for chunk in chunks:
                 yield chunk
             return
-        assert last is not None
-        raise last
+        raise self._exhausted(failures)
 
 
 def _marked(result: ChatResult, index: int) -> ChatResult:

@@ -40,7 +40,12 @@ class LLMConfigService:
         self._owns_services = services is None
         self.services = services or Services.from_settings(self.settings, engine=engine)
         source = DatabaseSource(self.services)
-        builder = ModelBuilder(self.settings, api_key=source.api_key, recorder=self.services.usage_recorder)
+        builder = ModelBuilder(
+            self.settings,
+            api_key=source.api_key,
+            clients=self.services.providers.model_clients,
+            recorder=self.services.usage_recorder,
+        )
         self.cache = ModelCache(source, builder, ttl=self.settings.cache_ttl)
 
     # -- public API --------------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 An adapter is stateless. It receives the provider's base URL and decrypted key for one call and forgets
 them; keys are never logged, never put in exception messages, and never kept outside the LangChain
-object the caller asked for.
+object the caller asked for. The objects it builds make their calls through the service's
+:class:`~llmconfig.providers.clients.ModelClients`, so every model call passes the outbound guard and the
+answer checks, as validation and discovery do.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from urllib.parse import urlsplit
 
-import httpx
+import httpx2
 
 from llmconfig.errors import (
     ProviderBadResponseError,
@@ -23,13 +25,17 @@ from llmconfig.errors import (
     ProviderUnreachableError,
     ValidationError,
 )
+from llmconfig.providers.answers import describe_size, display_host
 from llmconfig.providers.catalog import ANTHROPIC_BUILTIN_MODELS, DiscoveredModel, infer_kind
-from llmconfig.providers.outbound import DEFAULT_MAX_RESPONSE_BYTES, OutboundClient, check_scheme
+from llmconfig.providers.outbound import DEFAULT_MAX_RESPONSE_BYTES, check_scheme
+from llmconfig.providers.transport import OutboundClient
 
 if TYPE_CHECKING:
     # LangChain costs about a second to import; the CLI and the API only need it when building models.
     from langchain_core.embeddings import Embeddings
     from langchain_core.language_models import BaseChatModel
+
+    from llmconfig.providers.clients import ModelClients
 
 ANTHROPIC_API_VERSION = "2023-06-01"
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -44,7 +50,7 @@ class ProviderAdapter(Protocol):
     ``base_url`` is always the value returned by :meth:`normalise_base_url`, so adapters can rely on its
     shape. ``discover`` raises a :class:`~llmconfig.errors.ProviderError` subclass whose ``status`` is
     the validation status to report; ``chat_model`` and ``embeddings`` only construct objects and make no
-    network calls.
+    network calls. The objects they build send every request through ``clients``.
     """
 
     provider_type: ClassVar[str]
@@ -52,7 +58,7 @@ class ProviderAdapter(Protocol):
 
     def normalise_base_url(self, base_url: str | None) -> str: ...
 
-    def discover(self, client: httpx.Client, *, base_url: str, api_key: str | None) -> list[DiscoveredModel]: ...
+    def discover(self, client: httpx2.Client, *, base_url: str, api_key: str | None) -> list[DiscoveredModel]: ...
 
     def chat_model(
         self,
@@ -64,11 +70,19 @@ class ProviderAdapter(Protocol):
         max_tokens: int | None,
         extra_params: dict[str, Any],
         timeout: float | None,
+        clients: ModelClients,
         fail_fast: bool = False,
     ) -> BaseChatModel: ...
 
     def embeddings(
-        self, *, base_url: str, api_key: str | None, model: str, extra_params: dict[str, Any], timeout: float | None
+        self,
+        *,
+        base_url: str,
+        api_key: str | None,
+        model: str,
+        extra_params: dict[str, Any],
+        timeout: float | None,
+        clients: ModelClients,
     ) -> Embeddings: ...
 
 
@@ -104,24 +118,24 @@ def check_http_url(base_url: str) -> str:
     return candidate.rstrip("/")
 
 
-def _fetch_json(client: httpx.Client, url: str, headers: dict[str, str]) -> Any:
+def _fetch_json(client: httpx2.Client, url: str, headers: dict[str, str]) -> Any:
     """GET a JSON document, translating every failure into the validation status it stands for.
 
     Redirects are followed here, one hop at a time and at most ``client.max_redirects`` of them, rather than by
-    httpx: every hop must be http(s), every connection passes the outbound guard (with an
-    :class:`~llmconfig.providers.outbound.OutboundClient`), and the key is only sent again to the same
-    origin (httpx would forward ``x-api-key`` anywhere). Messages name the host and path, never the query.
+    httpx2: every hop must be http(s), every connection passes the outbound guard (with an
+    :class:`~llmconfig.providers.transport.OutboundClient`), and the key is only sent again to the same
+    origin (httpx2 would forward ``x-api-key`` anywhere). Messages name the host and path, never the query.
     """
     max_bytes, max_redirects = _limits(client)
-    target, sent = httpx.URL(url), dict(headers)
+    target, sent = httpx2.URL(url), dict(headers)
     for _hop in range(max_redirects + 1):
         check_scheme(target.scheme)
-        host = _display_host(target)
+        host = display_host(target)
         response, body = _get(client, target, sent, max_bytes=max_bytes, host=host)
         if response.has_redirect_location:
             try:
                 following = target.join(response.headers["location"])
-            except httpx.InvalidURL:
+            except httpx2.InvalidURL:
                 raise ProviderBadResponseError(
                     f"{host} answered {target.path} with a redirect to an invalid URL; check the base URL"
                 ) from None
@@ -132,7 +146,7 @@ def _fetch_json(client: httpx.Client, url: str, headers: dict[str, str]) -> Any:
             continue
         return _decode_json(response, body, host=host, path=target.path, url=str(target.copy_with(query=None)))
     raise ProviderBadResponseError(
-        f"{_display_host(httpx.URL(url))} redirected more than {max_redirects} times; "
+        f"{display_host(httpx2.URL(url))} redirected more than {max_redirects} times; "
         "give the final address as the base URL"
     )
 
@@ -141,18 +155,12 @@ def _fetch_json(client: httpx.Client, url: str, headers: dict[str, str]) -> Any:
 _CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key", "api-key"})
 
 
-def _limits(client: httpx.Client) -> tuple[int, int]:
+def _limits(client: httpx2.Client) -> tuple[int, int]:
     max_bytes = client.max_response_bytes if isinstance(client, OutboundClient) else DEFAULT_MAX_RESPONSE_BYTES
     return max_bytes, client.max_redirects
 
 
-def _display_host(url: httpx.URL) -> str:
-    """host[:port] without any user info, for messages."""
-    host = f"[{url.host}]" if ":" in url.host else url.host
-    return f"{host}:{url.port}" if url.port is not None else host
-
-
-def _keeps_credentials(origin: httpx.URL, following: httpx.URL) -> bool:
+def _keeps_credentials(origin: httpx2.URL, following: httpx2.URL) -> bool:
     """Same scheme, host and port, or the same host upgraded from http to https on the default ports."""
     if origin.host != following.host:
         return False
@@ -162,8 +170,8 @@ def _keeps_credentials(origin: httpx.URL, following: httpx.URL) -> bool:
 
 
 def _get(
-    client: httpx.Client, url: httpx.URL, headers: dict[str, str], *, max_bytes: int, host: str
-) -> tuple[httpx.Response, bytes]:
+    client: httpx2.Client, url: httpx2.URL, headers: dict[str, str], *, max_bytes: int, host: str
+) -> tuple[httpx2.Response, bytes]:
     """One GET without following redirects; the body is read in pieces and abandoned past ``max_bytes``."""
     read_timeout = client.timeout.read
     try:
@@ -189,21 +197,21 @@ def _get(
                     )
                 chunks.append(chunk)
             return response, b"".join(chunks)
-    except httpx.TimeoutException:
+    except httpx2.TimeoutException:
         raise ProviderTimeoutError(
             f"{host} did not answer within {read_timeout or 0:g} s; check that the server is up "
             "or raise LLMCONFIG_REQUEST_TIMEOUT"
         ) from None
-    except httpx.DecodingError:
+    except httpx2.DecodingError:
         raise ProviderBadResponseError(
             f"{host} answered {url.path} with a body that cannot be decompressed; check the server"
         ) from None
-    except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError) as exc:
+    except (httpx2.ReadError, httpx2.WriteError, httpx2.RemoteProtocolError) as exc:
         raise ProviderUnreachableError(
             f"{host} closed the connection without a complete answer ({type(exc).__name__}); "
             "check the base URL and the server's logs"
         ) from None
-    except httpx.HTTPError as exc:
+    except httpx2.HTTPError as exc:
         raise ProviderUnreachableError(
             f"Cannot connect to {host} ({type(exc).__name__}); check the base URL and that the server is running"
         ) from None
@@ -211,18 +219,12 @@ def _get(
 
 def _too_large(host: str, path: str, max_bytes: int) -> ProviderBadResponseError:
     return ProviderBadResponseError(
-        f"{host} answered {path} with a body larger than {_size(max_bytes)}, far more than a model "
+        f"{host} answered {path} with a body larger than {describe_size(max_bytes)}, far more than a model "
         "list; check the base URL (the limit is LLMCONFIG_OUTBOUND_MAX_RESPONSE_BYTES)"
     )
 
 
-def _size(count: int) -> str:
-    if count >= 1024 * 1024:
-        return f"{count / 1024 / 1024:.3g} MB"
-    return f"{count / 1024:.3g} kB"
-
-
-def _decode_json(response: httpx.Response, body: bytes, *, host: str, path: str, url: str) -> Any:
+def _decode_json(response: httpx2.Response, body: bytes, *, host: str, path: str, url: str) -> Any:
     if response.status_code in (401, 403):
         raise ProviderUnauthorizedError(
             f"{host} rejected the API key (HTTP {response.status_code}); set a valid key for this provider"
@@ -282,7 +284,7 @@ class OpenAICompatibleAdapter:
             url += "/v1"
         return url
 
-    def discover(self, client: httpx.Client, *, base_url: str, api_key: str | None) -> list[DiscoveredModel]:
+    def discover(self, client: httpx2.Client, *, base_url: str, api_key: str | None) -> list[DiscoveredModel]:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         url = f"{base_url}/models"
         try:
@@ -305,6 +307,7 @@ class OpenAICompatibleAdapter:
         max_tokens: int | None,
         extra_params: dict[str, Any],
         timeout: float | None,
+        clients: ModelClients,
         fail_fast: bool = False,
     ) -> BaseChatModel:
         import openai
@@ -317,6 +320,10 @@ class OpenAICompatibleAdapter:
             "api_key": api_key or "not-needed",
             "timeout": timeout,
             "stream_usage": True,
+            **_openai_clients(clients),
+            # Socket options only shape the clients ChatOpenAI would build itself; ours keep connections alive
+            # on their own (see ModelClients). Empty, it also spares a misleading warning about proxies.
+            "http_socket_options": (),
         }
         if fail_fast:
             # In a fallback chain a dead endpoint must cost milliseconds, not the SDK's retry budget.
@@ -329,7 +336,14 @@ class OpenAICompatibleAdapter:
         return ChatOpenAI(**{**extra_params, **params})
 
     def embeddings(
-        self, *, base_url: str, api_key: str | None, model: str, extra_params: dict[str, Any], timeout: float | None
+        self,
+        *,
+        base_url: str,
+        api_key: str | None,
+        model: str,
+        extra_params: dict[str, Any],
+        timeout: float | None,
+        clients: ModelClients,
     ) -> Embeddings:
         from langchain_openai import OpenAIEmbeddings
 
@@ -340,6 +354,7 @@ class OpenAICompatibleAdapter:
                 "base_url": base_url,
                 "api_key": api_key or "not-needed",
                 "timeout": timeout,
+                **_openai_clients(clients),
                 # Client-side token splitting needs tiktoken's OpenAI vocabularies, which other servers'
                 # models do not use (and which are downloaded at run time).
                 "check_embedding_ctx_length": self._splits_by_tokens(base_url),
@@ -348,6 +363,16 @@ class OpenAICompatibleAdapter:
 
     def _splits_by_tokens(self, base_url: str) -> bool:
         return False
+
+
+def _openai_clients(clients: ModelClients) -> dict[str, Any]:
+    return {
+        "http_client": clients.sync_client,
+        "http_async_client": clients.async_client,
+        # LangChain reads OPENAI_PROXY from the environment; a proxy would connect out of reach of the guard
+        # (and it refuses a proxy together with http_client).
+        "openai_proxy": None,
+    }
 
 
 class OpenAIAdapter(OpenAICompatibleAdapter):
@@ -372,7 +397,7 @@ class AnthropicAdapter:
             url = url.removesuffix("/v1")
         return url
 
-    def discover(self, client: httpx.Client, *, base_url: str, api_key: str | None) -> list[DiscoveredModel]:
+    def discover(self, client: httpx2.Client, *, base_url: str, api_key: str | None) -> list[DiscoveredModel]:
         headers = {"anthropic-version": ANTHROPIC_API_VERSION}
         if api_key:
             headers["x-api-key"] = api_key
@@ -394,29 +419,40 @@ class AnthropicAdapter:
         max_tokens: int | None,
         extra_params: dict[str, Any],
         timeout: float | None,
+        clients: ModelClients,
         fail_fast: bool = False,
     ) -> BaseChatModel:
-        from langchain_anthropic import ChatAnthropic
+        from llmconfig.providers.anthropic_chat import GuardedChatAnthropic
 
         params: dict[str, Any] = {
             "model": model,
             "base_url": base_url,
             "api_key": api_key or "not-needed",
             "timeout": timeout,
+            "http_client": clients.sync_client,
+            "http_async_client": clients.async_client,
         }
         if fail_fast:
-            # ChatAnthropic takes only a total timeout, so only the retries can be cut here.
+            # In a fallback chain a dead endpoint must cost milliseconds, not the SDK's retry budget.
             params["max_retries"] = 0
+            params["connect_timeout"] = FALLBACK_CONNECT_TIMEOUT
         if temperature is not None:
             # Anthropic accepts 0–1 where OpenAI accepts 0–2; higher values are clamped rather than sent
             # to be rejected on every call.
             params["temperature"] = min(temperature, 1.0)
         if max_tokens is not None:
             params["max_tokens"] = max_tokens
-        return ChatAnthropic(**{**extra_params, **params})
+        return GuardedChatAnthropic(**{**extra_params, **params})
 
     def embeddings(
-        self, *, base_url: str, api_key: str | None, model: str, extra_params: dict[str, Any], timeout: float | None
+        self,
+        *,
+        base_url: str,
+        api_key: str | None,
+        model: str,
+        extra_params: dict[str, Any],
+        timeout: float | None,
+        clients: ModelClients,
     ) -> Embeddings:
         raise ValidationError(
             "Anthropic has no embeddings API; configure the embeddings interaction type with an openai "

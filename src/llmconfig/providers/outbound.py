@@ -1,10 +1,12 @@
-"""The guard on outbound requests made for validation and model discovery.
+"""The guard on outbound requests: validation, model discovery and every model call.
 
-A base URL is input from whoever may add providers, and validating it makes this process send an HTTP
-request there. Without a guard, that is a way to reach what only this process can reach: the cloud
-metadata service (instance credentials at ``169.254.169.254``), link-local devices, or any address an
-operator wants kept out of reach. Loopback and private ranges stay reachable by default, since that is
-where vLLM, Ollama and friends usually run.
+A base URL is input from whoever may add providers, and validating it, or calling a model there, makes this
+process send an HTTP request there. Without a guard, that is a way to reach what only this process can
+reach: the cloud metadata service (instance credentials at ``169.254.169.254``), link-local devices, or any
+address an operator wants kept out of reach. Checking the URL once when the provider is added is not enough:
+its host name can later resolve somewhere else (DNS rebinding), so every connection is checked when it is
+made. Loopback and private ranges stay reachable by default, since that is where vLLM, Ollama and friends
+usually run.
 
 Two halves, kept apart so the rules can be tested without a network:
 
@@ -22,27 +24,25 @@ Two halves, kept apart so the rules can be tested without a network:
   A host name whose answers include one blocked address is blocked as a whole: a mixed answer is exactly
   what a DNS-rebinding attacker would serve.
 
-* **Plumbing** (:class:`GuardedBackend`, :class:`OutboundClient`): an httpcore network backend that resolves
-  the host itself, checks every address, and connects to one of the checked addresses. The check and the
-  connection use the same resolution, so there is no window in which DNS could answer differently (TLS
-  certificate and SNI checks still use the host name). Every connection goes through it, including those
-  to the targets of redirects, which the caller follows one hop at a time (see ``adapters._fetch_json``).
+* **Plumbing** (:mod:`llmconfig.providers.transport`): network backends that resolve the host themselves,
+  check every address, and connect to one of the checked addresses, under the HTTP clients of validation
+  (``OutboundClient``) and of the model objects (``ModelClients``). The check and the connection use the
+  same resolution, so there is no window in which DNS could answer differently (TLS certificate and SNI
+  checks still use the host name). Every connection goes through it, including those to the targets of
+  redirects, which validation follows one hop at a time (see ``adapters._fetch_json``) and model calls do
+  not follow at all.
 
-Environment proxies (``HTTPS_PROXY`` …) are not used for these requests: a proxy would resolve and
-connect on our behalf, out of reach of the check.
+Environment proxies (``HTTPS_PROXY`` …) are never used: a proxy would resolve and connect on our behalf,
+out of reach of the check.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
-
-import httpcore
-import httpx
+from typing import Literal
 
 from llmconfig.errors import ProviderBlockedError
 
@@ -234,6 +234,24 @@ class OutboundPolicy:
         if not decision.allowed:
             raise ProviderBlockedError(f"Request to {_normal_host(host)} blocked: {decision.reason}")
 
+    def check_name(self, host: str) -> bool:
+        """Before any lookup: ProviderBlockedError if a host-name entry blocks ``host``.
+
+        True when a host-name entry allows it, which vouches for whatever the name resolves to; False when
+        its addresses decide (then pass them to :meth:`check_addresses`).
+        """
+        decision = self.decide_name(host)
+        if decision is None:
+            return False
+        if not decision.allowed:
+            raise ProviderBlockedError(f"Request to {_normal_host(host)} blocked: {decision.reason}")
+        return True
+
+    def check_addresses(self, host: str, addresses: Iterable[IPAddress]) -> None:
+        """ProviderBlockedError unless every address ``host`` resolved to may be contacted (one blocks them all)."""
+        for address in addresses:
+            self.check(host, address)
+
     def _best_match(self, host: str | None, address: IPAddress | None) -> tuple[Rule, Source, str] | None:
         candidates: list[tuple[Rule, Source, str]] = [
             (rule, "deny", "") for rule in self.deny if rule.matches(host, address)
@@ -293,100 +311,6 @@ def _subject(host: str, address: IPAddress | None) -> str:
     return f"{host} resolves to {address}, which is"
 
 
-# ------------------------------------------------------------------------------------------------ plumbing
-
-
-class GuardedBackend(httpcore.SyncBackend):
-    """Resolves, checks every address, then connects to a checked address (never re-resolving)."""
-
-    def __init__(self, policy: OutboundPolicy) -> None:
-        self.policy = policy
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
-        last_error: Exception | None = None
-        for address in self.resolve(host, port):
-            try:
-                return super().connect_tcp(str(address), port, timeout, local_address, socket_options)
-            except httpcore.ConnectError as exc:  # try the next address, as socket.create_connection does
-                last_error = exc
-        raise last_error or httpcore.ConnectError("the host name has no address")
-
-    def resolve(self, host: str, port: int) -> list[IPAddress]:
-        """The checked addresses of ``host`` in resolver order; ProviderBlockedError if any is blocked."""
-        by_name = self.policy.decide_name(host)
-        if by_name is not None and not by_name.allowed:
-            raise ProviderBlockedError(f"Request to {_normal_host(host)} blocked: {by_name.reason}")
-        literal = parse_address(host)
-        if literal is not None:
-            addresses = [literal]
-        else:
-            try:
-                answers = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            except (socket.gaierror, UnicodeError) as exc:
-                raise httpcore.ConnectError(f"cannot resolve the host name ({exc})") from None
-            addresses = []
-            for *_, sockaddr in answers:
-                address = parse_address(str(sockaddr[0]))
-                if address is not None and address not in addresses:
-                    addresses.append(address)
-            if not addresses:
-                raise httpcore.ConnectError("the host name has no address")
-        if by_name is None:  # an allowing host-name entry vouches for whatever the name resolves to
-            for address in addresses:
-                self.policy.check(host, address)
-        return addresses
-
-
-class OutboundClient(httpx.Client):
-    """The httpx client for validation and discovery: every connection goes through the policy.
-
-    It also carries the limits that ``adapters._fetch_json`` enforces per request (body size, redirects).
-    Redirects are never followed by httpx itself: the caller follows them one hop at a time so that it can
-    check the scheme and drop credentials when the origin changes.
-    """
-
-    def __init__(
-        self,
-        policy: OutboundPolicy,
-        *,
-        timeout: float,
-        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-        max_redirects: int = MAX_REDIRECTS,
-    ) -> None:
-        # Passing a transport also keeps httpx from mounting proxies from the environment (see above).
-        super().__init__(
-            timeout=timeout, follow_redirects=False, max_redirects=max_redirects, transport=_guarded_transport(policy)
-        )
-        self.policy = policy
-        self.max_response_bytes = max_response_bytes
-
-
-def _guarded_transport(policy: OutboundPolicy) -> httpx.HTTPTransport:
-    transport = httpx.HTTPTransport()
-    # httpx 0.28 has no public way to pass a network backend, but HTTPTransport is a thin wrapper around this
-    # pool: replace it with one built the same way (default limits, TLS context) that uses the guard.
-    limits = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=5.0)
-    if not isinstance(getattr(transport, "_pool", None), httpcore.ConnectionPool):
-        # Fail closed: on an httpx whose transport is built differently, the assignment below would guard nothing.
-        raise RuntimeError("This httpx version's HTTPTransport cannot be guarded; install httpx 0.28")
-    transport._pool.close()
-    transport._pool = httpcore.ConnectionPool(
-        ssl_context=httpx.create_ssl_context(),
-        max_connections=limits.max_connections,
-        max_keepalive_connections=limits.max_keepalive_connections,
-        keepalive_expiry=limits.keepalive_expiry,
-        network_backend=GuardedBackend(policy),
-    )
-    return transport
-
-
 __all__ = [
     "ALLOW_SETTING",
     "BUILTIN_BLOCKED",
@@ -394,8 +318,7 @@ __all__ = [
     "DENY_SETTING",
     "MAX_REDIRECTS",
     "Decision",
-    "GuardedBackend",
-    "OutboundClient",
+    "IPAddress",
     "OutboundPolicy",
     "Rule",
     "check_scheme",

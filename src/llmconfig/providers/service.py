@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import httpx
+import httpx2
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -32,7 +32,8 @@ from llmconfig.errors import (
 )
 from llmconfig.providers.adapters import adapter_for
 from llmconfig.providers.catalog import DiscoveredModel
-from llmconfig.providers.outbound import OutboundClient, OutboundPolicy
+from llmconfig.providers.clients import ModelClients
+from llmconfig.providers.outbound import OutboundPolicy
 from llmconfig.providers.schemas import (
     CatalogEntry,
     ProviderCreate,
@@ -40,6 +41,7 @@ from llmconfig.providers.schemas import (
     ProviderUpdate,
     ValidationResult,
 )
+from llmconfig.providers.transport import OutboundClient
 from llmconfig.secrets import SecretBackend
 from llmconfig.settings import Settings
 
@@ -96,15 +98,24 @@ class ProviderService:
         self._secrets = secrets
         self._settings = settings
         # One client for every check: building one (TLS context, pools) costs tens of milliseconds, which
-        # would add up when a whole configuration is validated at once. httpx clients are thread-safe.
+        # would add up when a whole configuration is validated at once. httpx2 clients are thread-safe.
         # Every request it makes passes the outbound guard (see llmconfig.providers.outbound).
         policy = OutboundPolicy(allow=settings.outbound_allow, deny=settings.outbound_deny)
-        self._http: httpx.Client = OutboundClient(
-            policy, timeout=settings.request_timeout, max_response_bytes=settings.outbound_max_response_bytes
+        ssl_context = httpx2.create_ssl_context()
+        self._http: httpx2.Client = OutboundClient(
+            policy,
+            timeout=settings.request_timeout,
+            max_response_bytes=settings.outbound_max_response_bytes,
+            ssl_context=ssl_context,
+        )
+        #: The clients of every model object built from these providers: the same guard, plus answer checks.
+        self.model_clients = ModelClients(
+            policy, max_response_bytes=settings.model_max_response_bytes, ssl_context=ssl_context
         )
 
     def close(self) -> None:
         self._http.close()
+        self.model_clients.close()
 
     # -- reading -----------------------------------------------------------------------------------
 
