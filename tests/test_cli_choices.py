@@ -31,6 +31,13 @@ CASES = [
     ),
     pytest.param(["tokens", "create", "--role", "owner"], "--role", "owner", ["admin", "viewer"], id="tokens --role"),
     pytest.param(["secrets", "migrate", "--to", "vault"], "--to", "vault", ["local", "aws"], id="secrets --to"),
+    pytest.param(
+        ["db", "copy", "--to", "sqlite:///copy.db", "--secret-backend", "vault"],
+        "--secret-backend",
+        "vault",
+        ["local", "aws"],
+        id="db copy --secret-backend",
+    ),
 ]
 
 

@@ -1,7 +1,7 @@
 """The ``llmconfig`` command. Each command is a thin shell over the services; ``--json`` everywhere.
 
 One module per command group: :mod:`.serve` (``serve``, ``migrate``, ``seed``), :mod:`.providers`,
-:mod:`.config`, :mod:`.tokens`, :mod:`.keys` (``keys`` and ``secrets``) and :mod:`.as_code`
+:mod:`.config`, :mod:`.tokens`, :mod:`.keys` (``keys`` and ``secrets``), :mod:`.db` and :mod:`.as_code`
 (``export``, ``apply``); :mod:`.common` holds what they share. Heavy libraries (LangChain, Alembic, uvicorn,
 boto3) are imported inside the commands that use them, so that ``--help`` and quick commands start fast.
 """
@@ -13,7 +13,7 @@ import sys
 
 import typer
 
-from llmconfig.cli import as_code, config, keys, providers, serve, tokens
+from llmconfig.cli import as_code, config, db, keys, providers, serve, tokens
 from llmconfig.cli.common import err
 from llmconfig.errors import LLMConfigError
 
@@ -31,6 +31,7 @@ app.add_typer(config.app, name="config")
 app.add_typer(tokens.app, name="tokens")
 app.add_typer(keys.keys_app, name="keys")
 app.add_typer(keys.secrets_app, name="secrets")
+app.add_typer(db.app, name="db")
 as_code.register(app)
 
 
