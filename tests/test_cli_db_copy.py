@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,14 @@ from llmconfig.factory import LLMConfigService
 from llmconfig.settings import Settings
 from llmconfig.tokens import TokenService
 from llmconfig.usage.service import PriceUpdate
-from tests.cli_helpers import Cli, assert_one_line_error, assert_secrets_absent, concurrently, stored_bytes
+from tests.cli_helpers import (
+    Cli,
+    assert_one_line_error,
+    assert_secrets_absent,
+    assert_succeeded,
+    concurrently,
+    stored_bytes,
+)
 from tests.conftest import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY, add_peer_providers, free_tcp_port
 from tests.peers import AnthropicPeer, OpenAIPeer
 
@@ -436,3 +444,41 @@ def references(engine: Engine) -> dict[str, str]:
     with engine.connect() as connection:
         rows = connection.execute(select(Provider.name, Provider.api_key_ref)).all()
     return {name: ref for name, ref in rows if ref is not None}
+
+
+@pytest.mark.postgres
+def test_a_row_the_target_refuses_rolls_the_whole_copy_back(
+    new_database: Callable[[str], str],
+    open_service: Callable[[str], LLMConfigService],
+    tmp_path: Path,
+    openai_peer: OpenAIPeer,
+    anthropic_peer: AnthropicPeer,
+) -> None:
+    source_url, target_url = new_database("sqlite"), new_database("postgresql")
+    source = open_service(source_url)
+    add_peer_providers(source, openai_peer, anthropic_peer)
+    # SQLite does not enforce VARCHAR lengths; PostgreSQL refuses the value. Usage comes late in the order,
+    # so the tables before it have been written when the refusal comes.
+    usage = Base.metadata.tables["usage_records"]
+    with source.engine.begin() as connection:
+        connection.execute(
+            usage.insert(),
+            [
+                {"at": datetime.now(UTC), "interaction_type": "reasoning", "provider_name": "x" * 300,
+                 "model_name": "gpt-4o", "prompt_tokens": 1, "completion_tokens": 1, "latency_ms": 1.0,
+                 "success": True}
+            ],
+        )  # fmt: skip
+    cli = command(source_url, tmp_path)
+
+    refused = cli.run("db", "copy", "--to", target_url, expect=None)
+
+    assert_one_line_error(refused, "target refused a copied row", "too long", "nothing was committed")
+    target = open_service(target_url)
+    assert current_revision(target.engine) == head_revision()  # migrated for the copy, and left so
+    assert target.providers.list() == []
+    assert row_counts(target.engine)["audit_entries"] == 0
+    with source.engine.begin() as connection:
+        connection.execute(usage.delete())
+    assert_succeeded(cli.run("db", "copy", "--to", target_url))  # the migrated, empty target is accepted
+    assert [p.name for p in target.providers.list()] == ["claude", "local"]
