@@ -155,3 +155,16 @@ def stored_bytes(database_url: str) -> bytes:
             query = sql.SQL("SELECT CAST(t AS text) FROM {} AS t").format(sql.Identifier(schema, table))
             chunks.extend(row[0] for row in conn.execute(query))
     return "\n".join(chunks).encode()
+
+
+def assert_usage_error(result: Result, option: str, value: str, choices: Sequence[str]) -> None:
+    """Typer's usage error for a value outside an option's choices: exit 2, the option, the value, each choice."""
+    assert result.returncode == 2, str(result)
+    assert "Traceback" not in result.output, str(result)
+    assert result.stdout == "", str(result)
+    # Typer draws the message in a box; join its lines so that wrapping cannot split a word we look for.
+    message = " ".join(line.strip("│ ") for line in result.stderr.splitlines())
+    assert f"Invalid value for '{option}'" in message, str(result)
+    assert f"'{value}' is not one of" in message, str(result)
+    for choice in choices:
+        assert f"'{choice}'" in message, str(result)

@@ -247,9 +247,6 @@ def test_bad_provider_gives_one_line_error_and_adds_nothing(
         hanging.hang_seconds = 5
         closed = f"127.0.0.1:{free_tcp_port()}"
         cases = [
-            BadInput(
-                "unknown provider type", add_argv("a", good_url, provider_type="gemini"), ["provider_type", "'custom'"]
-            ),
             BadInput("base URL not a URL", add_argv("b", "not-a-url"), ["must be an absolute http"]),
             BadInput("base URL with a space", add_argv("b2", "http://a b/v1"), ["must not contain spaces"]),
             BadInput("base URL ftp", add_argv("c", "ftp://x"), ["must be an absolute http"]),

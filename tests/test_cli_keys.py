@@ -183,8 +183,7 @@ def test_keys_rotate_of_an_environment_key_writes_the_new_key_file_and_prints_th
 def test_secrets_migrate_command_moves_keys_to_aws_once(cli: Cli, direct: LLMConfigService, moto_endpoint: str) -> None:
     env = {"LLMCONFIG_AWS_ENDPOINT_URL": moto_endpoint, "LLMCONFIG_AWS_SECRET_PREFIX": f"cli-{uuid.uuid4().hex[:8]}/"}
 
-    bad, moved = cli.many(("secrets", "migrate", "--to", "vault"), ("secrets", "migrate", "--to", "aws"), env=env)
-    assert_one_line_error(bad, "vault")
+    moved = cli.run("secrets", "migrate", "--to", "aws", env=env)
     assert_succeeded(moved)
     assert "Moved 2 API key(s) to the 'aws' backend" in moved.stdout
     assert "LLMCONFIG_SECRET_BACKEND=aws" in moved.stdout

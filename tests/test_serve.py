@@ -112,4 +112,44 @@ def test_tokens_made_and_revoked_with_the_cli(tmp_path: Path) -> None:
         output = stop(process)
     # An admin token from the environment means none is generated.
     assert "Admin token" not in output
-    assert cli("tokens", "create", "--role", "owner").returncode == 1
+    # An unknown role is Typer's usage error (tests/test_cli_choices.py), before anything is written.
+    assert cli("tokens", "create", "--role", "owner").returncode == 2
+
+
+def test_client_tokens_limited_to_some_types_are_made_with_the_cli(tmp_path: Path) -> None:
+    env = environment(tmp_path)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([CLI, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+
+    assert cli("migrate").returncode == 0
+    made = cli("tokens", "create", "--role", "client", "--name", "agents", "--types", "reasoning, tools", "--json")
+    assert made.returncode == 0, made.stderr
+    import json
+
+    info = json.loads(made.stdout)["info"]
+    assert (info["role"], info["interaction_types"]) == ("client", ["reasoning", "tools"])
+    unknown = cli("tokens", "create", "--role", "client", "--types", "reasoning,dreaming")
+    assert unknown.returncode == 1 and "'dreaming'" in unknown.stderr and "known:" in unknown.stderr
+    not_client = cli("tokens", "create", "--role", "viewer", "--types", "reasoning")
+    assert not_client.returncode == 1 and "Only client tokens" in not_client.stderr
+    assert len(json.loads(cli("tokens", "list", "--json").stdout)) == 1  # the refused ones wrote nothing
+
+
+def test_serve_does_not_take_the_client_address_from_forwarded_headers_of_an_untrusted_peer(tmp_path: Path) -> None:
+    # uvicorn's default trusts X-Forwarded-For from 127.0.0.1: each forged address would get a bucket of its own.
+    env = {**environment(tmp_path), "LLMCONFIG_ADMIN_TOKEN": "llmc_env-admin-token-0123456789"}
+    process, url = start(env, tmp_path)
+    try:
+        statuses = [
+            httpx.get(
+                f"{url}/api/v1/llm/config",
+                headers={"Authorization": "Bearer llmc_wrong", "X-Forwarded-For": f"203.0.113.{n}"},
+            ).status_code
+            for n in range(12)
+        ]
+        assert statuses[:10] == [401] * 10 and statuses[10:] == [429, 429]
+        admin = {"Authorization": "Bearer llmc_env-admin-token-0123456789"}
+        assert httpx.get(f"{url}/api/v1/llm/config", headers=admin).status_code == 200  # never locked out
+    finally:
+        stop(process)

@@ -60,9 +60,12 @@ __all__ = [
     "SecretCheckReport",
     "SecretMigrationResult",
     "check_secrets",
+    "forget_uncommitted",
     "migrate_secrets",
     "reencrypt_local_secrets",
+    "restore_in",
     "rotate_master_key",
+    "stored_in",
 ]
 
 LOCAL_PREFIX = "local:"
@@ -384,7 +387,6 @@ def migrate_secrets(
     with an error naming the provider; providers already moved stay moved, the rest stay where they were,
     and running the command again continues.
     """
-    prefix = target.name + ":"
     with transaction(sessions) as session:
         ids = list(
             session.scalars(select(Provider.id).where(Provider.api_key_ref.is_not(None)).order_by(Provider.name))
@@ -401,13 +403,11 @@ def migrate_secrets(
         try:
             with transaction(sessions, write=True) as session:
                 provider = session.scalars(select(Provider).where(Provider.id == provider_id).with_for_update()).first()
-                if provider is None or provider.api_key_ref is None or provider.api_key_ref.startswith(prefix):
+                if provider is None or provider.api_key_ref is None or stored_in(target, provider.api_key_ref):
                     unchanged += 1
                     continue
                 name, old_ref = provider.name, provider.api_key_ref
-                value = target.load(old_ref, owner=provider.id)
-                new_ref = target.store(owner=provider.id, value=value)
-                del value
+                new_ref = restore_in(target, old_ref, owner=provider.id)
                 provider.api_key_ref = new_ref
                 session.flush()
                 record_change(
@@ -420,13 +420,13 @@ def migrate_secrets(
                 )
             committed = True
         except SecretBackendError as exc:
-            _forget(target, new_ref, committed=committed, old_ref=old_ref)
+            forget_uncommitted(target, new_ref, committed=committed, old_ref=old_ref)
             raise type(exc)(
                 f"Moved {len(migrated)} key(s) to the {target.name!r} backend, then stopped at provider {name!r} "
                 f"(id {provider_id}): {exc} Every provider is still readable; fix this and run the command again."
             ) from None
         except BaseException:
-            _forget(target, new_ref, committed=committed, old_ref=old_ref)
+            forget_uncommitted(target, new_ref, committed=committed, old_ref=old_ref)
             raise
         migrated.append(name)
         assert old_ref is not None
@@ -444,7 +444,26 @@ def migrate_secrets(
     )
 
 
-def _forget(target: SecretBackend, new_ref: str | None, *, committed: bool, old_ref: str | None) -> None:
+def stored_in(target: SecretBackend, reference: str) -> bool:
+    """Whether ``reference`` already points into ``target`` (so moving it there changes nothing)."""
+    return reference.startswith(target.name + ":")
+
+
+def restore_in(target: SecretBackend, reference: str, *, owner: str) -> str:
+    """Store ``owner``'s key behind ``reference`` again in ``target``; returns the new reference.
+
+    ``reference`` may belong to any backend ``target`` reads (see :func:`llmconfig.secrets.build_backend`).
+    The value passes through memory only. The old copy is left where it is: delete it once the new
+    reference is committed, or delete the new one with :func:`forget_uncommitted` when it is not.
+    """
+    value = target.load(reference, owner=owner)
+    try:
+        return target.store(owner=owner, value=value)
+    finally:
+        del value
+
+
+def forget_uncommitted(target: SecretBackend, new_ref: str | None, *, committed: bool, old_ref: str | None) -> None:
     """Remove a copy stored in ``target`` whose row update did not commit."""
     if new_ref is None or committed or new_ref == old_ref:
         return
