@@ -72,7 +72,7 @@ class ModelBuilder:
         targets = tuple(CallTarget(t.provider_id, t.provider_name, t.model_name) for t in resolution.targets)
         return self._track(built, CallContext(resolution.interaction_type, user_id, targets), resolution.kind)
 
-    def from_environment(self, interaction_type: str, kind: Kind, *, reason: str) -> Any:
+    def from_environment(self, interaction_type: str, kind: Kind | None, *, reason: str) -> Any:
         """The environment fallback: OpenAI from OPENAI_API_KEY with the built-in default, or a clear error."""
         if self._settings.openai_api_key is None:
             raise LLMConfigError(
@@ -81,6 +81,7 @@ class ModelBuilder:
                 "to fall back to OpenAI"
             )
         api_key = self._settings.openai_api_key.get_secret_value()
+        kind = kind or "chat"
         default = default_for(interaction_type, kind)
         with self._env_lock:
             first = interaction_type not in self._env_warned

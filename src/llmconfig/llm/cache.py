@@ -27,24 +27,40 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from llmconfig.config.resolution import Resolution
 from llmconfig.db.changes import Announcement, ChangeKind
 from llmconfig.errors import ConfigUnavailableError, LLMConfigError
-from llmconfig.llm.building import ModelBuilder
 from llmconfig.llm.sources import ResolutionSource
 
 log = logging.getLogger("llmconfig.llm")
 
 Kind = Literal["chat", "embeddings"]
-HotKey = tuple[str, str | None, Kind]
+# (interaction type, user id, the kind asked for: None takes whatever the type is, as the resolve endpoint does)
+HotKey = tuple[str, str | None, Kind | None]
 
 # Bounds memory when many distinct user ids pass through one process.
 MAX_ENTRIES = 10_000
 
 K = TypeVar("K")
 V = TypeVar("V")
+
+
+class Materialiser(Protocol):
+    """Turns resolutions into what the cache hands out (LangChain objects, or resolve payloads on the server)."""
+
+    def build(self, resolution: Resolution) -> Any:
+        """The object shared by every caller whose request resolves to ``resolution``."""
+        ...
+
+    def tracked(self, built: Any, resolution: Resolution, user_id: str | None) -> Any:
+        """What one caller gets: ``built`` with that caller's usage tracking attached, or ``built`` itself."""
+        ...
+
+    def from_environment(self, interaction_type: str, kind: Kind | None, *, reason: str) -> Any:
+        """What to hand out when nothing is configured (or the source is down and nothing was served yet)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +74,7 @@ class _Hot:
 class ModelCache:
     """Hands out the LangChain object for a key, resolving it from ``source`` on a miss; thread-safe."""
 
-    def __init__(self, source: ResolutionSource, builder: ModelBuilder, *, ttl: float) -> None:
+    def __init__(self, source: ResolutionSource, builder: Materialiser, *, ttl: float) -> None:
         self._source = source
         self._builder = builder
         self._ttl = ttl
@@ -76,6 +92,11 @@ class ModelCache:
         source.subscribe(self.apply)
 
     # -- reading ------------------------------------------------------------------------------------
+
+    @property
+    def revision(self) -> int | None:
+        """The newest revision this cache has read; what it serves is current as of it."""
+        return self._revision
 
     def get(self, key: HotKey) -> Any:
         """The object for ``key``: a dictionary lookup when it is cached and known to be fresh."""
@@ -178,7 +199,7 @@ class ModelCache:
             )
             self._store(key, _Hot(value, None), revision, generation)
             return value
-        if resolution.kind != kind:
+        if kind is not None and resolution.kind != kind:
             other = "get_embeddings()" if resolution.kind == "embeddings" else "get_llm()"
             raise LLMConfigError(
                 f"{interaction_type!r} is a {resolution.kind} interaction type; ask for it with {other}"

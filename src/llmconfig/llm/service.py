@@ -8,6 +8,7 @@ from sqlalchemy import Engine
 
 from llmconfig.llm.building import ModelBuilder
 from llmconfig.llm.cache import HotKey, ModelCache
+from llmconfig.llm.resolved import ResolvedBuilder, ResolvedConfig
 from llmconfig.llm.sources import DatabaseSource
 from llmconfig.services import Services
 from llmconfig.settings import Settings, get_settings
@@ -47,6 +48,9 @@ class LLMConfigService:
             recorder=self.services.usage_recorder,
         )
         self.cache = ModelCache(source, builder, ttl=self.settings.cache_ttl)
+        # Resolve payloads for client-mode processes and the OpenAI-compatible face: built on first use.
+        self._source = source
+        self._payloads: ModelCache | None = None
 
     # -- public API --------------------------------------------------------------------------------
 
@@ -72,6 +76,32 @@ class LLMConfigService:
         embeddings: Embeddings = await self.cache.aget(key)
         return embeddings
 
+    def resolve(self, interaction_type: str, *, user_id: str | None = None) -> ResolvedConfig:
+        """What ``interaction_type`` resolves to for ``user_id``, keys included (a dictionary lookup when warm).
+
+        NotFoundError when the type is unknown or nothing is configured for it.
+        """
+        payloads = self._payload_cache()
+        return self._stamped(payloads, payloads.get((interaction_type, user_id, None)))
+
+    async def aresolve(self, interaction_type: str, *, user_id: str | None = None) -> ResolvedConfig:
+        """Async twin of :meth:`resolve`."""
+        payloads = self._payload_cache()
+        return self._stamped(payloads, await payloads.aget((interaction_type, user_id, None)))
+
+    def _payload_cache(self) -> ModelCache:
+        if self._payloads is None:
+            self._payloads = ModelCache(
+                self._source, ResolvedBuilder(self._source.api_key), ttl=self.settings.cache_ttl
+            )
+        return self._payloads
+
+    @staticmethod
+    def _stamped(payloads: ModelCache, resolved: ResolvedConfig) -> ResolvedConfig:
+        # Served as current at the newest revision the cache has read (any later change would have dropped it).
+        revision = payloads.revision
+        return resolved if revision is None else resolved.model_copy(update={"revision": revision})
+
     # The names of the platform this service grew out of; they keep working.
     get_llm_for_interaction = aget_llm
     get_embeddings_model = aget_embeddings
@@ -83,6 +113,8 @@ class LLMConfigService:
     def close(self) -> None:
         """Write the usage still queued and release connections (the services too, when this built them)."""
         self.cache.clear()
+        if self._payloads is not None:
+            self._payloads.clear()
         if self._owns_services:
             self.services.close()
         else:

@@ -1,0 +1,117 @@
+"""A resolution with its keys: what the server hands to client-mode processes and the OpenAI-compatible face.
+
+:class:`ResolvedConfig` is the body of ``GET /api/v1/llm/resolve/{interaction_type}`` (DESIGN §9). It carries
+decrypted provider keys, so it only ever goes to ``client`` and ``admin`` tokens, and never into a log.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from llmconfig.config.resolution import Resolution, Target, freeze_params
+from llmconfig.config.schemas import ConfigSource
+from llmconfig.errors import NotFoundError
+from llmconfig.llm.building import KeyLookup
+from llmconfig.providers.catalog import ModelKind
+
+
+class ResolvedTarget(BaseModel):
+    """One (provider, model) to call, with the key to call it with."""
+
+    provider_id: str
+    provider_name: str
+    provider_type: str
+    # Changes whenever the provider (its URL or key) does: client processes key their objects by it.
+    provider_version: int = 0
+    base_url: str
+    model_name: str
+    api_key: str | None
+
+    def __repr__(self) -> str:  # never the key, even in a traceback or a debugger
+        return f"ResolvedTarget({self.provider_name}/{self.model_name} at {self.base_url})"
+
+    __str__ = __repr__
+
+
+class ResolvedConfig(BaseModel):
+    """What one interaction type resolves to for one user; the first target is the primary."""
+
+    interaction_type: str
+    kind: ModelKind
+    revision: int
+    source: ConfigSource
+    temperature: float | None
+    max_tokens: int | None
+    extra_params: dict[str, Any]
+    targets: list[ResolvedTarget]
+
+    @classmethod
+    def of(cls, resolution: Resolution, revision: int, api_key: KeyLookup) -> ResolvedConfig:
+        return cls(
+            interaction_type=resolution.interaction_type,
+            kind=resolution.kind,
+            revision=revision,
+            source=resolution.source,
+            temperature=resolution.temperature,
+            max_tokens=resolution.max_tokens,
+            extra_params=resolution.extra_params,
+            targets=[
+                ResolvedTarget(
+                    provider_id=target.provider_id,
+                    provider_name=target.provider_name,
+                    provider_type=target.provider_type,
+                    provider_version=target.provider_version,
+                    base_url=target.base_url,
+                    model_name=target.model_name,
+                    api_key=api_key(target),
+                )
+                for target in resolution.targets
+            ],
+        )
+
+    def resolution(self) -> Resolution:
+        """The plain resolution (keys left out: each target's key reference names its provider version)."""
+        targets = tuple(
+            Target(
+                provider_id=t.provider_id,
+                provider_name=t.provider_name,
+                provider_type=t.provider_type,
+                provider_version=t.provider_version,
+                base_url=t.base_url,
+                api_key_ref=None if t.api_key is None else f"server:{t.provider_id}:{t.provider_version}",
+                model_name=t.model_name,
+            )
+            for t in self.targets
+        )
+        return Resolution(
+            interaction_type=self.interaction_type,
+            kind=self.kind,
+            source=self.source,
+            target=targets[0],
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+            extra_params_json=freeze_params(self.extra_params),
+            fallbacks=targets[1:],
+        )
+
+
+class ResolvedBuilder:
+    """The server's materialiser: resolutions become :class:`ResolvedConfig` payloads, keys decrypted once."""
+
+    def __init__(self, api_key: KeyLookup) -> None:
+        self._api_key = api_key
+
+    def build(self, resolution: Resolution) -> ResolvedConfig:
+        # The revision is filled in when the payload is served (see LLMConfigService.resolve).
+        return ResolvedConfig.of(resolution, 0, self._api_key)
+
+    def tracked(self, built: Any, resolution: Resolution, user_id: str | None) -> Any:
+        return built
+
+    def from_environment(self, interaction_type: str, kind: ModelKind | None, *, reason: str) -> Any:
+        raise NotFoundError(
+            f"Nothing to resolve for {interaction_type!r}: {reason}. Configure it with `llmconfig config set "
+            f"{interaction_type} --provider NAME --model MODEL` (or the web panel)"
+        )
