@@ -13,6 +13,7 @@ from llmconfig.config import ConfigUpdate, FallbackTarget
 from llmconfig.providers import ProviderCreate
 from llmconfig.tokens import TokenService
 from llmconfig.usage import PriceUpdate, UsageEvent, UsageRecorder
+from llmconfig.usage.recorder import DatabaseSink
 from llmconfig.usage.service import UsageGroup
 from tests.conftest import configure_reasoning, free_tcp_port
 from tests.peers import OpenAIPeer
@@ -116,7 +117,7 @@ def test_recording_never_fails_a_call(configured: LLMConfigService, settings_fac
 
     dead = make_sessionmaker(create_db_engine(f"postgresql+psycopg://x@127.0.0.1:{free_tcp_port()}/none"))
     services = configured.services
-    services.usage_recorder = UsageRecorder(dead)
+    services.usage_recorder = UsageRecorder(DatabaseSink(dead))
     recording_nowhere = LLMConfigService(services=services)
     assert recording_nowhere.get_llm("reasoning").invoke("hi").content == "Hello from openai-peer"
     assert services.usage_recorder.flush()

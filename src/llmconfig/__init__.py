@@ -25,10 +25,19 @@ from llmconfig.llm import (
     get_llm,
     reset_default_service,
 )
-from llmconfig.services import Services
 from llmconfig.settings import Settings
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # Services brings the database drivers; a client-mode process (LLMCONFIG_SERVER_URL) never needs them.
+    if name == "Services":
+        from llmconfig.services import Services
+
+        return Services
+    raise AttributeError(f"module 'llmconfig' has no attribute {name!r}")
+
 
 __all__ = [
     "ConcurrentChangeError",

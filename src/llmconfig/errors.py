@@ -7,9 +7,11 @@
     ├── SecretBackendError              the secret backend failed or holds no such secret
     │   └── SecretDecryptionError       a stored secret cannot be decrypted (wrong master key, tampering)
     ├── ConfigUnavailableError          the configuration cannot be read right now
-    │   └── DatabaseUnavailableError    the database cannot be reached
+    │   ├── DatabaseUnavailableError    the database cannot be reached
+    │   └── ServerUnavailableError      the llmconfig server cannot be reached (client mode)
     ├── ValidationError                 input rejected before anything was written (HTTP 422)
     ├── NotFoundError                   unknown provider, interaction type … (HTTP 404)
+    │   └── NotConfiguredError          the interaction type exists, but nothing is configured for it
     ├── ConflictError                   duplicate name, stale version, provider in use (HTTP 409)
     │   └── ConcurrentChangeError       another writer committed a clashing change at the same moment
     └── ProviderError                   a provider answered badly or not at all
@@ -62,12 +64,25 @@ class DatabaseUnavailableError(ConfigUnavailableError):
     what = "the configuration database"
 
 
+class ServerUnavailableError(ConfigUnavailableError):
+    """The llmconfig server (LLMCONFIG_SERVER_URL) cannot be reached, or answered with a server error."""
+
+    what = "the llmconfig server"
+
+
 class ValidationError(LLMConfigError):
     """Input was rejected; nothing was written."""
 
 
 class NotFoundError(LLMConfigError):
     """The named provider, interaction type or configuration does not exist."""
+
+
+class NotConfiguredError(NotFoundError):
+    """The interaction type exists, but no entry applies to the request (so the environment fallback may)."""
+
+    # The problem type the REST API answers it with, so that client-mode processes can tell it apart.
+    problem_type = "urn:llmconfig:problem:not-configured"
 
 
 class ConflictError(LLMConfigError):

@@ -22,6 +22,7 @@ from llmconfig.secrets import SecretBackend, make_secret_backend
 from llmconfig.settings import Settings, get_settings
 from llmconfig.tokens import TokenService
 from llmconfig.usage import UsageRecorder, UsageService
+from llmconfig.usage.recorder import DatabaseSink
 
 
 @dataclass(eq=False)
@@ -73,7 +74,7 @@ class Services:
             resolver=Resolver(sessions=sessions),
             audit=AuditService(sessions=sessions),
             usage=UsageService(sessions=sessions),
-            usage_recorder=UsageRecorder(sessions),
+            usage_recorder=UsageRecorder(DatabaseSink(sessions)),
             tokens=TokenService(
                 sessions=sessions,
                 env_admin_token=settings.admin_token.get_secret_value() if settings.admin_token else None,

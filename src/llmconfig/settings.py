@@ -53,6 +53,13 @@ class Settings(BaseSettings):
     # or batch of embeddings, far below what would hurt the process.
     model_max_response_bytes: int = Field(default=32 * 1024 * 1024, ge=1024, le=1024**3)
 
+    # Client mode (DESIGN §9): with both set, get_llm resolves through this llmconfig server, and the process
+    # needs neither a database URL nor the master key.
+    server_url: str | None = None
+    token: SecretStr | None = None
+    # Seconds between keep-alive comments on the change stream (GET /changes), so proxies keep it open.
+    stream_heartbeat: float = Field(default=15.0, gt=0, le=300)
+
     # The environment fallback (DESIGN §1): OpenAI's own variables, read without the LLMCONFIG_ prefix.
     openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
     openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
@@ -66,6 +73,24 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: Any) -> Any:
         # `export OPENAI_API_KEY=` (empty) means "not set", as it did for os.environ.get(...) or None.
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("server_url")
+    @classmethod
+    def _server_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        url = value.strip().rstrip("/")
+        scheme, _, rest = url.partition("://")
+        if scheme.lower() not in ("http", "https") or not rest or rest.startswith("/"):
+            raise ValueError(
+                "LLMCONFIG_SERVER_URL must be the server's http(s) address, for example https://llmconfig.internal:8900"
+            )
+        return url
+
+    @property
+    def client_mode(self) -> bool:
+        """Whether get_llm resolves through a server (LLMCONFIG_SERVER_URL and LLMCONFIG_TOKEN both set)."""
+        return self.server_url is not None and self.token is not None
 
     @field_validator("database_url")
     @classmethod

@@ -25,7 +25,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import or_, select, update
@@ -34,8 +34,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from llmconfig.db.changes import Announcement, Change, ChangeKind, record_change
 from llmconfig.db.engine import transaction
 from llmconfig.db.models import ApiToken, InteractionType, utcnow
-from llmconfig.db.notifications import ChangeFeed
 from llmconfig.errors import ConflictError, NotFoundError, ValidationError
+
+if TYPE_CHECKING:
+    from llmconfig.db.notifications import ChangeFeed
 
 Role = Literal["admin", "viewer", "client"]
 ROLES: tuple[Role, ...] = get_args(Role)

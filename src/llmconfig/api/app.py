@@ -8,10 +8,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from llmconfig import __version__
+from llmconfig.api.change_stream import ChangeStream
 from llmconfig.api.errors import install_error_handlers
 from llmconfig.api.guards import RejectNulBytes
 from llmconfig.api.operations import install_operations
-from llmconfig.api.routers import audit, config, interaction_types, providers, tokens, usage, users
+from llmconfig.api.routers import agents, audit, config, interaction_types, providers, tokens, usage, users
 from llmconfig.api.security import SecurityHeaders
 from llmconfig.api.throttle import FailedAuthLimiter, TrustedProxies
 from llmconfig.llm import LLMConfigService
@@ -24,9 +25,13 @@ def create_app(settings: Settings | None = None, *, service: LLMConfigService | 
     settings = settings or get_settings()
     svc = service or LLMConfigService(settings)
 
+    stream = ChangeStream(svc.services, heartbeat=svc.settings.stream_heartbeat)
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await stream.start()
         yield
+        await stream.close()
         if service is None:
             svc.close()
 
@@ -37,6 +42,7 @@ def create_app(settings: Settings | None = None, *, service: LLMConfigService | 
         lifespan=lifespan,
     )
     app.state.service = svc
+    app.state.change_stream = stream
     app.state.tokens = svc.tokens
     # Token changes of other replicas drop the token snapshot as soon as they are announced.
     svc.services.changes.subscribe(svc.tokens.apply)
@@ -44,7 +50,7 @@ def create_app(settings: Settings | None = None, *, service: LLMConfigService | 
     app.state.trusted_proxies = TrustedProxies(settings.trusted_proxies)
     install_error_handlers(app)
 
-    for module in (providers, config, users, interaction_types, audit, usage, tokens):
+    for module in (providers, config, users, interaction_types, audit, usage, tokens, agents):
         app.include_router(module.router)
     install_operations(app, svc)
     install_ui(app)

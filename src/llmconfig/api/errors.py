@@ -17,9 +17,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llmconfig.errors import (
+    ConfigUnavailableError,
     ConflictError,
-    DatabaseUnavailableError,
     LLMConfigError,
+    NotConfiguredError,
     NotFoundError,
     ProviderError,
     SecretBackendError,
@@ -37,7 +38,7 @@ STATUS_BY_ERROR: list[tuple[type[LLMConfigError], int]] = [
     # The provider the input names failed its check: the caller's to fix, not the server's (a 5xx would page
     # whoever watches this server's error rate). The body carries the check's outcome.
     (ProviderError, 422),
-    (DatabaseUnavailableError, 503),
+    (ConfigUnavailableError, 503),
     (SecretBackendError, 503),
 ]
 
@@ -63,8 +64,15 @@ class ProviderProblem(Problem):
     validation: ValidationResult
 
 
-def problem(status: int, detail: str, *, errors: list[FieldProblem] | None = None, headers: Any = None) -> JSONResponse:
-    body = Problem(title=HTTPStatus(status).phrase, status=status, detail=detail, errors=errors)
+def problem(
+    status: int,
+    detail: str,
+    *,
+    errors: list[FieldProblem] | None = None,
+    headers: Any = None,
+    kind: str = "about:blank",
+) -> JSONResponse:
+    body = Problem(type=kind, title=HTTPStatus(status).phrase, status=status, detail=detail, errors=errors)
     return JSONResponse(
         body.model_dump(exclude_none=True), status_code=status, media_type=PROBLEM_JSON, headers=headers
     )
@@ -110,7 +118,9 @@ def install_error_handlers(app: FastAPI) -> None:
         if isinstance(exc, ProviderError):
             return provider_problem(exc)
         status = next((code for kind, code in STATUS_BY_ERROR if isinstance(exc, kind)), 400)
-        return problem(status, str(exc))
+        return problem(
+            status, str(exc), kind=exc.problem_type if isinstance(exc, NotConfiguredError) else "about:blank"
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

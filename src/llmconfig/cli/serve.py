@@ -45,6 +45,9 @@ def serve() -> None:
         # The app reads Forwarded / X-Forwarded-For itself, from LLMCONFIG_TRUSTED_PROXIES only; uvicorn's
         # default would trust them from 127.0.0.1 and rewrite the client address before the app sees it.
         proxy_headers=False,
+        # Change streams stay open until their clients leave: give them this long, then end them (their clients
+        # reconnect with Last-Event-ID, to another replica or to this one restarted).
+        timeout_graceful_shutdown=5,
     )
 
 

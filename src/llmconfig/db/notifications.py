@@ -69,6 +69,10 @@ class ChangeFeed:
             if self._listen_url is not None and self._listener is None:
                 self._listener = ChangeListener(self._listen_url, self.deliver).start()
 
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        with self._lock:
+            self._subscribers = tuple(s for s in self._subscribers if s != subscriber)
+
     def deliver(self, announcement: Announcement) -> None:
         for subscriber in self._subscribers:  # a tuple replaced on subscribe: safe to iterate unlocked
             try:

@@ -72,14 +72,21 @@ class ModelBuilder:
         targets = tuple(CallTarget(t.provider_id, t.provider_name, t.model_name) for t in resolution.targets)
         return self._track(built, CallContext(resolution.interaction_type, user_id, targets), resolution.kind)
 
-    def from_environment(self, interaction_type: str, kind: Kind | None, *, reason: str) -> Any:
-        """The environment fallback: OpenAI from OPENAI_API_KEY with the built-in default, or a clear error."""
+    def from_environment(
+        self, interaction_type: str, kind: Kind | None, *, reason: str, unreachable: bool = False
+    ) -> Any:
+        """The environment fallback: OpenAI from OPENAI_API_KEY with the built-in default, or a clear error.
+
+        ``unreachable``: the configuration could not be read (rather than having nothing for the type).
+        """
         if self._settings.openai_api_key is None:
-            raise LLMConfigError(
-                f"No model for {interaction_type!r}: {reason}. Configure it with `llmconfig config set "
-                f"{interaction_type} --provider NAME --model MODEL` (or the web panel), or set OPENAI_API_KEY "
-                "to fall back to OpenAI"
+            remedy = (
+                "set OPENAI_API_KEY to fall back to OpenAI while it is down"
+                if unreachable
+                else f"Configure it with `llmconfig config set {interaction_type} --provider NAME --model MODEL` "
+                "(or the web panel), or set OPENAI_API_KEY to fall back to OpenAI"
             )
+            raise LLMConfigError(f"No model for {interaction_type!r}: {reason}. {remedy}")
         api_key = self._settings.openai_api_key.get_secret_value()
         kind = kind or "chat"
         default = default_for(interaction_type, kind)

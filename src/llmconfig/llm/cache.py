@@ -58,7 +58,9 @@ class Materialiser(Protocol):
         """What one caller gets: ``built`` with that caller's usage tracking attached, or ``built`` itself."""
         ...
 
-    def from_environment(self, interaction_type: str, kind: Kind | None, *, reason: str) -> Any:
+    def from_environment(
+        self, interaction_type: str, kind: Kind | None, *, reason: str, unreachable: bool = False
+    ) -> Any:
         """What to hand out when nothing is configured (or the source is down and nothing was served yet)."""
         ...
 
@@ -191,7 +193,7 @@ class ModelCache:
             if last_good is not None:
                 return last_good
             reason = f"{outage.what} is unreachable ({outage.detail or outage})"
-            return self._builder.from_environment(interaction_type, kind, reason=reason)
+            return self._builder.from_environment(interaction_type, kind, reason=reason, unreachable=True)
         self._note_recovery()
         if resolution is None:
             value = self._builder.from_environment(

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from llmconfig.config.resolution import Resolution, Target, freeze_params
 from llmconfig.config.schemas import ConfigSource
-from llmconfig.errors import NotFoundError
+from llmconfig.errors import NotConfiguredError
 from llmconfig.llm.building import KeyLookup
 from llmconfig.providers.catalog import ModelKind
 
@@ -110,8 +110,10 @@ class ResolvedBuilder:
     def tracked(self, built: Any, resolution: Resolution, user_id: str | None) -> Any:
         return built
 
-    def from_environment(self, interaction_type: str, kind: ModelKind | None, *, reason: str) -> Any:
-        raise NotFoundError(
+    def from_environment(
+        self, interaction_type: str, kind: ModelKind | None, *, reason: str, unreachable: bool = False
+    ) -> Any:
+        raise NotConfiguredError(
             f"Nothing to resolve for {interaction_type!r}: {reason}. Configure it with `llmconfig config set "
             f"{interaction_type} --provider NAME --model MODEL` (or the web panel)"
         )

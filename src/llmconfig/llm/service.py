@@ -2,28 +2,41 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from sqlalchemy import Engine
-
+from llmconfig.errors import LLMConfigError, SettingsError
 from llmconfig.llm.building import ModelBuilder
 from llmconfig.llm.cache import HotKey, ModelCache
 from llmconfig.llm.resolved import ResolvedBuilder, ResolvedConfig
-from llmconfig.llm.sources import DatabaseSource
-from llmconfig.services import Services
+from llmconfig.llm.sources import ResolutionSource
 from llmconfig.settings import Settings, get_settings
 
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
     from langchain_core.language_models import BaseChatModel
+    from sqlalchemy import Engine
     from sqlalchemy.orm import Session, sessionmaker
 
     from llmconfig.audit import AuditService
     from llmconfig.config import EntryService, InteractionTypeService, Resolver
     from llmconfig.providers import ProviderService
     from llmconfig.secrets import SecretBackend
+    from llmconfig.services import Services
     from llmconfig.tokens import TokenService
     from llmconfig.usage import UsageRecorder, UsageService
+
+T = TypeVar("T")
+
+
+class _OfServices(Generic[T]):
+    """An attribute of the composition root, reachable on the service too (``svc.providers``)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, service: LLMConfigService, owner: type | None = None) -> T:
+        value: T = getattr(service.services, self._name)
+        return value
 
 
 class LLMConfigService:
@@ -39,18 +52,66 @@ class LLMConfigService:
     ) -> None:
         self.settings = settings or (services.settings if services is not None else get_settings())
         self._owns_services = services is None
-        self.services = services or Services.from_settings(self.settings, engine=engine)
-        source = DatabaseSource(self.services)
+        self._services: Services | None = None
+        self._closers: list[Any] = []
+        self._recorder: UsageRecorder | None = None
+        source: ResolutionSource
+        if self.settings.client_mode and services is None:
+            source, builder = self._client_mode()
+        else:
+            source, builder = self._local_mode(services, engine)
+        self.cache = ModelCache(source, builder, ttl=self.settings.cache_ttl)
+        # Resolve payloads for the server's /resolve and the OpenAI-compatible face: built on first use.
+        self._source = source
+        self._payloads: ModelCache | None = None
+
+    def _local_mode(self, services: Services | None, engine: Engine | None) -> tuple[ResolutionSource, ModelBuilder]:
+        """Resolutions from the database, keys decrypted here."""
+        from llmconfig.llm.sources import DatabaseSource
+        from llmconfig.services import Services
+
+        if services is None and (self.settings.server_url is None) != (self.settings.token is None):
+            missing = "LLMCONFIG_TOKEN" if self.settings.token is None else "LLMCONFIG_SERVER_URL"
+            raise SettingsError(
+                f"{missing} is not set: client mode needs both LLMCONFIG_SERVER_URL and LLMCONFIG_TOKEN (a client "
+                "token); unset the other one to use the database directly"
+            )
+        self._services = services or Services.from_settings(self.settings, engine=engine)
+        self._recorder = self._services.usage_recorder
+        source = DatabaseSource(self._services)
         builder = ModelBuilder(
             self.settings,
             api_key=source.api_key,
-            clients=self.services.providers.model_clients,
-            recorder=self.services.usage_recorder,
+            clients=self._services.providers.model_clients,
+            recorder=self._services.usage_recorder,
         )
-        self.cache = ModelCache(source, builder, ttl=self.settings.cache_ttl)
-        # Resolve payloads for client-mode processes and the OpenAI-compatible face: built on first use.
-        self._source = source
-        self._payloads: ModelCache | None = None
+        return source, builder
+
+    def _client_mode(self) -> tuple[ResolutionSource, ModelBuilder]:
+        """Resolutions from the server (LLMCONFIG_SERVER_URL): no database, no master key in this process."""
+        from llmconfig.llm.client import ServerConnection, ServerSource, ServerUsageSink
+        from llmconfig.providers.clients import ModelClients
+        from llmconfig.providers.outbound import OutboundPolicy
+        from llmconfig.usage.recorder import UsageRecorder
+
+        connection = ServerConnection(self.settings)
+        source = ServerSource(self.settings, connection)
+        policy = OutboundPolicy(allow=self.settings.outbound_allow, deny=self.settings.outbound_deny)
+        clients = ModelClients(policy, max_response_bytes=self.settings.model_max_response_bytes)
+        recorder = self._recorder = UsageRecorder(ServerUsageSink(connection))
+        # Closed in this order: the recorder posts what is queued before the connection goes.
+        self._closers = [source.close, lambda: recorder.flush(timeout=5), connection.close, clients.close]
+        return source, ModelBuilder(self.settings, api_key=source.api_key, clients=clients, recorder=recorder)
+
+    @property
+    def services(self) -> Services:
+        """The composition root this service resolves from (not available in client mode)."""
+        if self._services is None:
+            raise LLMConfigError(
+                "This process resolves through the llmconfig server (LLMCONFIG_SERVER_URL): it has no database "
+                "here; manage providers and configuration with the server's REST API, CLI or panel"
+            )
+        return self._services
 
     # -- public API --------------------------------------------------------------------------------
 
@@ -106,6 +167,10 @@ class LLMConfigService:
     get_llm_for_interaction = aget_llm
     get_embeddings_model = aget_embeddings
 
+    def flush_usage(self, timeout: float = 10.0) -> bool:
+        """Wait until the usage recorded so far is written (to the database, or posted to the server)."""
+        return self._recorder is None or self._recorder.flush(timeout=timeout)
+
     def invalidate(self) -> None:
         """Forget every resolution; the next call reads the configuration again."""
         self.cache.invalidate()
@@ -115,53 +180,25 @@ class LLMConfigService:
         self.cache.clear()
         if self._payloads is not None:
             self._payloads.clear()
+        for close in self._closers:
+            close()
+        if self._services is None:
+            return
         if self._owns_services:
-            self.services.close()
+            self._services.close()
         else:
-            self.services.usage_recorder.flush(timeout=5)
+            self._services.usage_recorder.flush(timeout=5)
 
-    # -- the composition root's services, for scripts and the server ----------------------------------
+    # -- the composition root's services, for scripts and the server -----------------------------------
 
-    @property
-    def engine(self) -> Engine:
-        return self.services.engine
-
-    @property
-    def sessions(self) -> sessionmaker[Session]:
-        return self.services.sessions
-
-    @property
-    def secrets(self) -> SecretBackend:
-        return self.services.secrets
-
-    @property
-    def providers(self) -> ProviderService:
-        return self.services.providers
-
-    @property
-    def types(self) -> InteractionTypeService:
-        return self.services.types
-
-    @property
-    def config(self) -> EntryService:
-        return self.services.config
-
-    @property
-    def resolver(self) -> Resolver:
-        return self.services.resolver
-
-    @property
-    def audit(self) -> AuditService:
-        return self.services.audit
-
-    @property
-    def usage(self) -> UsageService:
-        return self.services.usage
-
-    @property
-    def usage_recorder(self) -> UsageRecorder:
-        return self.services.usage_recorder
-
-    @property
-    def tokens(self) -> TokenService:
-        return self.services.tokens
+    engine: _OfServices[Engine] = _OfServices()
+    sessions: _OfServices[sessionmaker[Session]] = _OfServices()
+    secrets: _OfServices[SecretBackend] = _OfServices()
+    providers: _OfServices[ProviderService] = _OfServices()
+    types: _OfServices[InteractionTypeService] = _OfServices()
+    config: _OfServices[EntryService] = _OfServices()
+    resolver: _OfServices[Resolver] = _OfServices()
+    audit: _OfServices[AuditService] = _OfServices()
+    usage: _OfServices[UsageService] = _OfServices()
+    usage_recorder: _OfServices[UsageRecorder] = _OfServices()
+    tokens: _OfServices[TokenService] = _OfServices()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
@@ -39,22 +40,43 @@ def estimate_cost(event: UsageEvent, prices: dict[str, tuple[float, float]]) -> 
     return (event.prompt_tokens * price[0] + event.completion_tokens * price[1]) / 1_000_000
 
 
-class UsageRecorder:
-    """A bounded queue drained by one daemon thread that inserts what it finds in one transaction.
+UsageSink = Callable[[list[UsageEvent]], None]
 
-    ``record`` only appends to the queue. If the database is down the batch is dropped (logged once per
-    outage); if the queue is full the event is dropped and counted in ``dropped``.
+
+class DatabaseSink:
+    """Writes a batch of usage events in one transaction, each with its cost from the price table."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def __call__(self, batch: list[UsageEvent]) -> None:
+        with transaction(self._sessions, write=True) as session:
+            prices = {
+                row.model_name: (row.input_per_million, row.output_per_million)
+                for row in session.scalars(select(ModelPrice))
+            }
+            session.execute(
+                insert(UsageRecord),
+                [{**asdict(event), "cost_usd": estimate_cost(event, prices)} for event in batch],
+            )
+
+
+class UsageRecorder:
+    """A bounded queue drained by one daemon thread that hands what it finds to ``sink`` in one batch.
+
+    ``record`` only appends to the queue. If the sink fails (the database or the server is down) the batch is
+    dropped (logged once per outage); if the queue is full the event is dropped and counted in ``dropped``.
     """
 
     def __init__(
         self,
-        sessions: sessionmaker[Session],
+        sink: UsageSink,
         *,
         flush_interval: float = 0.5,
         max_batch: int = 1000,
         max_queue: int = 100_000,
     ) -> None:
-        self._sessions = sessions
+        self._sink = sink
         self._flush_interval = flush_interval
         self._max_batch = max_batch
         self._queue: queue.Queue[UsageEvent | threading.Event] = queue.Queue(maxsize=max_queue)
@@ -111,16 +133,8 @@ class UsageRecorder:
 
     def _write(self, batch: list[UsageEvent]) -> None:
         try:
-            with transaction(self._sessions, write=True) as session:
-                prices = {
-                    row.model_name: (row.input_per_million, row.output_per_million)
-                    for row in session.scalars(select(ModelPrice))
-                }
-                session.execute(
-                    insert(UsageRecord),
-                    [{**asdict(event), "cost_usd": estimate_cost(event, prices)} for event in batch],
-                )
-        except Exception as exc:  # recording must never take the caller down, whatever the database does
+            self._sink(batch)
+        except Exception as exc:  # recording must never take the caller down, whatever the sink does
             if not self._failing:
                 log.warning("Dropping %d usage records: %s", len(batch), exc)
             self._failing = True

@@ -1,0 +1,182 @@
+"""``GET /api/v1/llm/changes``: committed changes relayed to client-mode processes as Server-Sent Events.
+
+Each change is one event whose ``id`` is the revision it committed at::
+
+    id: 42
+    event: change
+    data: {"change":"config:reasoning","revision":42}
+
+``event: resync`` tells a client that changes may have been missed, so it must drop everything it resolved.
+A comment line keeps idle connections open through proxies. A client that reconnects sends the last id it
+saw as ``Last-Event-ID``; the changes it missed are replayed from a window of recent ones, or, when that
+window does not reach back far enough, it gets ``resync``.
+
+What reaches the stream is what the process's change feed delivers: its own commits and, on PostgreSQL,
+every replica's (LISTEN/NOTIFY). Changes the feed cannot push (on SQLite, another process's writes; on
+PostgreSQL, those made while the listener was reconnecting) are found by polling the revision counter, and
+announced as ``resync``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import AsyncIterator
+
+from llmconfig.db.changes import Announcement, ChangeKind
+from llmconfig.errors import ConfigUnavailableError
+from llmconfig.services import Services
+
+log = logging.getLogger("llmconfig.api")
+
+# Recent changes kept for clients that reconnect with Last-Event-ID.
+HISTORY = 1024
+# Per client: a client this far behind is told to resync instead of being sent every change.
+CLIENT_BACKLOG = 256
+KEEPALIVE = b": keep-alive\n\n"
+
+
+def change_event(announcement: Announcement) -> bytes:
+    return f"id: {announcement.revision}\nevent: change\ndata: {announcement.to_json()}\n\n".encode()
+
+
+def resync_event(revision: int) -> bytes:
+    return f'id: {revision}\nevent: resync\ndata: {{"revision":{revision}}}\n\n'.encode()
+
+
+class _Client:
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=CLIENT_BACKLOG)
+        self.overflowed = False
+
+
+class ChangeStream:
+    """Relays the change feed of one process to every connected client; runs on the server's event loop."""
+
+    def __init__(self, services: Services, *, heartbeat: float, poll_interval: float = 0.25) -> None:
+        self._services = services
+        self._heartbeat = heartbeat
+        self._poll_interval = poll_interval
+        self._clients: set[_Client] = set()
+        self._recent: deque[Announcement] = deque(maxlen=HISTORY)
+        # The newest revision known here, and the oldest one from which the window of recent changes is whole.
+        self._latest = 0
+        self._floor = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._poller: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Begin relaying (at application start-up, on the loop that serves the streams)."""
+        self._loop = asyncio.get_running_loop()
+        with contextlib.suppress(ConfigUnavailableError):
+            self._latest = self._floor = await asyncio.to_thread(self._services.resolver.revision)
+        self._services.changes.subscribe(self._from_feed)
+        self._poller = asyncio.create_task(self._poll(), name="llmconfig-change-poll")
+
+    async def close(self) -> None:
+        """End every stream (at shutdown); clients reconnect elsewhere with their Last-Event-ID."""
+        self._services.changes.unsubscribe(self._from_feed)
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+        for client in self._clients:
+            self._offer(client, None)
+        self._loop = None
+
+    async def events(self, last_event_id: int | None) -> AsyncIterator[bytes]:
+        """The stream of one client: what it missed since ``last_event_id``, then every change as it comes."""
+        client = _Client()
+        self._clients.add(client)
+        try:
+            yield b"retry: 1000\n: connected\n\n"
+            for missed in self._catch_up(last_event_id):
+                yield missed
+            while True:
+                if client.overflowed:
+                    client.overflowed = False
+                    while not client.queue.empty():
+                        client.queue.get_nowait()
+                    yield resync_event(self._latest)
+                try:
+                    event = await asyncio.wait_for(client.queue.get(), timeout=self._heartbeat)
+                except TimeoutError:
+                    yield KEEPALIVE
+                    continue
+                if event is None:
+                    return
+                yield event
+        finally:
+            self._clients.discard(client)
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _catch_up(self, last_event_id: int | None) -> list[bytes]:
+        if last_event_id is None or last_event_id == self._latest:
+            return []
+        missed = sorted(
+            (a for a in self._recent if a.revision is not None and a.revision > last_event_id),
+            key=lambda a: a.revision or 0,
+        )
+        whole = self._floor <= last_event_id < self._latest and [a.revision for a in missed] == list(
+            range(last_event_id + 1, self._latest + 1)
+        )
+        return [change_event(a) for a in missed] if whole else [resync_event(self._latest)]
+
+    def _from_feed(self, announcement: Announcement) -> None:
+        # Called on whichever thread delivers the change (a committing request, the listener thread).
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._publish, announcement)
+
+    def _publish(self, announcement: Announcement) -> None:
+        revision = announcement.revision
+        if announcement.change.kind is ChangeKind.EVERYTHING or revision is None:
+            # The feed itself lost track (a listener that reconnected): so does every client.
+            self._resync(self._latest)
+            return
+        if revision <= self._latest and any(a.revision == revision for a in self._recent):
+            return  # delivered twice (this process's own commit, then its NOTIFY)
+        self._recent.append(announcement)
+        self._latest = max(self._latest, revision)
+        event = change_event(announcement)
+        for client in self._clients:
+            self._offer(client, event)
+
+    def _resync(self, revision: int) -> None:
+        self._latest = max(self._latest, revision)
+        self._recent.clear()
+        self._floor = self._latest
+        event = resync_event(self._latest)
+        for client in self._clients:
+            self._offer(client, event)
+
+    @staticmethod
+    def _offer(client: _Client, event: bytes | None) -> None:
+        try:
+            client.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            client.overflowed = True
+
+    async def _poll(self) -> None:
+        """Find changes the feed did not push; announce them as resync once they stay unannounced."""
+        suspect: int | None = None
+        while True:
+            await asyncio.sleep(self._poll_interval)
+            if self._services.changes.pushed:
+                suspect = None
+                continue
+            try:
+                revision = await asyncio.to_thread(self._services.resolver.revision)
+            except ConfigUnavailableError:
+                continue
+            if revision <= self._latest:
+                suspect = None
+            elif suspect is not None and revision >= suspect:
+                # Still unannounced one poll later: not this process's commit on its way, a change made elsewhere.
+                self._resync(revision)
+                suspect = None
+            else:
+                suspect = revision

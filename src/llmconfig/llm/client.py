@@ -1,0 +1,261 @@
+"""Client mode: resolutions from an llmconfig server, kept fresh by its change stream.
+
+With ``LLMCONFIG_SERVER_URL`` and ``LLMCONFIG_TOKEN`` set (a ``client`` token), the model cache asks the
+server instead of the database: no database URL, no master key and no database driver in this process.
+
+* :class:`ServerSource` resolves with ``GET /resolve/{type}`` (keys included, kept in memory only), reads
+  the revision with ``GET /revision``, and follows ``GET /changes`` (Server-Sent Events) on a daemon thread
+  that reconnects with backoff and resumes with ``Last-Event-ID``; while the stream is down the cache polls
+  the revision instead.
+* :class:`ServerUsageSink` posts usage events in batches (``POST /usage/events``), from the recorder's
+  thread, never on the call path.
+
+A server that cannot be reached, or answers with a server error, is a
+:class:`~llmconfig.errors.ServerUnavailableError`: the cache then serves what it resolved last, or the
+environment fallback.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx2
+
+from llmconfig.config.resolution import Resolution, Target
+from llmconfig.config.schemas import storable_user_id
+from llmconfig.db.changes import RESYNC, Announcement
+from llmconfig.errors import (
+    LLMConfigError,
+    NotConfiguredError,
+    NotFoundError,
+    ServerUnavailableError,
+    SettingsError,
+)
+from llmconfig.llm.resolved import ResolvedConfig
+from llmconfig.settings import Settings
+from llmconfig.usage.recorder import UsageEvent
+
+log = logging.getLogger("llmconfig.client")
+
+API_PREFIX = "/api/v1/llm"
+MAX_BACKOFF = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEvent:
+    """One Server-Sent Event: its type (``message`` when unnamed), data and id."""
+
+    name: str
+    data: str
+    id: str | None
+
+
+def parse_events(lines: Iterator[str]) -> Iterator[StreamEvent]:
+    """The events of a ``text/event-stream``, given its lines (comments and unknown fields are skipped)."""
+    name, event_id = "message", None
+    data: list[str] = []
+    for line in lines:
+        if not line:
+            if data or name != "message":
+                yield StreamEvent(name, "\n".join(data), event_id)
+            name, data, event_id = "message", [], None
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "event":
+            name = value
+        elif field == "data":
+            data.append(value)
+        elif field == "id":
+            event_id = value
+
+
+class ServerConnection:
+    """The HTTP client to the server, with the token; turns every failure into one of our errors."""
+
+    def __init__(self, settings: Settings) -> None:
+        if settings.server_url is None or settings.token is None:
+            raise SettingsError("Client mode needs both LLMCONFIG_SERVER_URL and LLMCONFIG_TOKEN")
+        self.url = settings.server_url
+        timeout = settings.request_timeout
+        self.headers = {"Authorization": f"Bearer {settings.token.get_secret_value()}"}
+        self.timeout = httpx2.Timeout(timeout, connect=min(timeout, 5.0))
+        self.http = httpx2.Client(base_url=self.url + API_PREFIX, headers=self.headers, timeout=self.timeout)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx2.Response:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx2.HTTPError as exc:
+            raise ServerUnavailableError(
+                f"The llmconfig server at {self.url} cannot be reached ({type(exc).__name__}); check "
+                "LLMCONFIG_SERVER_URL and that the server is running",
+                detail=type(exc).__name__,
+            ) from None
+        if response.status_code >= 500:
+            raise ServerUnavailableError(
+                f"The llmconfig server at {self.url} answered {response.status_code}: {_detail(response)}",
+                detail=f"HTTP {response.status_code}",
+            )
+        if response.status_code == 401:
+            raise LLMConfigError(
+                f"The llmconfig server at {self.url} refused LLMCONFIG_TOKEN (401: {_detail(response)}); create a "
+                "client token with `llmconfig tokens create --role client` and set it"
+            )
+        if response.status_code == 403:
+            raise LLMConfigError(f"The llmconfig server at {self.url} refused this request: {_detail(response)}")
+        return response
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def _detail(response: httpx2.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.reason_phrase or "no detail"
+    return str(body.get("detail") or body) if isinstance(body, dict) else str(body)
+
+
+def key_ref(provider_id: str, provider_version: int) -> str:
+    return f"server:{provider_id}:{provider_version}"
+
+
+class ServerSource:
+    """The model cache's source in client mode; see the module docstring."""
+
+    def __init__(self, settings: Settings, connection: ServerConnection) -> None:
+        self._connection = connection
+        self._heartbeat = settings.stream_heartbeat
+        # Keys by reference (provider id and version), as the last resolutions handed them over.
+        self._keys: dict[str, str | None] = {}
+        self._revision: int | None = None
+        self._subscribers: tuple[Callable[[Announcement], None], ...] = ()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._connected = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- ResolutionSource --------------------------------------------------------------------------
+
+    def resolve(self, interaction_type: str, user_id: str | None) -> tuple[Resolution | None, int]:
+        # An id the server cannot store an override for follows the global entry, as in local mode.
+        params = {"user_id": user_id} if user_id is not None and storable_user_id(user_id) else None
+        response = self._connection.request("GET", f"/resolve/{quote(interaction_type, safe='')}", params=params)
+        if response.status_code == 404:
+            problem = response.json() if response.headers.get("content-type", "").endswith("json") else {}
+            if isinstance(problem, dict) and problem.get("type") == NotConfiguredError.problem_type:
+                return None, self._revision or 0
+            raise NotFoundError(_detail(response))
+        if response.status_code != 200:
+            raise LLMConfigError(f"The llmconfig server answered {response.status_code}: {_detail(response)}")
+        resolved = ResolvedConfig.model_validate_json(response.content)
+        with self._lock:
+            for target in resolved.targets:
+                self._keys[key_ref(target.provider_id, target.provider_version)] = target.api_key
+            self._note_revision(resolved.revision)
+        return resolved.resolution(), resolved.revision
+
+    def revision(self) -> int:
+        response = self._connection.request("GET", "/revision")
+        revision = int(response.json()["revision"])
+        with self._lock:
+            self._note_revision(revision)
+        return revision
+
+    def api_key(self, target: Target) -> str | None:
+        return None if target.api_key_ref is None else self._keys.get(target.api_key_ref)
+
+    def subscribe(self, subscriber: Callable[[Announcement], None]) -> None:
+        with self._lock:
+            self._subscribers = (*self._subscribers, subscriber)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._follow, name="llmconfig-changes", daemon=True)
+                self._thread.start()
+
+    @property
+    def pushed(self) -> bool:
+        return self._connected.is_set()
+
+    def close(self) -> None:
+        self._stop.set()
+
+    # -- the change stream -------------------------------------------------------------------------
+
+    def _note_revision(self, revision: int | None) -> None:
+        if revision is not None and (self._revision is None or revision > self._revision):
+            self._revision = revision
+
+    def _deliver(self, announcement: Announcement) -> None:
+        for subscriber in self._subscribers:
+            try:
+                subscriber(announcement)
+            except Exception:  # a faulty subscriber must not end the stream
+                log.exception("change subscriber failed for %s", announcement.change.encode())
+
+    def _follow(self) -> None:
+        backoff = 0.1
+        connection = self._connection
+        # Heartbeats arrive every `stream_heartbeat` seconds: three missed ones mean the stream is dead.
+        timeout = httpx2.Timeout(connection.timeout.connect or 5.0, read=self._heartbeat * 3)
+        with httpx2.Client(base_url=connection.url + API_PREFIX, headers=connection.headers, timeout=timeout) as http:
+            while not self._stop.is_set():
+                headers = {"Accept": "text/event-stream"}
+                if self._revision is not None:
+                    headers["Last-Event-ID"] = str(self._revision)
+                try:
+                    with http.stream("GET", "/changes", headers=headers) as response:
+                        if response.status_code == 200:
+                            backoff = 0.1
+                            self._read(response)
+                        elif not self._stop.is_set():
+                            log.warning(
+                                "The change stream of %s answered %s; checking the revision instead",
+                                connection.url,
+                                response.status_code,
+                            )
+                except httpx2.HTTPError as exc:
+                    if self._connected.is_set():
+                        log.warning(
+                            "Lost the change stream of %s (%s); reconnecting", connection.url, type(exc).__name__
+                        )
+                finally:
+                    self._connected.clear()
+                if self._stop.wait(backoff):
+                    return
+                backoff = min(MAX_BACKOFF, backoff * 2)
+
+    def _read(self, response: httpx2.Response) -> None:
+        self._connected.set()
+        for event in parse_events(response.iter_lines()):
+            if self._stop.is_set():
+                return
+            if event.name == "change":
+                announcement = Announcement.from_json(event.data)
+            elif event.name == "resync":
+                announcement = RESYNC
+            else:
+                continue
+            with self._lock:
+                self._note_revision(int(event.id) if event.id and event.id.isdigit() else None)
+            self._deliver(announcement)
+
+
+class ServerUsageSink:
+    """Posts a batch of usage events to the server (called on the usage recorder's thread)."""
+
+    def __init__(self, connection: ServerConnection) -> None:
+        self._connection = connection
+
+    def __call__(self, batch: list[UsageEvent]) -> None:
+        events = [{**asdict(event), "at": event.at.isoformat()} for event in batch]
+        response = self._connection.request("POST", "/usage/events", json={"events": events})
+        if response.status_code != 202:
+            raise LLMConfigError(f"The llmconfig server refused {len(batch)} usage events: {_detail(response)}")
