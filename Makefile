@@ -33,6 +33,7 @@ system-deps:
 lint: venv $(NODE_STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/lint-imports --no-cache
 	$(BIOME) ci --colors=off
 
 typecheck: venv

@@ -24,10 +24,10 @@ from sqlalchemy.engine import make_url
 
 from llmconfig import LLMConfigService
 from llmconfig.config.schemas import ConfigUpdate, FallbackTarget, InteractionTypeCreate
-from llmconfig.db.copy import table_checksum
 from llmconfig.db.engine import create_db_engine
 from llmconfig.db.migrate import alembic_config, current_revision, head_revision, upgrade_to_head
 from llmconfig.db.models import Base, Provider
+from llmconfig.db_copy import table_checksum
 from llmconfig.settings import Settings
 from llmconfig.tokens import TokenService
 from llmconfig.usage.service import PriceUpdate

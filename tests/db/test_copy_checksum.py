@@ -6,9 +6,9 @@ import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from llmconfig.db.copy import table_checksum
 from llmconfig.db.engine import create_db_engine
 from llmconfig.db.models import UsageRecord
+from llmconfig.db_copy import table_checksum
 
 TABLE = UsageRecord.__table__
 AT = datetime(2025, 3, 1, 12, 30, 15, 123456, tzinfo=UTC)

@@ -9,7 +9,7 @@ import typer
 from llmconfig.cli.common import JsonFlag, SecretBackendChoice, emit_json, migrated_engine, out
 
 if TYPE_CHECKING:
-    from llmconfig.db.copy import TableCopy
+    from llmconfig.db_copy import TableCopy
     from llmconfig.secrets.base import SecretBackend
 
 __all__ = ["app"]
@@ -40,7 +40,7 @@ def db_copy(
     and tokens, in one transaction on the target, which is migrated first when it has no schema. Each
     table's row count and checksum are checked on both sides. The configured database is only read.
     """
-    from llmconfig.db.copy import copy_database
+    from llmconfig.db_copy import copy_database
     from llmconfig.settings import get_settings
 
     settings = get_settings()

@@ -54,7 +54,6 @@ class ProviderAdapter(Protocol):
     """
 
     provider_type: ClassVar[str]
-    requires_base_url: ClassVar[bool]
 
     def normalise_base_url(self, base_url: str | None) -> str: ...
 
@@ -269,7 +268,6 @@ class OpenAICompatibleAdapter:
     """OpenAI and every server that speaks its wire format (vLLM, Ollama, LM Studio, LocalAI, TGI …)."""
 
     provider_type: ClassVar[str] = "custom"
-    requires_base_url: ClassVar[bool] = True
 
     def normalise_base_url(self, base_url: str | None) -> str:
         if not base_url:
@@ -377,7 +375,6 @@ def _openai_clients(clients: ModelClients) -> dict[str, Any]:
 
 class OpenAIAdapter(OpenAICompatibleAdapter):
     provider_type: ClassVar[str] = "openai"
-    requires_base_url: ClassVar[bool] = False
 
     def normalise_base_url(self, base_url: str | None) -> str:
         return super().normalise_base_url(base_url or OPENAI_DEFAULT_BASE_URL)
@@ -388,7 +385,6 @@ class OpenAIAdapter(OpenAICompatibleAdapter):
 
 class AnthropicAdapter:
     provider_type: ClassVar[str] = "anthropic"
-    requires_base_url: ClassVar[bool] = False
 
     def normalise_base_url(self, base_url: str | None) -> str:
         url = check_http_url(base_url or ANTHROPIC_DEFAULT_BASE_URL)

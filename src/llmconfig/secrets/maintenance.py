@@ -40,7 +40,6 @@ from llmconfig.db.changes import Change, record_change
 from llmconfig.db.engine import transaction
 from llmconfig.db.models import Provider
 from llmconfig.errors import ConflictError, SecretBackendError, SecretDecryptionError, SettingsError
-from llmconfig.secrets import build_backend
 from llmconfig.secrets.base import SecretBackend
 from llmconfig.secrets.local import (
     LocalSecretBackend,
@@ -469,8 +468,3 @@ def forget_uncommitted(target: SecretBackend, new_ref: str | None, *, committed:
         return
     with contextlib.suppress(SecretBackendError):
         target.delete(new_ref)
-
-
-def migration_target(settings: Settings, name: Literal["local", "aws"]) -> SecretBackend:
-    """The backend secrets move into: ``name`` built from ``settings``, reading the other backend's references."""
-    return build_backend(settings, name)
