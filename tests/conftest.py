@@ -22,20 +22,14 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
-from pydantic import SecretStr
 from sqlalchemy.engine import make_url
 
 from llmconfig import LLMConfigService
-from llmconfig.config import ConfigUpdate
 from llmconfig.db import create_db_engine, upgrade_to_head
-from llmconfig.providers import ProviderCreate
 from llmconfig.settings import Settings
+from tests.helpers import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY, psycopg_conninfo, requested_timeout
 from tests.peers import AnthropicPeer, OpenAIPeer
 from tests.pgserver import PostgresServer, PostgresServerError, free_tcp_port
-
-# Keys long and unique enough that finding them anywhere (database file, logs, output) is a real leak.
-OPENAI_PEER_KEY = "sk-canary-openai-7f3c9a1e5b2d4068"
-ANTHROPIC_PEER_KEY = "sk-ant-canary-anthropic-2b8e6d4f1a3c5079"
 
 POSTGRES_URL_ENV = "LLMCONFIG_TEST_POSTGRES_URL"
 STARTUP_TIMEOUT_SECONDS = 60.0
@@ -59,10 +53,6 @@ def postgres_url() -> Iterator[str]:
         server.remove()
 
 
-def _psycopg_conninfo(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     """A fresh SQLite database file for one test."""
@@ -82,12 +72,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         return
     server_url: str = request.getfixturevalue("postgres_url")
     name = f"llmconfig_test_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(_psycopg_conninfo(server_url), autocommit=True) as conn:
+    with psycopg.connect(psycopg_conninfo(server_url), autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
         yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
     finally:
-        with psycopg.connect(_psycopg_conninfo(server_url), autocommit=True) as conn:
+        with psycopg.connect(psycopg_conninfo(server_url), autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
@@ -107,7 +97,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def postgres_template(postgres_url: str) -> str:
     """A PostgreSQL database migrated to head once per session, cloned by ``migrated_database_url``."""
     name = f"llmconfig_template_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(_psycopg_conninfo(postgres_url), autocommit=True) as conn:
+    with psycopg.connect(psycopg_conninfo(postgres_url), autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     engine = create_db_engine(make_url(postgres_url).set(database=name).render_as_string(hide_password=False))
     upgrade_to_head(engine)
@@ -134,12 +124,12 @@ def migrated_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Ite
     server_url: str = request.getfixturevalue("postgres_url")
     template: str = request.getfixturevalue("postgres_template")
     name = f"llmconfig_test_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(_psycopg_conninfo(server_url), autocommit=True) as conn:
+    with psycopg.connect(psycopg_conninfo(server_url), autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template)))
     try:
         yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
     finally:
-        with psycopg.connect(_psycopg_conninfo(server_url), autocommit=True) as conn:
+        with psycopg.connect(psycopg_conninfo(server_url), autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
@@ -237,17 +227,6 @@ def settings_factory(tmp_path: Path, sqlite_url: str, monkeypatch: pytest.Monkey
 # ------------------------------------------------------------------------------------------------ service and peers
 
 
-# Loopback peers answer in milliseconds, but a busy 2-core CI machine has stalled one for over 2 s: tests that
-# expect an answer get a generous timeout; tests of a hanging provider ask for a short one with
-# ``@pytest.mark.request_timeout(seconds)``.
-DEFAULT_TEST_REQUEST_TIMEOUT = 15.0
-
-
-def requested_timeout(request: pytest.FixtureRequest) -> float:
-    marker = request.node.get_closest_marker("request_timeout")
-    return float(marker.args[0]) if marker else DEFAULT_TEST_REQUEST_TIMEOUT
-
-
 @pytest.fixture
 def service(
     request: pytest.FixtureRequest, migrated_database_url: str, settings_factory: Callable[..., Settings]
@@ -259,33 +238,6 @@ def service(
         yield svc
     finally:
         svc.close()
-
-
-def add_peer_providers(service: LLMConfigService, openai_peer: OpenAIPeer, anthropic_peer: AnthropicPeer) -> None:
-    """Two validated providers with keys: ``local`` (OpenAI wire format) and ``claude`` (Anthropic)."""
-    service.providers.add(
-        ProviderCreate(
-            name="local", provider_type="custom", api_base_url=openai_peer.root_url, api_key=SecretStr(OPENAI_PEER_KEY)
-        )
-    )
-    service.providers.add(
-        ProviderCreate(
-            name="claude",
-            provider_type="anthropic",
-            api_base_url=anthropic_peer.root_url,
-            api_key=SecretStr(ANTHROPIC_PEER_KEY),
-        )
-    )
-
-
-def configure_reasoning(service: LLMConfigService, openai_peer: OpenAIPeer) -> None:
-    """Provider ``local`` (the OpenAI peer, validated, with its key) answering ``reasoning`` with gpt-4o."""
-    service.providers.add(
-        ProviderCreate(
-            name="local", provider_type="custom", api_base_url=openai_peer.base_url, api_key=SecretStr(OPENAI_PEER_KEY)
-        )
-    )
-    service.config.set_global("reasoning", ConfigUpdate(provider_id="local", model_name="gpt-4o"), actor="t")
 
 
 @pytest.fixture

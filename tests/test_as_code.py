@@ -16,7 +16,7 @@ from llmconfig.as_code import apply, export_yaml, key_variable, parse
 from llmconfig.config import ConfigUpdate, FallbackTarget, InteractionTypeCreate
 from llmconfig.db.models import AuditEntry
 from llmconfig.errors import ValidationError
-from tests.conftest import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY, add_peer_providers
+from tests.helpers import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY, add_peer_providers
 from tests.peers import AnthropicPeer, OpenAIPeer
 
 

@@ -12,7 +12,7 @@ import pytest
 from llmconfig import LLMConfigService
 from llmconfig.config import ConfigUpdate
 from llmconfig.settings import Settings
-from tests.conftest import configure_reasoning
+from tests.helpers import configure_reasoning
 from tests.peers import OpenAIPeer
 
 MODELS = ("gpt-4o-mini", "local-chat", "gpt-4o")

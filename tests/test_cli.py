@@ -34,7 +34,7 @@ from tests.cli_helpers import (
     concurrently,
     stored_bytes,
 )
-from tests.conftest import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY, free_tcp_port
+from tests.helpers import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY, free_tcp_port
 from tests.peers import AnthropicPeer, OpenAIPeer
 
 WRONG_KEY = "sk-canary-wrong-key-5e1d9c3a7b"

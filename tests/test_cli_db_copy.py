@@ -39,7 +39,7 @@ from tests.cli_helpers import (
     concurrently,
     stored_bytes,
 )
-from tests.conftest import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY, add_peer_providers, free_tcp_port
+from tests.helpers import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY, add_peer_providers, free_tcp_port
 from tests.peers import AnthropicPeer, OpenAIPeer
 
 KEYS = (OPENAI_PEER_KEY, ANTHROPIC_PEER_KEY)

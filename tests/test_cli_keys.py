@@ -36,7 +36,7 @@ from tests.cli_helpers import (
     concurrently,
     stored_bytes,
 )
-from tests.conftest import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY
+from tests.helpers import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY
 from tests.peers import AnthropicPeer, OpenAIPeer
 
 GET_LLM = "import llmconfig; print(llmconfig.get_llm('reasoning').invoke('hi').content)"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli_helpers import Cli, assert_secrets_absent, assert_succeeded
-from tests.conftest import OPENAI_PEER_KEY
+from tests.helpers import OPENAI_PEER_KEY
 from tests.peers import OpenAIPeer
 
 # What the server offers: gpt-4o, but not gpt-4o-mini (tools, subagents) nor text-embedding-3-small.

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY
+from tests.helpers import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY
 from tests.peers import AnthropicPeer, OpenAIPeer, ScriptedReply, ToolCall
 from tests.processes import AgentProcess, ServeProcess, clean_environment
 

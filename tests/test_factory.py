@@ -20,7 +20,7 @@ from llmconfig.config import ConfigUpdate
 from llmconfig.errors import LLMConfigError, NotFoundError, SecretDecryptionError
 from llmconfig.providers import ProviderCreate, ProviderUpdate
 from llmconfig.settings import Settings
-from tests.conftest import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY, add_peer_providers, free_tcp_port
+from tests.helpers import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY, add_peer_providers, free_tcp_port
 from tests.peers import AnthropicPeer, OpenAIPeer, ScriptedReply, ToolCall
 
 

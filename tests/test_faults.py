@@ -36,7 +36,7 @@ from llmconfig.errors import DatabaseUnavailableError, LLMConfigError, SecretBac
 from llmconfig.providers import ProviderCreate
 from llmconfig.settings import Settings
 from llmconfig.tokens import TokenService
-from tests.conftest import OPENAI_PEER_KEY, configure_reasoning, free_tcp_port
+from tests.helpers import OPENAI_PEER_KEY, configure_reasoning, free_tcp_port
 from tests.peers import OpenAIPeer
 from tests.pgserver import PostgresServer
 

@@ -21,7 +21,7 @@ from llmconfig import LLMConfigService
 from llmconfig.api import create_app
 from llmconfig.config import ConfigUpdate
 from llmconfig.db.notifications import APPLICATION_NAME
-from tests.conftest import _psycopg_conninfo, configure_reasoning, free_tcp_port
+from tests.helpers import configure_reasoning, free_tcp_port, psycopg_conninfo
 from tests.peers import OpenAIPeer
 from tests.pgserver import PostgresServer
 
@@ -159,7 +159,7 @@ def test_a_change_through_one_replica_reaches_a_library_process_and_survives_a_k
 
     # Kill every listening connection, change the configuration while they are down: after reconnecting,
     # the library resyncs and sees the change.
-    with psycopg.connect(_psycopg_conninfo(migrated_database_url), autocommit=True) as admin:
+    with psycopg.connect(psycopg_conninfo(migrated_database_url), autocommit=True) as admin:
         killed = admin.execute(
             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s",
             (APPLICATION_NAME,),

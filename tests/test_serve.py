@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import free_tcp_port
+from tests.helpers import free_tcp_port
 
 CLI = str(Path(sys.executable).parent / "llmconfig")
 

@@ -15,7 +15,7 @@ from llmconfig.tokens import TokenService
 from llmconfig.usage import PriceUpdate, UsageEvent, UsageRecorder
 from llmconfig.usage.recorder import DatabaseSink
 from llmconfig.usage.service import UsageGroup
-from tests.conftest import configure_reasoning, free_tcp_port
+from tests.helpers import configure_reasoning, free_tcp_port
 from tests.peers import OpenAIPeer
 
 

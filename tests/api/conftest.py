@@ -18,7 +18,7 @@ from llmconfig import LLMConfigService
 from llmconfig.api import create_app
 from llmconfig.settings import Settings
 from llmconfig.tokens import TokenService
-from tests.conftest import free_tcp_port
+from tests.helpers import free_tcp_port
 
 API = "/api/v1/llm"
 

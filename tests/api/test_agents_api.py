@@ -22,7 +22,7 @@ from llmconfig.config import ConfigUpdate, FallbackTarget
 from llmconfig.providers import ProviderCreate
 from llmconfig.settings import Settings
 from tests.api.conftest import API, ApiContext, problem_of
-from tests.conftest import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY, add_peer_providers, free_tcp_port
+from tests.helpers import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY, add_peer_providers, free_tcp_port
 from tests.peers import AnthropicPeer, OpenAIPeer
 
 

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from llmconfig.tokens import TokenService
 from tests.api.conftest import API, ApiContext, problem_of
-from tests.conftest import OPENAI_PEER_KEY
+from tests.helpers import OPENAI_PEER_KEY
 from tests.peers import OpenAIPeer
 
 AUDIT = f"{API}/audit"

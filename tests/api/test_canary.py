@@ -21,7 +21,7 @@ from sqlalchemy import MetaData, select
 from sqlalchemy.engine import make_url
 
 from tests.api.conftest import API, ApiContext
-from tests.conftest import free_tcp_port
+from tests.helpers import free_tcp_port
 from tests.peers import OpenAIPeer
 
 CANARY = f"sk-canary-{uuid.uuid4().hex}{uuid.uuid4().hex[:8]}"

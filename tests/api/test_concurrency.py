@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from llmconfig.db.models import GlobalConfig, Provider, UserConfig
 from tests.api.conftest import API, ApiContext, problem_of
-from tests.conftest import OPENAI_PEER_KEY
+from tests.helpers import OPENAI_PEER_KEY
 from tests.peers import OpenAIPeer
 
 WRITERS = 50

@@ -5,7 +5,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from llmconfig.api import create_app
-from tests.conftest import free_tcp_port
+from tests.helpers import free_tcp_port
 
 
 def test_health_is_ok_when_database_and_secrets_answer(settings_factory: Any, migrated_database_url: str) -> None:

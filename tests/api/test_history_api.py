@@ -9,7 +9,7 @@ from pydantic import SecretStr
 from llmconfig import LLMConfigService
 from llmconfig.providers import ProviderCreate
 from tests.api.conftest import API, ApiContext
-from tests.conftest import OPENAI_PEER_KEY
+from tests.helpers import OPENAI_PEER_KEY
 from tests.peers import OpenAIPeer
 
 

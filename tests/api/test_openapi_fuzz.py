@@ -65,7 +65,7 @@ from llmconfig.providers.outbound import effective_address
 from llmconfig.settings import Settings
 from llmconfig.tokens import TokenService
 from tests.api.conftest import API, ApiContext
-from tests.conftest import OPENAI_PEER_KEY
+from tests.helpers import OPENAI_PEER_KEY
 from tests.peers import OpenAIPeer
 
 EXAMPLES = int(os.environ.get("LLMCONFIG_TEST_FUZZ_EXAMPLES", "15"))  # per operation and mode
@@ -149,7 +149,7 @@ def guarded_api(
     request: pytest.FixtureRequest, migrated_database_url: str, settings_factory: Any, network: SandboxNetwork
 ) -> Iterator[ApiContext]:
     """Like the ``api`` fixture, with the outbound allow-list limited to loopback."""
-    from tests.conftest import requested_timeout
+    from tests.helpers import requested_timeout
 
     settings = settings_factory(
         database_url=migrated_database_url,

@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.api.conftest import API, ApiContext, problem_of
-from tests.conftest import OPENAI_PEER_KEY, free_tcp_port
+from tests.helpers import OPENAI_PEER_KEY, free_tcp_port
 from tests.peers import OpenAIPeer
 
 PROVIDERS = f"{API}/providers"

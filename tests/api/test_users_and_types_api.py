@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from llmconfig import LLMConfigService
 from llmconfig.api import create_app
 from tests.api.conftest import API, ApiContext, problem_of
-from tests.conftest import OPENAI_PEER_KEY
+from tests.helpers import OPENAI_PEER_KEY
 from tests.peers import OpenAIPeer
 
 TYPES = f"{API}/interaction-types"

@@ -10,7 +10,7 @@ from llmconfig import LLMConfigService
 from llmconfig.config import ConfigUpdate, FallbackTarget
 from llmconfig.errors import ConflictError, LLMConfigError, NotFoundError, ValidationError
 from llmconfig.providers import ProviderCreate, ProviderUpdate
-from tests.conftest import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY, free_tcp_port
+from tests.helpers import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY, free_tcp_port
 from tests.peers import AnthropicPeer, OpenAIPeer
 
 

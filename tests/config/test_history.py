@@ -9,7 +9,7 @@ from llmconfig import LLMConfigService
 from llmconfig.config import ConfigUpdate, FallbackTarget
 from llmconfig.errors import NotFoundError, ValidationError
 from llmconfig.providers import ProviderCreate
-from tests.conftest import OPENAI_PEER_KEY
+from tests.helpers import OPENAI_PEER_KEY
 from tests.peers import OpenAIPeer
 
 

@@ -10,7 +10,7 @@ from pydantic import SecretStr
 from llmconfig import LLMConfigService
 from llmconfig.providers import ProviderCreate
 from llmconfig.settings import Settings
-from tests.conftest import OPENAI_PEER_KEY, requested_timeout
+from tests.helpers import OPENAI_PEER_KEY, requested_timeout
 
 ServiceFactory = Callable[..., LLMConfigService]
 

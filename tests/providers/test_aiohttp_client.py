@@ -17,7 +17,7 @@ from llmconfig.errors import ProviderBadResponseError, ProviderBlockedError
 from llmconfig.providers.aiohttp_client import GuardedResolver, guarded_aiohttp_client
 from llmconfig.providers.anthropic_chat import PassRefusalsThrough
 from llmconfig.providers.outbound import OutboundPolicy
-from tests.conftest import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY
+from tests.helpers import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY
 from tests.peers import AnthropicPeer, OpenAIPeer
 
 MESSAGES: list[dict[str, str]] = [{"role": "user", "content": "hi"}]

@@ -22,7 +22,7 @@ from llmconfig import LLMConfigService
 from llmconfig.config import ConfigUpdate
 from llmconfig.errors import ProviderBadResponseError, ProviderBlockedError
 from llmconfig.providers import ProviderCreate
-from tests.conftest import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY
+from tests.helpers import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY
 from tests.peers import AnthropicPeer, OpenAIPeer, ScriptedReply
 from tests.providers.conftest import ServiceFactory, custom
 

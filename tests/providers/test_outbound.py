@@ -27,7 +27,7 @@ from llmconfig.providers.outbound import (
 )
 from llmconfig.providers.transport import GuardedBackend
 from llmconfig.settings import Settings
-from tests.conftest import OPENAI_PEER_KEY
+from tests.helpers import OPENAI_PEER_KEY
 from tests.peers import OpenAIPeer
 from tests.providers.conftest import ServiceFactory, custom
 

@@ -27,7 +27,7 @@ from llmconfig.errors import ProviderBadResponseError, ProviderError, ProviderUn
 from llmconfig.providers import ProviderCreate
 from llmconfig.tokens import TokenService
 from tests.api.conftest import API, problem_of
-from tests.conftest import OPENAI_PEER_KEY
+from tests.helpers import OPENAI_PEER_KEY
 from tests.peers import OpenAIPeer
 from tests.peers.base import HUGE_BODY_BYTES
 

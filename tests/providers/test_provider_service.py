@@ -20,7 +20,7 @@ from llmconfig.errors import (
     ValidationError,
 )
 from llmconfig.providers import ProviderCreate, ProviderUpdate
-from tests.conftest import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY, free_tcp_port
+from tests.helpers import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY, free_tcp_port
 from tests.peers import AnthropicPeer, OpenAIPeer
 
 

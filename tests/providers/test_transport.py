@@ -14,7 +14,7 @@ from llmconfig.providers.answers import AnswerChecks
 from llmconfig.providers.clients import ModelClients
 from llmconfig.providers.outbound import OutboundPolicy
 from llmconfig.providers.transport import AsyncGuardedBackend, GuardedTransport
-from tests.conftest import free_tcp_port
+from tests.helpers import free_tcp_port
 
 URL = "http://127.0.0.1:8000/v1/chat/completions?api-version=secret"
 

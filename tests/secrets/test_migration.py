@@ -25,7 +25,7 @@ from llmconfig.secrets import LocalSecretBackend, build_backend
 from llmconfig.secrets.maintenance import migrate_secrets
 from llmconfig.settings import Settings
 from tests.cli_helpers import stored_bytes
-from tests.conftest import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY, add_peer_providers
+from tests.helpers import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY, add_peer_providers
 from tests.peers import AnthropicPeer, OpenAIPeer
 
 PEER_ANSWER = "Hello from openai-peer"

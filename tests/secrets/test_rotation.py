@@ -27,7 +27,7 @@ from llmconfig.secrets.local import pending_key_file, previous_key_file, read_ke
 from llmconfig.secrets.maintenance import check_secrets, reencrypt_local_secrets, rotate_master_key
 from llmconfig.settings import Settings
 from tests.cli_helpers import stored_bytes
-from tests.conftest import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY, add_peer_providers
+from tests.helpers import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY, add_peer_providers
 from tests.peers import AnthropicPeer, OpenAIPeer
 
 OWNER = "5b0c3c2e-8d7e-4c2b-9a55-0c7b3f0e1a11"

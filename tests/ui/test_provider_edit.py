@@ -5,7 +5,7 @@ from __future__ import annotations
 from playwright.sync_api import expect
 
 from tests.api.conftest import API
-from tests.conftest import OPENAI_PEER_KEY
+from tests.helpers import OPENAI_PEER_KEY
 from tests.peers import OpenAIPeer
 from tests.ui.conftest import Panel, on_sqlite
 

@@ -19,7 +19,7 @@ from sqlalchemy import update
 
 from llmconfig.db.models import GlobalConfig, Provider
 from llmconfig.tokens import TokenService
-from tests.conftest import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY
+from tests.helpers import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY
 from tests.peers import AnthropicPeer, OpenAIPeer
 from tests.ui.conftest import DESKTOP, MOBILE, Panel, on_sqlite
 
