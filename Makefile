@@ -8,6 +8,8 @@ STAMP := $(VENV)/.installed
 # Biome (lint and format of the panel's JavaScript and CSS), pinned in package-lock.json.
 NODE_STAMP := node_modules/.installed
 BIOME := node_modules/.bin/biome
+# Two workers: most tests wait on servers, subprocesses or a browser, so two share the two cores well.
+PYTEST_WORKERS ?= 2
 PYTEST_ARGS ?=
 
 .PHONY: venv system-deps lint typecheck test serve fmt bench
@@ -41,7 +43,7 @@ typecheck: venv
 
 test: venv system-deps
 	$(MAKE) --no-print-directory lint typecheck
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --cov --cov-report=term $(PYTEST_ARGS)
 
 serve: venv
 	$(BIN)/llmconfig serve
