@@ -99,7 +99,7 @@ class Panel:
     def sign_in(self, token: str | None = None) -> None:
         """Open the panel and sign in with ``token`` (the admin token by default) through the form."""
         self.open()
-        self.page.get_by_label("Token").fill(token or self.api.admin_token)
+        self.page.get_by_label("Token", exact=True).fill(token or self.api.admin_token)
         self.page.get_by_role("button", name="Sign in").click()
         expect(self.page.get_by_role("tablist", name="Settings")).to_be_visible()
 

@@ -7,6 +7,7 @@ page the test loads; it reports through a binding to the test, so reloads lose n
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import pytest
@@ -55,15 +56,15 @@ def test_every_tab_and_main_action_runs_under_the_policy_without_a_violation(
     page = panel.page
     response = page.goto(f"{panel.base_url}/")
     assert response is not None and "script-src 'self'" in response.headers["content-security-policy"]
-    page.get_by_label("Token").fill(panel.api.admin_token)
+    page.get_by_label("Token", exact=True).fill(panel.api.admin_token)
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("tablist", name="Settings")).to_be_visible()
 
     # Providers: add (which validates), validate again, refresh the models, open the edit form and cancel it.
     providers = panel.tab("Providers")
     providers.get_by_role("button", name="Add provider").click()
-    page.get_by_label("Name").fill("peer")
-    page.get_by_label("Type").select_option("openai")
+    providers.get_by_label("Name").fill("peer")
+    providers.get_by_label("Type").select_option("openai")
     page.get_by_label("Base URL").fill(openai_peer.root_url)
     page.get_by_label("API key").fill(OPENAI_PEER_KEY)
     page.get_by_role("button", name="Add provider").last.click()
@@ -123,9 +124,25 @@ def test_every_tab_and_main_action_runs_under_the_policy_without_a_violation(
     swatch = usage.locator("#chart-calls .legend span").first
     colour = swatch.evaluate("(s) => getComputedStyle(s, '::before').backgroundColor")
 
-    # A reload keeps the session; signing out shows the form again.
+    # Access: create a client token for one type, copy it from the dialog, dismiss it, revoke it.
+    access = panel.tab("Access")
+    access.get_by_role("button", name="Create token").click()
+    form = access.get_by_role("form", name="Create token")
+    form.get_by_label("Name").fill("agents")
+    form.get_by_label("reasoning").check()
+    form.get_by_role("button", name="Create token").click()
+    created = page.get_by_role("dialog", name="Token created: agents")
+    created.get_by_role("button", name="Copy").click()
+    expect(created.get_by_text(re.compile("Copied to the clipboard|did not allow copying"))).to_be_visible()
+    created.get_by_role("button", name="Done").click()
+    agents = access.get_by_role("row").filter(has=page.get_by_role("rowheader", name="agents"))
+    agents.get_by_role("button", name="Revoke agents").click()
+    page.get_by_role("dialog", name="Revoke token?").get_by_role("button", name="Revoke").click()
+    expect(agents).to_contain_text("revoked")
+
+    # A reload keeps the session (and the tab); signing out shows the form again.
     page.reload()
-    expect(page.get_by_role("tablist", name="Settings")).to_be_visible()
+    expect(agents).to_contain_text("revoked")
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_label("Token", exact=True)).to_be_visible()
 

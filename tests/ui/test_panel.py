@@ -28,8 +28,8 @@ def test_admin_adds_a_provider_and_configures_reasoning(panel: Panel, openai_pee
 
     providers = panel.tab("Providers")
     providers.get_by_role("button", name="Add provider").click()
-    page.get_by_label("Name").fill("peer")
-    page.get_by_label("Type").select_option("openai")
+    providers.get_by_label("Name").fill("peer")
+    providers.get_by_label("Type").select_option("openai")
     page.get_by_label("Base URL").fill(openai_peer.root_url)
     key = page.get_by_label("API key")
     expect(key).to_have_attribute("type", "password")
@@ -76,11 +76,11 @@ def test_admin_adds_a_provider_and_configures_reasoning(panel: Panel, openai_pee
 @on_sqlite
 def test_a_wrong_token_is_refused_and_the_sign_in_form_stays(panel: Panel) -> None:
     panel.open()
-    panel.page.get_by_label("Token").fill("not-a-real-token")
+    panel.page.get_by_label("Token", exact=True).fill("not-a-real-token")
     panel.page.get_by_role("button", name="Sign in").click()
 
     expect(panel.page.get_by_role("alert")).to_have_text("That token was not accepted. Check it and try again.")
-    expect(panel.page.get_by_label("Token")).to_be_visible()
+    expect(panel.page.get_by_label("Token", exact=True)).to_be_visible()
     expect(panel.page.get_by_role("tablist")).to_be_hidden()
     assert panel.page.evaluate("() => sessionStorage.length") == 0
 
@@ -205,7 +205,7 @@ def test_signing_in_switching_tabs_and_saving_a_card_work_by_keyboard_alone(
     page, keyboard = panel.page, panel.page.keyboard
     panel.open()
 
-    expect(page.get_by_label("Token")).to_be_focused()
+    expect(page.get_by_label("Token", exact=True)).to_be_focused()
     keyboard.type(panel.api.admin_token)
     keyboard.press("Enter")
     expect(page.get_by_role("tablist", name="Settings")).to_be_visible()

@@ -1,24 +1,26 @@
 """The README's screenshots of the panel, taken from a realistic setup, the same on every run.
 
 Two providers (a vLLM-like OpenAI-compatible server and Anthropic, both loopback peers) are added
-and validated through the API, and every built-in interaction type is configured by an admin named
-"alice". The peers listen on random ports and everything carries the time it happened, so before
-taking the pictures the test pins, in the database, the base URLs to what a real deployment would
-show and the timestamps to a fixed moment. Locale and time zone are fixed by the browser context.
+and validated through the API, every built-in interaction type is configured, and a few API tokens
+are made, all by an admin named "alice". The peers listen on random ports, tokens are random and
+everything carries the time it happened, so before taking the pictures the test pins, in the
+database, the base URLs to what a real deployment would show, the tokens' first characters to fixed
+ones and the timestamps to fixed moments. Locale and time zone are fixed by the browser context.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 from sqlalchemy import update
 
-from llmconfig.db.models import GlobalConfig, Provider
-from llmconfig.tokens import TokenService
+from llmconfig.db.models import ApiToken, GlobalConfig, Provider
+from llmconfig.tokens import hash_token
+from tests.api.conftest import API
 from tests.helpers import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY
 from tests.peers import AnthropicPeer, OpenAIPeer
 from tests.ui.conftest import DESKTOP, MOBILE, Panel, on_sqlite
@@ -28,6 +30,39 @@ VLLM_MODELS = ("meta-llama/Llama-3.1-8B-Instruct", "Qwen/Qwen2.5-7B-Instruct", "
 SHOWN_URLS = {"local-vllm": "http://localhost:8000/v1", "anthropic": "https://api.anthropic.com"}
 VALIDATED_AT = datetime(2025, 6, 2, 9, 30, tzinfo=UTC)
 CHANGED_AT = datetime(2025, 6, 2, 10, 15, tzinfo=UTC)
+# alice's token is fixed (it signs the pictures' session in), so that its row can say "this session".
+ALICE_TOKEN = "llmc_A1ic3xScreenshotsOfThePanelForTheReadme0"
+# name: (role, interaction types, first characters, created, last used, revoked); the fixture's own
+# test-admin and test-viewer tokens are renamed to ci-deploy and grafana.
+SHOWN_TOKENS: dict[str, tuple[str, list[str] | None, str, datetime, datetime | None, datetime | None]] = {
+    "alice": ("admin", None, ALICE_TOKEN[:12], datetime(2025, 5, 12, 8, 0, tzinfo=UTC), CHANGED_AT, None),
+    "ci-deploy": ("admin", None, "llmc_Vd3kQp2", datetime(2025, 5, 12, 8, 5, tzinfo=UTC), None, None),
+    "grafana": ("viewer", None, "llmc_g7RfXw0", datetime(2025, 5, 14, 13, 20, tzinfo=UTC), CHANGED_AT, None),
+    "support-agents": (
+        "client",
+        ["reasoning", "tools"],
+        "llmc_Tq8mZs4",
+        datetime(2025, 5, 20, 16, 45, tzinfo=UTC),
+        CHANGED_AT + timedelta(minutes=3),
+        None,
+    ),
+    "batch-embeddings": (
+        "client",
+        ["embeddings"],
+        "llmc_b2NcLe9",
+        datetime(2025, 5, 28, 11, 10, tzinfo=UTC),
+        datetime(2025, 6, 1, 23, 58, tzinfo=UTC),
+        None,
+    ),
+    "old-laptop": (
+        "admin",
+        None,
+        "llmc_Hy5uWa1",
+        datetime(2025, 4, 2, 9, 0, tzinfo=UTC),
+        datetime(2025, 5, 30, 17, 2, tzinfo=UTC),
+        datetime(2025, 6, 1, 8, 30, tzinfo=UTC),
+    ),
+}
 
 
 @pytest.fixture
@@ -37,9 +72,18 @@ def vllm_peer() -> Iterator[OpenAIPeer]:
 
 
 def arrange(panel: Panel, vllm: OpenAIPeer, anthropic: AnthropicPeer) -> str:
-    """Providers and configuration as an operator would have them; returns alice's admin token."""
-    token, _ = TokenService(sessions=panel.api.service.sessions).create(role="admin", name="alice")
-    panel.http.headers["Authorization"] = f"Bearer {token}"
+    """Providers, configuration and tokens as an operator would have them; returns alice's admin token."""
+    with panel.api.service.sessions.begin() as session:
+        session.add(
+            ApiToken(
+                name="alice",
+                role="admin",
+                token_hash=hash_token(ALICE_TOKEN),
+                token_prefix=ALICE_TOKEN[:12],
+                created_by="token:bootstrap-admin",
+            )
+        )
+    panel.http.headers["Authorization"] = f"Bearer {ALICE_TOKEN}"
     local = panel.add_provider("local-vllm", "custom", vllm.base_url, OPENAI_PEER_KEY)["id"]
     claude = panel.add_provider("anthropic", "anthropic", anthropic.root_url, ANTHROPIC_PEER_KEY)["id"]
     llama, qwen, bge = VLLM_MODELS
@@ -64,7 +108,32 @@ def arrange(panel: Panel, vllm: OpenAIPeer, anthropic: AnthropicPeer) -> str:
                 .values(api_base_url=url, validated_at=VALIDATED_AT, updated_at=VALIDATED_AT)
             )
         connection.execute(update(GlobalConfig).values(updated_at=CHANGED_AT))
-    return token
+    arrange_tokens(panel)
+    return ALICE_TOKEN
+
+
+def arrange_tokens(panel: Panel) -> None:
+    """The tokens of SHOWN_TOKENS: made over REST by alice (one of them revoked), then pinned."""
+    for name, (role, types, *_) in SHOWN_TOKENS.items():
+        if name in ("alice", "ci-deploy", "grafana"):
+            continue
+        body = {"name": name, "role": role, **({"interaction_types": types} if types else {})}
+        created = panel.http.post(f"{API}/tokens", json=body)
+        assert created.status_code == 201, created.text
+    [old] = [t for t in panel.http.get(f"{API}/tokens").json() if t["name"] == "old-laptop"]
+    assert panel.http.delete(f"{API}/tokens/{old['id']}").status_code == 204
+    with panel.api.service.engine.begin() as connection:
+        renamed = {"test-admin": ("ci-deploy", "cli:ops"), "test-viewer": ("grafana", "cli:ops")}
+        for name, (new_name, created_by) in renamed.items():
+            connection.execute(
+                update(ApiToken).where(ApiToken.name == name).values(name=new_name, created_by=created_by)
+            )
+        for name, (_, _, prefix, created, used, revoked) in SHOWN_TOKENS.items():
+            connection.execute(
+                update(ApiToken)
+                .where(ApiToken.name == name)
+                .values(token_prefix=prefix, created_at=created, last_used_at=used, revoked_at=revoked)
+            )
 
 
 def signed_in_context(browser: Browser, token: str, *, mobile: bool) -> BrowserContext:
@@ -81,9 +150,14 @@ def signed_in_context(browser: Browser, token: str, *, mobile: bool) -> BrowserC
     return context
 
 
-def shoot(page: Page, name: str) -> None:
+def token_row(page: Page, name: str) -> Locator:
+    access = page.get_by_role("tabpanel", name="Access")
+    return access.get_by_role("row").filter(has=page.get_by_role("rowheader", name=name))
+
+
+def shoot(page: Page, name: str, *, full_page: bool = False) -> None:
     page.evaluate("document.fonts.ready")
-    page.screenshot(path=SCREENSHOTS / name, animations="disabled", caret="hide")
+    page.screenshot(path=SCREENSHOTS / name, animations="disabled", caret="hide", full_page=full_page)
 
 
 @on_sqlite
@@ -109,9 +183,24 @@ def test_screenshots_of_the_panel_for_the_readme(
             expect(rows.filter(has_text="anthropic")).to_contain_text("ok")
             page.mouse.move(0, 0)  # no hover effect on whatever was clicked
             shoot(page, f"providers-{suffix}.png")
+
+            page.get_by_role("tab", name="Access").click()
+            access = page.get_by_role("tabpanel", name="Access")
+            expect(token_row(page, "support-agents")).to_contain_text("reasoning, tools")
+            expect(token_row(page, "support-agents")).to_contain_text("Jun 2, 2025, 10:18 AM")
+            expect(token_row(page, "old-laptop")).to_contain_text("revoked")
+            expect(token_row(page, "alice")).to_contain_text("this session")
+            if not mobile:  # the form beside the list; on a phone it would push the list off the screen
+                access.get_by_role("button", name="Create token").click()
+                form = access.get_by_role("form", name="Create token")
+                form.get_by_label("Name").fill("research-agents")
+                form.get_by_label("reasoning").check()
+                form.get_by_label("planning").check()
+            page.mouse.move(0, 0)
+            shoot(page, f"access-{suffix}.png", full_page=not mobile)
         finally:
             context.close()
 
-    for name in ("model-configuration", "providers"):
+    for name in ("model-configuration", "providers", "access"):
         for suffix in ("desktop", "mobile"):
             assert (SCREENSHOTS / f"{name}-{suffix}.png").stat().st_size > 10_000

@@ -1,13 +1,15 @@
 // The REST client of the panel: every request carries the signed-in token, every failure becomes an ApiError
-// whose message is the API's own `detail` (the server writes those for people).
+// whose message is the API's own `detail` (the server writes those for people) and whose `fields` name the
+// rejected fields of a 422.
 
 const API = "/api/v1/llm";
 const TOKEN_KEY = "llmconfig.token"; // sessionStorage: gone when the browser session ends
 
 export class ApiError extends Error {
-  constructor(status, detail) {
+  constructor(status, detail, fields = []) {
     super(detail);
     this.status = status;
+    this.fields = fields;
   }
 }
 
@@ -45,6 +47,9 @@ export async function api(method, path, body) {
   if (response.status === 204) return null;
   const text = await response.text();
   const data = text ? JSON.parse(text) : null;
-  if (!response.ok) throw new ApiError(response.status, data?.detail || `HTTP ${response.status}`);
+  if (!response.ok) {
+    const fields = (data?.errors || []).map((problem) => problem.field);
+    throw new ApiError(response.status, data?.detail || `HTTP ${response.status}`, fields);
+  }
   return data;
 }

@@ -1,6 +1,7 @@
 // The llmconfig settings panel: the entry module. Sign-in, the tabs, and the wiring of every tab's module.
 // Plain ES modules talking to the REST API with the signed-in token; no build step.
 
+import { forgetAccess, setUpAccess, showAccess } from "./access-tab.js";
 import { api, token, whenTokenRejected } from "./api.js";
 import { renderCards } from "./config-tab.js";
 import { $, busy, toast } from "./dom.js";
@@ -9,7 +10,7 @@ import { loadAll } from "./state.js";
 import { setUpUsage, showUsage } from "./usage-tab.js";
 import { setUpUsers } from "./users-tab.js";
 
-const TABS = ["config", "providers", "users", "usage"];
+const TABS = ["config", "providers", "users", "usage", "access"];
 
 async function signIn(event) {
   event.preventDefault();
@@ -36,6 +37,7 @@ async function signIn(event) {
 
 function signOut(message) {
   token.clear();
+  forgetAccess();
   $("#app").hidden = true;
   $("#sign-out").hidden = true;
   $("#signin").hidden = false;
@@ -72,6 +74,7 @@ function selectTab(name, focus = true) {
   }
   history.replaceState(null, "", name === "config" ? "#" : `#${name}`);
   if (name === "usage") showUsage();
+  if (name === "access") showAccess();
 }
 
 // Arrow keys, Home and End move along the tab list (the WAI-ARIA tabs pattern).
@@ -93,6 +96,7 @@ function start() {
   setUpProviders();
   setUpUsers();
   setUpUsage();
+  setUpAccess();
   $("#history [data-close]").addEventListener("click", () => $("#history").close());
   for (const link of document.querySelectorAll("[data-goto]")) {
     link.addEventListener("click", (e) => {

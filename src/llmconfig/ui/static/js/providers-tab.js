@@ -3,6 +3,7 @@
 
 import { api } from "./api.js";
 import { renderCards } from "./config-tab.js";
+import { confirmAction } from "./confirm.js";
 import { $, busy, el, toast, when } from "./dom.js";
 import { editProvider } from "./provider-edit.js";
 import { loadCatalog, reloadProviders, state } from "./state.js";
@@ -94,25 +95,21 @@ async function refreshModels(button, provider) {
   }
 }
 
-function deleteProvider(provider) {
-  const dialog = $("#confirm");
-  $("#confirm-text").textContent = `Delete provider ${provider.name}? Its stored key and model catalog are removed.`;
-  $(".error", dialog).textContent = "";
-  const ok = $("#confirm-ok");
-  const onClick = async (event) => {
-    event.preventDefault();
-    try {
-      await busy(ok, "Deleting…", () => api("DELETE", `/providers/${provider.id}`));
-      dialog.close();
-      await refreshProviders();
-      toast(`Deleted ${provider.name}`);
-    } catch (e) {
-      $(".error", dialog).textContent = e.message;
-    }
-  };
-  ok.addEventListener("click", onClick);
-  dialog.addEventListener("close", () => ok.removeEventListener("click", onClick), { once: true });
-  dialog.showModal();
+async function deleteProvider(provider) {
+  const deleted = await confirmAction({
+    title: "Delete provider?",
+    text: `Delete provider ${provider.name}? Its stored key and model catalog are removed.`,
+    confirm: "Delete",
+    busyLabel: "Deleting…",
+    action: () => api("DELETE", `/providers/${provider.id}`),
+  });
+  if (!deleted) return;
+  toast(`Deleted ${provider.name}`);
+  try {
+    await refreshProviders();
+  } catch (e) {
+    toast(e.message, "bad");
+  }
 }
 
 async function addProvider(event) {
