@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from llmconfig.audit import AuditService
 from llmconfig.config.entries import EntryService
+from llmconfig.config.groups import GroupService
 from llmconfig.config.resolution import Resolver
 from llmconfig.config.types import InteractionTypeService
 from llmconfig.db.engine import create_db_engine, make_sessionmaker
@@ -37,6 +38,7 @@ class Services:
     providers: ProviderService
     types: InteractionTypeService
     config: EntryService
+    groups: GroupService
     resolver: Resolver
     audit: AuditService
     usage: UsageService
@@ -71,6 +73,7 @@ class Services:
                 types=types,
                 environment_fallback=settings.openai_api_key is not None,
             ),
+            groups=GroupService(sessions=sessions),
             resolver=Resolver(sessions=sessions),
             audit=AuditService(sessions=sessions),
             usage=UsageService(sessions=sessions),

@@ -1,22 +1,24 @@
-"""Configuration entries: the global entry of each interaction type and users' overrides of it.
+"""Configuration entries: the global entry of each interaction type, groups' entries and users' overrides.
 
-Every write is one transaction, checked against the provider and its catalog, versioned, audited and
-announced through the change seam; history and rollback read the audit trail, where each change recorded the
-entry as it was afterwards.
+Every write is one transaction, checked against the provider and its catalog (see ``checks``), versioned,
+audited and announced through the change seam; history and rollback read the audit trail, where each change
+recorded the entry as it was afterwards.
 """
 
 from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
+from llmconfig.config.checks import EntryRow, check_version, checked_values, provider_names, to_entry, update_of
 from llmconfig.config.defaults import default_for
+from llmconfig.config.groups import ensure_groups, find_group, groups_of
 from llmconfig.config.schemas import (
     ConfigCheck,
     ConfigEntry,
@@ -25,41 +27,87 @@ from llmconfig.config.schemas import (
     ConfigValidation,
     ConfigVersion,
     EffectiveEntry,
-    FallbackTarget,
+    check_group_name,
     check_user_id,
 )
 from llmconfig.config.types import InteractionTypeService, find_interaction_type
+from llmconfig.config.variants import choose
 from llmconfig.db.changes import Change, record_change
 from llmconfig.db.engine import transaction
-from llmconfig.db.models import AuditEntry, GlobalConfig, InteractionType, Provider, ProviderModel, UserConfig
-from llmconfig.errors import ConcurrentChangeError, ConflictError, NotFoundError, ValidationError
-from llmconfig.providers.service import ProviderService, find_provider
+from llmconfig.db.models import AuditEntry, GlobalConfig, GroupConfig, InteractionType, UserConfig
+from llmconfig.errors import ConcurrentChangeError, ConflictError, NotFoundError
+from llmconfig.providers.service import ProviderService
 
 log = logging.getLogger("llmconfig.config")
 
 
-def _entry(row: GlobalConfig | UserConfig, kind: str, *, source: ConfigSource) -> ConfigEntry:
-    return ConfigEntry.model_validate(
-        {
-            "interaction_type": row.interaction_type,
-            "kind": kind,
-            "provider_id": row.provider_id,
-            "provider_name": row.provider.name,
-            "model_name": row.model_name,
-            "temperature": row.temperature,
-            "max_tokens": row.max_tokens,
-            "extra_params": row.extra_params or {},
-            "fallbacks": row.fallbacks or [],
-            "version": row.version,
-            "updated_at": row.updated_at,
-            "updated_by": row.updated_by,
-            "source": source,
-        }
-    )
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Whose entry: the global one (neither set), one user's override (``user_id``) or one group's (``group``)."""
+
+    user_id: str | None = None
+    group: str | None = None
+
+    @property
+    def source(self) -> ConfigSource:
+        if self.user_id is not None:
+            return "user"
+        return "global" if self.group is None else f"group:{self.group}"
+
+    def change(self, interaction_type: str) -> Change:
+        if self.user_id is not None:
+            return Change.override(self.user_id, interaction_type)
+        if self.group is not None:
+            return Change.group_config(self.group, interaction_type)
+        return Change.config(interaction_type)
+
+    def describe(self, interaction_type: str) -> str:
+        if self.user_id is not None:
+            return f"the override of {interaction_type!r} for {self.user_id!r}"
+        if self.group is not None:
+            return f"the entry of {interaction_type!r} for group {self.group!r}"
+        return repr(interaction_type)
+
+    def row(self, session: Session, interaction_type: str) -> EntryRow | None:
+        if self.user_id is not None:
+            return session.scalar(
+                select(UserConfig).where(
+                    UserConfig.user_id == self.user_id, UserConfig.interaction_type == interaction_type
+                )
+            )
+        if self.group is not None:
+            return session.scalar(
+                select(GroupConfig).where(
+                    GroupConfig.group_name == self.group, GroupConfig.interaction_type == interaction_type
+                )
+            )
+        return session.get(GlobalConfig, interaction_type)
+
+    def new_row(self, session: Session, interaction_type: str, values: dict[str, object]) -> EntryRow:
+        if self.user_id is not None:
+            return UserConfig(user_id=self.user_id, interaction_type=interaction_type, **values)
+        if self.group is not None:
+            ensure_groups(session, [self.group])
+            return GroupConfig(group_name=self.group, interaction_type=interaction_type, **values)
+        return GlobalConfig(interaction_type=interaction_type, **values)
+
+
+GLOBAL = Scope()
+
+
+def scope_of(user_id: str | None = None, group: str | None = None) -> Scope:
+    """The scope of an entry, its owner checked (a user id, or a group name); global without either."""
+    if user_id is not None and group is not None:
+        raise ValueError("an entry belongs to a user or to a group, not both")
+    if user_id is not None:
+        return Scope(user_id=check_user_id(user_id))
+    if group is not None:
+        return Scope(group=check_group_name(group))
+    return GLOBAL
 
 
 class EntryService:
-    """Reads and changes the global entries and the users' overrides."""
+    """Reads and changes the global entries, the groups' entries and the users' overrides."""
 
     def __init__(
         self,
@@ -79,9 +127,12 @@ class EntryService:
 
     def get_global(self) -> dict[str, ConfigEntry]:
         with transaction(self._sessions) as session:
-            kinds = self._kinds(session)
+            kinds, names = self._kinds(session), provider_names(session)
             rows = session.scalars(select(GlobalConfig).order_by(GlobalConfig.interaction_type))
-            return {row.interaction_type: _entry(row, kinds[row.interaction_type], source="global") for row in rows}
+            return {
+                row.interaction_type: to_entry(row, kinds[row.interaction_type], source="global", names=names)
+                for row in rows
+            }
 
     def get_entry(self, interaction_type: str) -> ConfigEntry:
         with transaction(self._sessions) as session:
@@ -92,59 +143,80 @@ class EntryService:
                     f"{interaction_type!r} is not configured; set it with "
                     f"`llmconfig config set {interaction_type} --provider NAME --model MODEL`"
                 )
-            return _entry(row, kind, source="global")
+            return to_entry(row, kind, source="global", names=provider_names(session))
 
     def set_global(self, interaction_type: str, update: ConfigUpdate, *, actor: str) -> ConfigEntry:
         """Create or change the global entry of one interaction type, in one transaction."""
-        return self._write(interaction_type, None, update, actor=actor)
+        return self._write(interaction_type, GLOBAL, update, actor=actor)
+
+    # -- group entries -----------------------------------------------------------------------------
+
+    def group_entries(self, group: str) -> dict[str, ConfigEntry]:
+        """One group's entries, keyed by interaction type; NotFoundError for a group that does not exist."""
+        with transaction(self._sessions) as session:
+            find_group(session, group)
+            kinds, names = self._kinds(session), provider_names(session)
+            rows = session.scalars(
+                select(GroupConfig).where(GroupConfig.group_name == group).order_by(GroupConfig.interaction_type)
+            )
+            return {
+                row.interaction_type: to_entry(row, kinds[row.interaction_type], source=f"group:{group}", names=names)
+                for row in rows
+            }
+
+    def set_group_entry(self, group: str, interaction_type: str, update: ConfigUpdate, *, actor: str) -> ConfigEntry:
+        """Create or change a group's entry of one interaction type (creating the group if it is new); it wins
+        over the global entry for the group's members."""
+        return self._write(interaction_type, scope_of(group=group), update, actor=actor)
+
+    def clear_group_entry(self, group: str, interaction_type: str, *, actor: str = "system") -> None:
+        """Remove a group's entry; its members follow their next group, or the global entry, again."""
+        self._clear(interaction_type, scope_of(group=group), actor=actor)
 
     # -- user overrides ----------------------------------------------------------------------------
 
     def set_override(self, user_id: str, interaction_type: str, update: ConfigUpdate, *, actor: str) -> ConfigEntry:
-        """Create or change one user's override of one interaction type; it wins over the global entry."""
-        return self._write(interaction_type, check_user_id(user_id), update, actor=actor)
+        """Create or change one user's override of one interaction type; it wins over groups and global."""
+        return self._write(interaction_type, scope_of(user_id=user_id), update, actor=actor)
 
     def clear_override(self, user_id: str, interaction_type: str, *, actor: str = "system") -> None:
-        """Remove one user's override; the user follows the global entry again."""
-        check_user_id(user_id)
-        try:
-            self._clear_override(user_id, interaction_type, actor=actor)
-        except ConcurrentChangeError:
-            # Someone removed (or replaced) it at the same moment: it is not there to remove.
-            raise NotFoundError(f"User {user_id!r} has no override for {interaction_type!r}") from None
-
-    def _clear_override(self, user_id: str, interaction_type: str, *, actor: str) -> None:
-        with transaction(self._sessions, write=True) as session:
-            kind = find_interaction_type(session, interaction_type).kind
-            row = self._override_row(session, user_id, interaction_type)
-            if row is None:
-                raise NotFoundError(f"User {user_id!r} has no override for {interaction_type!r}")
-            record_change(
-                session,
-                Change.override(user_id, interaction_type),
-                actor=actor,
-                action="override.delete",
-                before=_entry(row, kind, source="user"),
-            )
-            session.delete(row)
+        """Remove one user's override; the user follows their groups, or the global entry, again."""
+        self._clear(interaction_type, scope_of(user_id=user_id), actor=actor)
 
     def overrides(self, user_id: str) -> dict[str, ConfigEntry]:
         """One user's overrides, keyed by interaction type."""
         check_user_id(user_id)
         with transaction(self._sessions) as session:
-            kinds = self._kinds(session)
+            kinds, names = self._kinds(session), provider_names(session)
             rows = session.scalars(select(UserConfig).where(UserConfig.user_id == user_id))
-            return {row.interaction_type: _entry(row, kinds[row.interaction_type], source="user") for row in rows}
+            return {
+                row.interaction_type: to_entry(row, kinds[row.interaction_type], source="user", names=names)
+                for row in rows
+            }
 
     def effective(self, user_id: str) -> dict[str, EffectiveEntry]:
-        """For each interaction type, the entry in force for ``user_id``: override, global, or environment."""
-        overrides = self.overrides(user_id)
-        entries = self.get_global()
+        """For each interaction type, the entry in force for ``user_id`` and where it comes from: the user's
+        override, the first of the user's groups with an entry, the global entry, or the environment."""
+        check_user_id(user_id)
+        with transaction(self._sessions) as session:
+            kinds, names = self._kinds(session), provider_names(session)
+            layers: list[dict[str, ConfigEntry]] = [self.overrides(user_id)]
+            groups = groups_of(session, user_id)
+            by_group: dict[str, dict[str, ConfigEntry]] = {group: {} for group in groups}
+            for row in session.scalars(select(GroupConfig).where(GroupConfig.group_name.in_(groups))):
+                by_group[row.group_name][row.interaction_type] = to_entry(
+                    row, kinds[row.interaction_type], source=f"group:{row.group_name}", names=names
+                )
+            layers += [by_group[group] for group in groups]
+        layers.append(self.get_global())
         result: dict[str, EffectiveEntry] = {}
         for info in self._types.list():
-            entry = overrides.get(info.name) or entries.get(info.name)
-            if entry is not None:
-                result[info.name] = EffectiveEntry.model_validate(entry.model_dump())
+            found = next((layer[info.name] for layer in layers if info.name in layer), None)
+            if found is not None:
+                effective = EffectiveEntry.model_validate(found.model_dump())
+                if effective.variants:
+                    effective.variant = choose(effective, user_id)
+                result[info.name] = effective
             elif self._environment_fallback:
                 default = default_for(info.name, info.kind)
                 result[info.name] = EffectiveEntry(
@@ -166,14 +238,14 @@ class EntryService:
 
     # -- history -----------------------------------------------------------------------------------
 
-    def history(self, interaction_type: str, user_id: str | None = None) -> list[ConfigVersion]:
-        """Every version of a global entry (or of one user's override), newest first.
+    def history(
+        self, interaction_type: str, user_id: str | None = None, *, group: str | None = None
+    ) -> list[ConfigVersion]:
+        """Every version of a global entry (or of one user's override, or one group's entry), newest first.
 
         The audit trail is the store: each change recorded the entry as it was afterwards.
         """
-        if user_id is not None:
-            check_user_id(user_id)
-        target_type, target_id = _change_of(interaction_type, user_id).audit_target
+        target_type, target_id = scope_of(user_id, group).change(interaction_type).audit_target
         with transaction(self._sessions) as session:
             find_interaction_type(session, interaction_type)
             rows = session.scalars(
@@ -195,49 +267,39 @@ class EntryService:
             ]
 
     def rollback(
-        self, interaction_type: str, version: int, *, user_id: str | None = None, actor: str = "system"
+        self,
+        interaction_type: str,
+        version: int,
+        *,
+        user_id: str | None = None,
+        group: str | None = None,
+        actor: str = "system",
     ) -> ConfigEntry:
         """Restore the fields of an earlier version, as a new version (audited as a rollback)."""
-        earlier = next((v for v in self.history(interaction_type, user_id) if v.version == version), None)
+        scope = scope_of(user_id, group)
+        earlier = next((v for v in self.history(interaction_type, user_id, group=group) if v.version == version), None)
         if earlier is None:
-            raise NotFoundError(
-                f"{interaction_type!r} has no version {version}"
-                + (f" for user {user_id!r}" if user_id else "")
-                + "; list them with GET .../history"
-            )
-        entry = earlier.entry
-        update = ConfigUpdate(
-            provider_id=entry.provider_id,
-            model_name=entry.model_name,
-            temperature=entry.temperature,
-            max_tokens=entry.max_tokens,
-            extra_params=entry.extra_params,
-            fallbacks=entry.fallbacks,
-        )
-        return self._write(interaction_type, user_id, update, actor=actor, verb="rollback")
+            owner = f" for user {user_id!r}" if user_id else f" for group {group!r}" if group else ""
+            raise NotFoundError(f"{interaction_type!r} has no version {version}{owner}; list them with GET .../history")
+        return self._write(interaction_type, scope, update_of(earlier.entry), actor=actor, verb="rollback")
+
+    # -- writing -----------------------------------------------------------------------------------
 
     def _write(
-        self, interaction_type: str, user_id: str | None, update: ConfigUpdate, *, actor: str, verb: str | None = None
+        self, interaction_type: str, scope: Scope, update: ConfigUpdate, *, actor: str, verb: str | None = None
     ) -> ConfigEntry:
-        """Create or change a global entry (``user_id`` None) or an override, audited, in one transaction."""
-        what = repr(interaction_type) if user_id is None else f"the override of {interaction_type!r} for {user_id!r}"
-        source: ConfigSource = "global" if user_id is None else "user"
+        """Create or change the entry of ``scope``, audited, in one transaction."""
+        what = scope.describe(interaction_type)
         try:
             with transaction(self._sessions, write=True) as session:
                 kind = find_interaction_type(session, interaction_type).kind
-                row: GlobalConfig | UserConfig | None
-                if user_id is None:
-                    row = session.get(GlobalConfig, interaction_type)
-                else:
-                    row = self._override_row(session, user_id, interaction_type)
-                self._check_version(what, row, update.version)
-                before = None if row is None else _entry(row, kind, source=source)
-                values = self._checked_values(session, kind, update, current=row)
+                row = scope.row(session, interaction_type)
+                check_version(what, row, update.version)
+                names = provider_names(session)
+                before = None if row is None else to_entry(row, kind, source=scope.source, names=names)
+                values = checked_values(session, kind, update, current=row)
                 if row is None:
-                    if user_id is None:
-                        row = GlobalConfig(interaction_type=interaction_type, **values)
-                    else:
-                        row = UserConfig(user_id=user_id, interaction_type=interaction_type, **values)
+                    row = scope.new_row(session, interaction_type, values)
                     session.add(row)
                 else:
                     for name, value in values.items():
@@ -249,8 +311,8 @@ class EntryService:
                 row.updated_by = actor
                 session.flush()
                 session.refresh(row)
-                after = _entry(row, kind, source=source)
-                change = _change_of(interaction_type, user_id)
+                after = to_entry(row, kind, source=scope.source, names=names)
+                change = scope.change(interaction_type)
                 record_change(
                     session,
                     change,
@@ -267,15 +329,35 @@ class EntryService:
                 "reload it and apply your change again"
             ) from None
 
+    def _clear(self, interaction_type: str, scope: Scope, *, actor: str) -> None:
+        if scope.user_id is not None:
+            missing = f"User {scope.user_id!r} has no override for {interaction_type!r}"
+        else:
+            missing = f"Group {scope.group!r} has no entry for {interaction_type!r}"
+        try:
+            with transaction(self._sessions, write=True) as session:
+                kind = find_interaction_type(session, interaction_type).kind
+                row = scope.row(session, interaction_type)
+                if row is None:
+                    raise NotFoundError(missing)
+                change = scope.change(interaction_type)
+                record_change(
+                    session,
+                    change,
+                    actor=actor,
+                    action=f"{change.kind}.delete",
+                    before=to_entry(row, kind, source=scope.source, names=provider_names(session)),
+                )
+                session.delete(row)
+        except ConcurrentChangeError:
+            # Someone removed (or replaced) it at the same moment: it is not there to remove.
+            raise NotFoundError(missing) from None
+
     @staticmethod
     def _kinds(session: Session) -> dict[str, str]:
         return {name: kind for name, kind in session.execute(select(InteractionType.name, InteractionType.kind))}
 
-    @staticmethod
-    def _override_row(session: Session, user_id: str, interaction_type: str) -> UserConfig | None:
-        return session.scalar(
-            select(UserConfig).where(UserConfig.user_id == user_id, UserConfig.interaction_type == interaction_type)
-        )
+    # -- summary and validation --------------------------------------------------------------------
 
     def summary(self) -> str:
         """One human-readable line per interaction type."""
@@ -291,6 +373,9 @@ class EntryService:
                 details.append(f"max tokens {entry.max_tokens}")
             if entry.fallbacks:
                 details.append(f"{len(entry.fallbacks)} fallback(s)")
+            if entry.variants:
+                split = ", ".join(f"{name} {weight}" for name, weight in entry.variant_weights)
+                details.append(f"variants by weight: {split}")
             lines.append(f"{info.name}: {entry.provider_name} / {entry.model_name} ({', '.join(details)})")
         return "\n".join(lines)
 
@@ -319,85 +404,3 @@ class EntryService:
             else:
                 results[name] = ConfigCheck(ok=True, status="ok", detail=f"{entry.provider_name} / {entry.model_name}")
         return ConfigValidation(ok=all(r.ok for r in results.values()), results=results)
-
-    # -- internals ---------------------------------------------------------------------------------
-
-    @staticmethod
-    def _check_version(what: str, row: GlobalConfig | UserConfig | None, version: int | None) -> None:
-        if version is None:
-            return
-        current = row.version if row is not None else 0
-        if version != current:
-            raise ConflictError(
-                f"{what[0].upper()}{what[1:]} was changed by someone else "
-                f"(you sent version {version}, it is now at {current}); reload it and apply your change again"
-            )
-
-    def _checked_values(
-        self, session: Session, kind: str, update: ConfigUpdate, *, current: GlobalConfig | UserConfig | None
-    ) -> dict[str, Any]:
-        provider = self._usable_provider(session, update.provider_id, kind, update.model_name)
-        given = update.model_fields_set
-        fallbacks = update.fallbacks if "fallbacks" in given else None
-        values: dict[str, Any] = {
-            "provider_id": provider.id,
-            "model_name": update.model_name,
-            "temperature": _pick("temperature", update, current, given),
-            "max_tokens": _pick("max_tokens", update, current, given),
-            "extra_params": _pick("extra_params", update, current, given) or {},
-        }
-        if fallbacks is None and current is not None and "fallbacks" not in given:
-            values["fallbacks"] = current.fallbacks
-        else:
-            checked: list[dict[str, str]] = []
-            for fallback in fallbacks or []:
-                target = self._usable_provider(session, fallback.provider_id, kind, fallback.model_name)
-                checked.append(FallbackTarget(provider_id=target.id, model_name=fallback.model_name).model_dump())
-            values["fallbacks"] = checked
-        return values
-
-    @staticmethod
-    def _usable_provider(session: Session, ref: str, kind: str, model_name: str) -> Provider:
-        try:
-            provider = find_provider(session, ref)
-        except NotFoundError:
-            raise ValidationError(
-                f"Provider {ref!r} does not exist; add it first or pick one from `llmconfig providers list`"
-            ) from None
-        if not provider.enabled:
-            raise ValidationError(f"Provider {provider.name!r} is disabled; enable it or choose another provider")
-        if kind == "embeddings" and provider.provider_type == "anthropic":
-            raise ValidationError(
-                f"Provider {provider.name!r} is an Anthropic provider, which has no embeddings API; "
-                "choose an openai or custom provider"
-            )
-        catalog = dict(
-            session.execute(
-                select(ProviderModel.model_name, ProviderModel.kind).where(ProviderModel.provider_id == provider.id)
-            ).all()
-        )
-        if catalog:
-            if model_name not in catalog:
-                suitable = sorted(name for name, model_kind in catalog.items() if model_kind == kind)
-                shown = ", ".join(suitable[:10]) + (" …" if len(suitable) > 10 else "")
-                raise ValidationError(
-                    f"Provider {provider.name!r} does not offer model {model_name!r}; "
-                    f"its {kind} models are: {shown or 'none'} (refresh with `llmconfig providers models "
-                    f"{provider.name} --refresh`)"
-                )
-            if catalog[model_name] != kind:
-                raise ValidationError(
-                    f"{model_name!r} is listed as a model of kind {catalog[model_name]!r}, "
-                    f"but this interaction type takes {kind} models"
-                )
-        return provider
-
-
-def _change_of(interaction_type: str, user_id: str | None) -> Change:
-    return Change.config(interaction_type) if user_id is None else Change.override(user_id, interaction_type)
-
-
-def _pick(name: str, update: ConfigUpdate, current: GlobalConfig | UserConfig | None, given: set[str]) -> Any:
-    if name in given or current is None:
-        return getattr(update, name)
-    return getattr(current, name)

@@ -12,7 +12,7 @@ from llmconfig.config.defaults import BUILTIN_DEFAULTS
 from llmconfig.config.schemas import InteractionTypeCreate, InteractionTypeInfo
 from llmconfig.db.changes import Change, record_change
 from llmconfig.db.engine import transaction
-from llmconfig.db.models import GlobalConfig, InteractionType, UserConfig
+from llmconfig.db.models import GlobalConfig, GroupConfig, InteractionType, UserConfig
 from llmconfig.errors import ConcurrentChangeError, ConflictError, NotFoundError
 
 
@@ -71,10 +71,15 @@ class InteractionTypeService:
                 if row.builtin:
                     raise ConflictError(f"{name!r} is a built-in interaction type and cannot be deleted")
                 users = session.scalars(select(UserConfig.user_id).where(UserConfig.interaction_type == name)).all()
-                if session.get(GlobalConfig, name) is not None or users:
+                groups = session.scalars(
+                    select(GroupConfig.group_name).where(GroupConfig.interaction_type == name)
+                ).all()
+                if session.get(GlobalConfig, name) is not None or users or groups:
+                    held = [f"overrides for {len(users)} user(s)"] if users else []
+                    held += [f"entries for group(s) {', '.join(sorted(groups))}"] if groups else []
                     raise ConflictError(
                         f"{name!r} is still configured"
-                        + (f" (with overrides for {len(users)} user(s))" if users else "")
+                        + (f" (with {' and '.join(held)})" if held else "")
                         + "; remove its configuration first"
                     )
                 record_change(

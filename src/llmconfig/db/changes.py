@@ -37,6 +37,9 @@ class ChangeKind(StrEnum):
 
     CONFIG = "config"  # the global entry of an interaction type
     OVERRIDE = "override"  # one user's entry of one interaction type
+    GROUP_CONFIG = "group_config"  # one group's entry of one interaction type
+    MEMBERSHIP = "membership"  # the ordered list of one user's groups
+    GROUP = "group"  # a group as a whole (deleted with its entries and memberships)
     INTERACTION_TYPE = "interaction_type"
     PROVIDER = "provider"  # address, key, enabled flag or catalog of a provider
     TOKEN = "token"  # an API token (created, revoked)
@@ -47,11 +50,13 @@ class ChangeKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """One changed object: its kind, the object's id (type name, provider id …) and, for overrides, the user."""
+    """One changed object: its kind, the object's id (type name, provider id …), for overrides and memberships the
+    user, for group entries the group."""
 
     kind: ChangeKind
     subject: str = ""
     user_id: str | None = None
+    group: str | None = None
 
     @classmethod
     def config(cls, interaction_type: str) -> Change:
@@ -60,6 +65,19 @@ class Change:
     @classmethod
     def override(cls, user_id: str, interaction_type: str) -> Change:
         return cls(ChangeKind.OVERRIDE, interaction_type, user_id)
+
+    @classmethod
+    def group_config(cls, group: str, interaction_type: str) -> Change:
+        return cls(ChangeKind.GROUP_CONFIG, interaction_type, group=group)
+
+    @classmethod
+    def membership(cls, user_id: str) -> Change:
+        return cls(ChangeKind.MEMBERSHIP, user_id=user_id)
+
+    @classmethod
+    def group_of(cls, name: str) -> Change:
+        """The group ``name`` as a whole (its deletion)."""
+        return cls(ChangeKind.GROUP, name)
 
     @classmethod
     def interaction_type(cls, name: str) -> Change:
@@ -87,13 +105,19 @@ class Change:
 
     @property
     def audit_target(self) -> tuple[str, str]:
-        """``(target_type, target_id)`` of the audit entry; overrides are ``<user>/<interaction type>``."""
+        """``(target_type, target_id)`` of the audit entry; overrides are ``<user>/<interaction type>``, group
+        entries ``<group>/<interaction type>``, memberships ``<user>``."""
         if self.kind is ChangeKind.OVERRIDE:
             return self.kind.value, f"{self.user_id}/{self.subject}"
+        if self.kind is ChangeKind.GROUP_CONFIG:
+            return self.kind.value, f"{self.group}/{self.subject}"
+        if self.kind is ChangeKind.MEMBERSHIP:
+            return self.kind.value, self.user_id or ""
         return self.kind.value, self.subject
 
     def encode(self) -> str:
-        """The wire form (``config:reasoning``, ``override:u-42/tools``, ``*``), read back by :meth:`decode`."""
+        """The wire form (``config:reasoning``, ``override:u-42/tools``, ``group_config:team-a/tools``,
+        ``membership:u-42``, ``*``), read back by :meth:`decode`."""
         if self.kind is ChangeKind.EVERYTHING:
             return "*"
         target_type, target_id = self.audit_target
@@ -111,6 +135,12 @@ class Change:
             # User ids may contain '/'; interaction type names may not.
             user_id, slash, interaction_type = target.rpartition("/")
             return cls.override(user_id, interaction_type) if slash else cls.everything()
+        if kind is ChangeKind.GROUP_CONFIG:
+            # Neither group names nor interaction type names may contain '/'.
+            group, slash, interaction_type = target.partition("/")
+            return cls.group_config(group, interaction_type) if slash else cls.everything()
+        if kind is ChangeKind.MEMBERSHIP:
+            return cls.membership(target)
         if kind is ChangeKind.EVERYTHING:
             return cls.everything()
         return cls(kind, target)

@@ -130,6 +130,10 @@ class ModelSettings:
     max_tokens: Mapped[int | None] = mapped_column(Integer)
     extra_params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     fallbacks: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    # The share of traffic of the entry's own provider and model (the variant named "main"), and the other
+    # variants with theirs; see llmconfig.config.variants.
+    weight: Mapped[int] = mapped_column(Integer, default=100)
+    variants: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     updated_by: Mapped[str | None] = mapped_column(String(255))
 
 
@@ -158,6 +162,44 @@ class UserConfig(ModelSettings, Timestamped, Base):
     provider: Mapped[Provider] = relationship()
 
     __mapper_args__ = {"version_id_col": version}
+
+
+class Group(Base):
+    """A group of users that share entries. It exists once it has members or entries, until it is deleted."""
+
+    __tablename__ = "groups"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class GroupConfig(ModelSettings, Timestamped, Base):
+    """One group's entry of one interaction type; it wins over the global entry for the group's members."""
+
+    __tablename__ = "group_configs"
+    __table_args__ = (UniqueConstraint("group_name", "interaction_type"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    group_name: Mapped[str] = mapped_column(ForeignKey("groups.name", ondelete="RESTRICT"), index=True)
+    interaction_type: Mapped[str] = mapped_column(ForeignKey("interaction_types.name", ondelete="RESTRICT"))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    provider: Mapped[Provider] = relationship()
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class GroupMember(Base):
+    """A user's membership of a group; ``position`` orders a user's groups (0 first, the first one wins)."""
+
+    __tablename__ = "group_members"
+    __table_args__ = (UniqueConstraint("user_id", "position"),)
+
+    user_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    group_name: Mapped[str] = mapped_column(
+        ForeignKey("groups.name", ondelete="RESTRICT"), primary_key=True, index=True
+    )
+    position: Mapped[int] = mapped_column(Integer)
 
 
 class ConfigRevision(Base):
@@ -226,6 +268,8 @@ class UsageRecord(Base):
     success: Mapped[bool] = mapped_column(Boolean)
     error_class: Mapped[str | None] = mapped_column(String(100))
     cost_usd: Mapped[float | None] = mapped_column(Float)
+    # The variant of the entry that made the call ("main" for its own model); NULL when the entry has none.
+    variant: Mapped[str | None] = mapped_column(String(64))
 
 
 class ModelPrice(Base):

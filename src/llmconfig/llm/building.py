@@ -1,4 +1,4 @@
-"""Turning a resolution into LangChain objects: provider adapters, fallback chains, usage tracking.
+"""Turning a resolution into LangChain objects: provider adapters, fallback chains, variants, usage tracking.
 
 Building only constructs objects; it makes no network call. The environment fallback of DESIGN §1
 (OpenAI from ``OPENAI_API_KEY`` with the built-in default model) is built here too.
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from llmconfig.config.defaults import default_for
 from llmconfig.config.resolution import Resolution, Target
+from llmconfig.config.variants import choose
 from llmconfig.errors import LLMConfigError
 from llmconfig.providers.adapters import OPENAI_DEFAULT_BASE_URL, OpenAIAdapter, adapter_for
 from llmconfig.settings import Settings
@@ -44,7 +45,15 @@ class ModelBuilder:
         self._env_lock = threading.Lock()
 
     def build(self, resolution: Resolution) -> Any:
-        """The shared object of ``resolution``: a chat model, a fallback chain, or an embeddings model."""
+        """The shared object of ``resolution``: a chat model, a fallback chain, or an embeddings model; for an
+        entry with variants, the objects of its variants, each built when a call first needs it."""
+        if resolution.variants:
+            from llmconfig.llm.variants import VariantObjects
+
+            return VariantObjects(self._build_one)
+        return self._build_one(resolution)
+
+    def _build_one(self, resolution: Resolution) -> Any:
         if resolution.kind == "embeddings":
             target = resolution.target
             return adapter_for(target.provider_type).embeddings(
@@ -66,11 +75,29 @@ class ModelBuilder:
         )
 
     def tracked(self, built: Any, resolution: Resolution, user_id: str | None) -> Any:
-        """``built`` with this caller's usage recording attached (a cheap copy sharing the SDK clients)."""
+        """What one caller gets: ``built`` with the caller's usage recording attached (a cheap copy sharing the
+        SDK clients). For an entry with variants: the user's variant, or without a user id an object that
+        draws a variant by weight per call (see llmconfig.llm.variants)."""
+        from llmconfig.llm.variants import VariantObjects, split_by_weight
+
+        if not isinstance(built, VariantObjects):
+            return self._tracked_one(built, resolution, user_id)
+        if user_id is not None:
+            chosen = resolution.narrow(choose(resolution, user_id))
+            return self._tracked_one(built.member(chosen), chosen, user_id)
+        names = [name for name, _ in resolution.variant_weights]
+        members = []
+        for name in names:
+            narrowed = resolution.narrow(name)
+            members.append(self._tracked_one(built.member(narrowed), narrowed, None))
+        return split_by_weight(resolution.kind, members, names, [weight for _, weight in resolution.variant_weights])
+
+    def _tracked_one(self, built: Any, resolution: Resolution, user_id: str | None) -> Any:
         from llmconfig.usage.tracking import CallContext, CallTarget
 
         targets = tuple(CallTarget(t.provider_id, t.provider_name, t.model_name) for t in resolution.targets)
-        return self._track(built, CallContext(resolution.interaction_type, user_id, targets), resolution.kind)
+        context = CallContext(resolution.interaction_type, user_id, targets, resolution.variant)
+        return self._track(built, context, resolution.kind)
 
     def from_environment(
         self, interaction_type: str, kind: Kind | None, *, reason: str, unreachable: bool = False

@@ -6,7 +6,8 @@ Four maps, one lock:
   resolution it came from; a warm ``get_llm`` is one lookup here;
 * ``_objects`` maps a :class:`~llmconfig.config.resolution.Resolution` to the provider object built for it,
   so users who resolve alike, and unchanged entries after an invalidation, share one SDK client;
-* ``_tracked`` maps (resolution, user id) to that object with the user's usage tracking attached;
+* ``_tracked`` maps (resolution, the user's groups, user id) to what that user gets: the object with the user's
+  usage tracking attached (of the user's variant, when the entry has variants);
 * ``_last_good`` keeps, for every key, the last object served: what to serve while the source is down.
 
 Every change to these maps, and every walk over one, happens under ``_lock``; the hot path reads ``_hot``
@@ -15,7 +16,9 @@ outside any lock, so the listener thread delivering a change never waits for a s
 resolution that raced with a change is not cached: every change bumps ``_generation``, and a result is only
 stored if the generation it started in is still current.
 
-Freshness: pushed changes drop exactly the entries they affect (see :meth:`ModelCache.apply`). When changes
+Freshness: pushed changes drop exactly the entries they affect (see :meth:`ModelCache.apply`); each entry keeps
+the resolution it came from, with the user's groups, so that a change to a group's entry drops only its
+members' entries of that type, and a change to a user's groups only that user's. When changes
 are not pushed (SQLite, or the listener is down), at most every ``ttl`` seconds one read of the revision
 counter tells whether anything changed, and if it did the whole cache is dropped.
 """
@@ -85,7 +88,7 @@ class ModelCache:
         self._build_lock = threading.Lock()
         self._hot: dict[HotKey, _Hot] = {}
         self._objects: dict[Resolution, Any] = {}
-        self._tracked: dict[tuple[Resolution, str | None], Any] = {}
+        self._tracked: dict[tuple[Resolution, tuple[str, ...], str | None], Any] = {}
         self._last_good: dict[HotKey, Any] = {}
         self._generation = 0
         self._revision: int | None = None
@@ -132,6 +135,19 @@ class ModelCache:
                 doomed = [key for key in self._hot if key[0] == change.subject]
             elif change.kind is ChangeKind.OVERRIDE:
                 doomed = [key for key in self._hot if key[0] == change.subject and key[1] == change.user_id]
+            elif change.kind is ChangeKind.MEMBERSHIP:
+                doomed = [key for key in self._hot if key[1] == change.user_id]
+            elif change.kind in (ChangeKind.GROUP_CONFIG, ChangeKind.GROUP):
+                # The group's members, by the groups each entry was resolved with. Entries without a resolution
+                # (the environment fallback) do not know their user's groups: they go too.
+                group = change.group if change.kind is ChangeKind.GROUP_CONFIG else change.subject
+                doomed = [
+                    key
+                    for key, hot in self._hot.items()
+                    if key[1] is not None
+                    and (change.kind is ChangeKind.GROUP or key[0] == change.subject)
+                    and (hot.resolution is None or group in hot.resolution.groups)
+                ]
             elif change.kind is ChangeKind.PROVIDER:
                 doomed = [key for key, hot in self._hot.items() if change.subject in hot.provider_ids]
             else:
@@ -207,13 +223,13 @@ class ModelCache:
                 f"{interaction_type!r} is a {resolution.kind} interaction type; ask for it with {other}"
             )
         value = self._materialise(resolution, user_id)
-        provider_ids = frozenset(target.provider_id for target in resolution.targets)
-        self._store(key, _Hot(value, resolution, provider_ids), revision, generation)
+        self._store(key, _Hot(value, resolution, resolution.provider_ids), revision, generation)
         return value
 
     def _materialise(self, resolution: Resolution, user_id: str | None) -> Any:
         with self._build_lock:
-            tracked = self._tracked.get((resolution, user_id))
+            tracked_key = (resolution, resolution.groups, user_id)
+            tracked = self._tracked.get(tracked_key)
             if tracked is not None:
                 return tracked
             built = self._objects.get(resolution)
@@ -221,7 +237,7 @@ class ModelCache:
                 built = self._builder.build(resolution)
                 _bounded(self._objects)[resolution] = built
             tracked = self._builder.tracked(built, resolution, user_id)
-            _bounded(self._tracked)[(resolution, user_id)] = tracked
+            _bounded(self._tracked)[tracked_key] = tracked
             return tracked
 
     def _store(self, key: HotKey, hot: _Hot, revision: int, generation: int) -> None:

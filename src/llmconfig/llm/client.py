@@ -158,7 +158,7 @@ class ServerSource:
             raise LLMConfigError(f"The llmconfig server answered {response.status_code}: {_detail(response)}")
         resolved = ResolvedConfig.model_validate_json(response.content)
         with self._lock:
-            for target in resolved.targets:
+            for target in (*resolved.targets, *(t for variant in resolved.variants for t in variant.targets)):
                 self._keys[key_ref(target.provider_id, target.provider_version)] = target.api_key
             self._note_revision(resolved.revision)
         return resolved.resolution(), resolved.revision
@@ -255,7 +255,12 @@ class ServerUsageSink:
         self._connection = connection
 
     def __call__(self, batch: list[UsageEvent]) -> None:
-        events = [{**asdict(event), "at": event.at.isoformat()} for event in batch]
+        # Without a variant the field is left out, so that servers from before variants accept the batch.
+        events = [
+            {name: value for name, value in asdict(event).items() if name != "variant" or value is not None}
+            | {"at": event.at.isoformat()}
+            for event in batch
+        ]
         response = self._connection.request("POST", "/usage/events", json={"events": events})
         if response.status_code != 202:
             raise LLMConfigError(f"The llmconfig server refused {len(batch)} usage events: {_detail(response)}")

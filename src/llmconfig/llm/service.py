@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
     from llmconfig.audit import AuditService
-    from llmconfig.config import EntryService, InteractionTypeService, Resolver
+    from llmconfig.config import EntryService, GroupService, InteractionTypeService, Resolver
     from llmconfig.providers import ProviderService
     from llmconfig.secrets import SecretBackend
     from llmconfig.services import Services
@@ -197,6 +197,7 @@ class LLMConfigService:
     providers: _OfServices[ProviderService] = _OfServices()
     types: _OfServices[InteractionTypeService] = _OfServices()
     config: _OfServices[EntryService] = _OfServices()
+    groups: _OfServices[GroupService] = _OfServices()
     resolver: _OfServices[Resolver] = _OfServices()
     audit: _OfServices[AuditService] = _OfServices()
     usage: _OfServices[UsageService] = _OfServices()

@@ -20,7 +20,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from llmconfig.db.changes import Change, record_change
 from llmconfig.db.engine import transaction
-from llmconfig.db.models import GlobalConfig, Provider, ProviderModel, UserConfig, new_id, utcnow
+from llmconfig.db.models import GlobalConfig, GroupConfig, Provider, ProviderModel, UserConfig, new_id, utcnow
 from llmconfig.errors import (
     ConcurrentChangeError,
     ConflictError,
@@ -421,15 +421,31 @@ class ProviderService:
 
     @staticmethod
     def _users_of(session: Session, provider_id: str) -> builtins.list[str]:
+        def uses(entry: GlobalConfig | UserConfig | GroupConfig) -> builtins.list[str]:
+            """Where the entry uses the provider: itself (its model or fallbacks), or its variants by name."""
+            where = []
+            if entry.provider_id == provider_id or any(f.get("provider_id") == provider_id for f in entry.fallbacks):
+                where.append("")
+            for variant in entry.variants or []:
+                if variant.get("provider_id") == provider_id or any(
+                    f.get("provider_id") == provider_id for f in variant.get("fallbacks") or []
+                ):
+                    where.append(f" (variant {variant.get('name')!r})")
+            return where
+
         users: builtins.list[str] = []
         for entry in session.scalars(select(GlobalConfig)):
-            if entry.provider_id == provider_id or any(f.get("provider_id") == provider_id for f in entry.fallbacks):
-                users.append(entry.interaction_type)
+            users += [f"{entry.interaction_type}{variant}" for variant in uses(entry)]
+        for group_entry in session.scalars(select(GroupConfig)):
+            users += [
+                f"{group_entry.interaction_type}{variant} (entry of group {group_entry.group_name})"
+                for variant in uses(group_entry)
+            ]
         for override in session.scalars(select(UserConfig)):
-            if override.provider_id == provider_id or any(
-                f.get("provider_id") == provider_id for f in override.fallbacks
-            ):
-                users.append(f"{override.interaction_type} (override of user {override.user_id})")
+            users += [
+                f"{override.interaction_type}{variant} (override of user {override.user_id})"
+                for variant in uses(override)
+            ]
         return users
 
 

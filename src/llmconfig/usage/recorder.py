@@ -31,6 +31,8 @@ class UsageEvent:
     latency_ms: float
     success: bool
     error_class: str | None
+    # The variant of the entry that made the call ("main" for its own model); None when the entry has none.
+    variant: str | None = None
 
 
 def estimate_cost(event: UsageEvent, prices: dict[str, tuple[float, float]]) -> float | None:

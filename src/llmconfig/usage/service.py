@@ -18,7 +18,9 @@ from llmconfig.db.engine import transaction
 from llmconfig.db.models import ModelPrice, UsageRecord
 from llmconfig.errors import ConflictError, NotFoundError
 
-GroupBy = Literal["interaction_type", "model", "provider", "user", "day"]
+GroupBy = Literal["interaction_type", "model", "provider", "user", "day", "variant"]
+# The key of calls without a user, and of calls of entries without variants.
+NONE_KEY = "(none)"
 
 
 class UsageGroup(BaseModel):
@@ -31,6 +33,9 @@ class UsageGroup(BaseModel):
     cost_usd: float
     latency_p50_ms: float
     latency_p95_ms: float
+    # Per call, so that groups of different sizes (variants with different weights) compare side by side.
+    tokens_per_call: float
+    cost_per_call_usd: float
 
 
 class UsageReport(BaseModel):
@@ -74,9 +79,12 @@ class UsageService:
         since: datetime | None = None,
         until: datetime | None = None,
     ) -> UsageReport:
-        """Calls, errors, tokens, estimated cost and latency percentiles per group.
+        """Calls, errors, tokens, estimated cost and latency percentiles per group, and tokens and cost per call.
 
         ``group_by`` may name several dimensions (``["day", "interaction_type"]``): one group per combination.
+        ``variant`` groups by the variant of the entry that made the call (``main`` for its own model,
+        ``(none)`` for entries without variants); with ``interaction_type`` first, it compares each type's
+        variants side by side.
         """
         dimensions: list[GroupBy] = [group_by] if isinstance(group_by, str) else list(group_by)
         query = select(UsageRecord)
@@ -91,6 +99,8 @@ class UsageService:
         groups = []
         for key, records in sorted(buckets.items()):
             latencies = [r.latency_ms for r in records]
+            tokens = sum(r.prompt_tokens + r.completion_tokens for r in records)
+            cost = sum(r.cost_usd or 0.0 for r in records)
             groups.append(
                 UsageGroup(
                     key=" / ".join(key),
@@ -99,9 +109,11 @@ class UsageService:
                     errors=sum(not r.success for r in records),
                     prompt_tokens=sum(r.prompt_tokens for r in records),
                     completion_tokens=sum(r.completion_tokens for r in records),
-                    cost_usd=round(sum(r.cost_usd or 0.0 for r in records), 9),
+                    cost_usd=round(cost, 9),
                     latency_p50_ms=_percentile(latencies, 0.50),
                     latency_p95_ms=_percentile(latencies, 0.95),
+                    tokens_per_call=round(tokens / len(records), 2),
+                    cost_per_call_usd=round(cost / len(records), 12),
                 )
             )
         return UsageReport(group_by=dimensions, since=since, until=until, groups=groups)
@@ -161,5 +173,7 @@ def _key(record: UsageRecord, group_by: GroupBy) -> str:
     if group_by == "provider":
         return record.provider_name
     if group_by == "user":
-        return record.user_id or "(none)"
+        return record.user_id or NONE_KEY
+    if group_by == "variant":
+        return record.variant or NONE_KEY
     return record.at.date().isoformat()

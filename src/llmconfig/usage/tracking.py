@@ -34,6 +34,8 @@ class CallContext:
     user_id: str | None
     # The chain in order; a fallback chain marks which one answered (see FallbackChatModel).
     targets: tuple[CallTarget, ...]
+    # The variant of the entry these targets are (None when the entry has no variants).
+    variant: str | None = None
 
 
 class UsageCallback(BaseCallbackHandler):
@@ -81,6 +83,7 @@ class UsageCallback(BaseCallbackHandler):
                 latency_ms=latency,
                 success=error is None,
                 error_class=error,
+                variant=self._context.variant,
             )
         )
 
@@ -185,5 +188,6 @@ class TrackedEmbeddings(Embeddings):
                 latency_ms=(time.perf_counter() - started) * 1000,
                 success=error is None,
                 error_class=error,
+                variant=self._context.variant,
             )
         )

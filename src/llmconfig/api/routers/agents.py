@@ -90,6 +90,9 @@ class UsageEventIn(BaseModel):
     latency_ms: float = Field(ge=0, le=86_400_000, allow_inf_nan=False)
     success: bool
     error_class: SingleLine | None = Field(default=None, max_length=100)
+    variant: SingleLine | None = Field(
+        default=None, max_length=64, description="The variant of the entry that made the call, when it has variants"
+    )
 
 
 class UsageBatch(BaseModel):

@@ -1,4 +1,4 @@
-"""/users/{user_id}/config: per-user overrides and the configuration in effect for a user."""
+"""/users/{user_id}/config and /groups: per-user overrides, the user's groups, and the configuration in effect."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from fastapi import APIRouter, Path, Response
 
 from llmconfig.api.deps import API_PREFIX, AdminDep, IfMatchDep, ReaderDep, ServiceDep
 from llmconfig.api.errors import COMMON_RESPONSES, CONFLICT, NOT_FOUND
-from llmconfig.config import ConfigEntry, ConfigUpdate
+from llmconfig.config import ConfigEntry, ConfigUpdate, GroupMembership, GroupMembershipUpdate
 from llmconfig.config.schemas import ConfigVersion, EffectiveEntry, Rollback
 
 router = APIRouter(prefix=f"{API_PREFIX}/users", tags=["users"], responses=COMMON_RESPONSES)
@@ -16,7 +16,8 @@ UserId = Path(min_length=1, max_length=255, description="The platform's id of th
 
 @router.get("/{user_id}/config", response_model=dict[str, EffectiveEntry])
 def effective_config(service: ServiceDep, _caller: ReaderDep, user_id: str = UserId) -> dict[str, EffectiveEntry]:
-    """What each interaction type resolves to for this user, with ``source`` user, global or env."""
+    """What each interaction type resolves to for this user, with ``source`` ``user``, ``group:<name>``,
+    ``global`` or ``env``, and ``variant``: which of the entry's variants this user gets."""
     return service.config.effective(user_id)
 
 
@@ -58,3 +59,17 @@ def rollback_override(
 ) -> ConfigEntry:
     """Restore an earlier version of this user's override, as a new version."""
     return service.config.rollback(interaction_type, data.version, user_id=user_id, actor=caller.name)
+
+
+@router.get("/{user_id}/groups", response_model=GroupMembership)
+def user_groups(service: ServiceDep, _caller: ReaderDep, user_id: str = UserId) -> GroupMembership:
+    """This user's groups, in order (the first with an entry for a type wins)."""
+    return service.groups.membership(user_id)
+
+
+@router.put("/{user_id}/groups", response_model=GroupMembership, responses=CONFLICT)
+def put_user_groups(
+    data: GroupMembershipUpdate, service: ServiceDep, caller: AdminDep, user_id: str = UserId
+) -> GroupMembership:
+    """Replace this user's groups with ``groups``, in that order; groups that are new come into being."""
+    return service.groups.set_membership(user_id, data, actor=caller.name)
