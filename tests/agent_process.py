@@ -10,6 +10,7 @@ Commands (arguments separated by spaces; ``-`` stands for "no user"):
     ainvoke TYPE USER           the same through aget_llm and ainvoke
     model TYPE USER             the model name get_llm(TYPE, user_id=USER) would call
     wait-model TYPE MODEL SECS  poll get_llm(TYPE) until its model is MODEL: the milliseconds it took, or null
+    wait-user-model TYPE USER MODEL SECS   the same for get_llm(TYPE, user_id=USER)
     embed                       the length of get_embeddings().embed_query("hi")
     agent                       one create_agent turn through get_llm("tools"), with one tool
     modules                     the database drivers and key stores this process imported
@@ -49,11 +50,12 @@ def _run(command: str, args: list[str]) -> Any:
         return asyncio.run(call())
     if command == "model":
         return _model_name(llmconfig.get_llm(args[0], user_id=_user(args[1])))
-    if command == "wait-model":
+    if command in ("wait-model", "wait-user-model"):
+        interaction_type, user, model, seconds = args if command == "wait-user-model" else (args[0], "-", *args[1:])
         started = time.perf_counter()
-        deadline = started + float(args[2])
+        deadline = started + float(seconds)
         while time.perf_counter() < deadline:
-            if _model_name(llmconfig.get_llm(args[0])) == args[1]:
+            if _model_name(llmconfig.get_llm(interaction_type, user_id=_user(user))) == model:
                 return (time.perf_counter() - started) * 1000
             time.sleep(0.001)
         return None

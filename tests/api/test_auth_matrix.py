@@ -179,6 +179,9 @@ def world(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     service.config.set_override(
         "alice", "tools", ConfigUpdate(provider_id=provider.id, model_name="gpt-4o"), actor="seed"
     )
+    service.config.set_group_entry(
+        "matrix-team", "reasoning", ConfigUpdate(provider_id=provider.id, model_name="gpt-4o"), actor="seed"
+    )
     try:
         yield World(
             service=service,
@@ -191,6 +194,7 @@ def world(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> It
                 "provider_id": provider.id,
                 "interaction_type": "reasoning",
                 "user_id": "alice",
+                "group": "matrix-team",
                 "name": "triage",
                 "model_name": "gpt-4o",
             },
