@@ -42,6 +42,8 @@ class Settings(BaseSettings):
     listen_for_changes: bool = True
     # Record every call made through get_llm / get_embeddings objects (tokens, latency, cost).
     usage_tracking: bool = True
+    # Seconds between two readings of what each budget has spent (from the usage table, or the server's).
+    budget_refresh: float = Field(default=2.0, gt=0, le=5)
 
     # The guard on validation, discovery and model calls (llmconfig.providers.outbound): comma-separated IP
     # addresses, CIDRs, host names or *.domain wildcards. NoDecode: the environment gives a plain list, not JSON.

@@ -48,8 +48,14 @@ MIN_OPERATIONS = 15
 FAILURES_BEFORE_LOCKOUT = 10
 # Reads a viewer may not make: tokens are the keys to the API.
 ADMIN_ONLY_READS = {("GET", f"{API}/tokens")}
-# What agents need (DESIGN §9); none of these is served yet: resolve, changes and usage events come next.
-CLIENT_OPERATIONS: set[tuple[str, str]] = set()
+# What agents need (DESIGN §9): resolve, the revision, the change stream, spent budgets and usage events.
+CLIENT_OPERATIONS: set[tuple[str, str]] = {
+    ("GET", f"{API}/resolve/{{interaction_type}}"),
+    ("GET", f"{API}/revision"),
+    ("GET", f"{API}/changes"),
+    ("GET", f"{API}/spend"),
+    ("POST", f"{API}/usage/events"),
+}
 
 
 def _document() -> dict[str, Any]:
@@ -193,6 +199,7 @@ def world(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> It
                 "user_id": "alice",
                 "name": "triage",
                 "model_name": "gpt-4o",
+                "scope": "type:reasoning",
             },
         )
     finally:
@@ -353,6 +360,11 @@ def test_a_role_not_admitted_is_403_even_when_the_body_is_not_json(
 
 @pytest.mark.parametrize(("role", "method", "path"), _role_params(admitted=True))
 def test_a_role_the_operation_admits_gets_through(matrix: Matrix, role: str, method: str, path: str) -> None:
+    if path == f"{API}/changes":  # an endless stream: its status and first line are the answer
+        with matrix.client.stream(method, matrix.url(path), headers=matrix.headers_of(role)) as stream:
+            assert stream.status_code == 200
+            assert next(stream.iter_lines()).startswith("retry:")
+        return
     response = matrix.call(method, path, headers=matrix.headers_of(role))
     assert response.status_code not in (401, 403), response.text
     assert response.status_code < 500, response.text

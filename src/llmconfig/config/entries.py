@@ -31,9 +31,9 @@ from llmconfig.config.schemas import (
 from llmconfig.config.types import InteractionTypeService, find_interaction_type
 from llmconfig.db.changes import Change, record_change
 from llmconfig.db.engine import transaction
-from llmconfig.db.models import AuditEntry, GlobalConfig, InteractionType, Provider, ProviderModel, UserConfig
-from llmconfig.errors import ConcurrentChangeError, ConflictError, NotFoundError, ValidationError
-from llmconfig.providers.service import ProviderService, find_provider
+from llmconfig.db.models import AuditEntry, GlobalConfig, InteractionType, UserConfig
+from llmconfig.errors import ConcurrentChangeError, ConflictError, NotFoundError
+from llmconfig.providers.service import ProviderService, usable_provider
 
 log = logging.getLogger("llmconfig.config")
 
@@ -336,7 +336,7 @@ class EntryService:
     def _checked_values(
         self, session: Session, kind: str, update: ConfigUpdate, *, current: GlobalConfig | UserConfig | None
     ) -> dict[str, Any]:
-        provider = self._usable_provider(session, update.provider_id, kind, update.model_name)
+        provider = usable_provider(session, update.provider_id, kind, update.model_name)
         given = update.model_fields_set
         fallbacks = update.fallbacks if "fallbacks" in given else None
         values: dict[str, Any] = {
@@ -351,46 +351,10 @@ class EntryService:
         else:
             checked: list[dict[str, str]] = []
             for fallback in fallbacks or []:
-                target = self._usable_provider(session, fallback.provider_id, kind, fallback.model_name)
+                target = usable_provider(session, fallback.provider_id, kind, fallback.model_name)
                 checked.append(FallbackTarget(provider_id=target.id, model_name=fallback.model_name).model_dump())
             values["fallbacks"] = checked
         return values
-
-    @staticmethod
-    def _usable_provider(session: Session, ref: str, kind: str, model_name: str) -> Provider:
-        try:
-            provider = find_provider(session, ref)
-        except NotFoundError:
-            raise ValidationError(
-                f"Provider {ref!r} does not exist; add it first or pick one from `llmconfig providers list`"
-            ) from None
-        if not provider.enabled:
-            raise ValidationError(f"Provider {provider.name!r} is disabled; enable it or choose another provider")
-        if kind == "embeddings" and provider.provider_type == "anthropic":
-            raise ValidationError(
-                f"Provider {provider.name!r} is an Anthropic provider, which has no embeddings API; "
-                "choose an openai or custom provider"
-            )
-        catalog = dict(
-            session.execute(
-                select(ProviderModel.model_name, ProviderModel.kind).where(ProviderModel.provider_id == provider.id)
-            ).all()
-        )
-        if catalog:
-            if model_name not in catalog:
-                suitable = sorted(name for name, model_kind in catalog.items() if model_kind == kind)
-                shown = ", ".join(suitable[:10]) + (" …" if len(suitable) > 10 else "")
-                raise ValidationError(
-                    f"Provider {provider.name!r} does not offer model {model_name!r}; "
-                    f"its {kind} models are: {shown or 'none'} (refresh with `llmconfig providers models "
-                    f"{provider.name} --refresh`)"
-                )
-            if catalog[model_name] != kind:
-                raise ValidationError(
-                    f"{model_name!r} is listed as a model of kind {catalog[model_name]!r}, "
-                    f"but this interaction type takes {kind} models"
-                )
-        return provider
 
 
 def _change_of(interaction_type: str, user_id: str | None) -> Change:

@@ -8,6 +8,7 @@ provider's version (which changes whenever the key does).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +19,7 @@ from llmconfig.config.schemas import ConfigSource, storable_user_id
 from llmconfig.config.types import find_interaction_type
 from llmconfig.db.changes import read_revision
 from llmconfig.db.engine import reading, transaction
-from llmconfig.db.models import ConfigRevision, GlobalConfig, InteractionType, Provider, UserConfig
+from llmconfig.db.models import Budget, ConfigRevision, GlobalConfig, InteractionType, Provider, UserConfig
 from llmconfig.errors import LLMConfigError
 from llmconfig.providers.adapters import adapter_for
 from llmconfig.providers.catalog import ModelKind
@@ -38,6 +39,14 @@ class Target:
 
 
 @dataclass(frozen=True, slots=True)
+class BudgetRule:
+    """A budget that applies to a resolution: its scope, and the model to use once it is spent (None: fail)."""
+
+    scope: str
+    on_exceed: Target | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Resolution:
     interaction_type: str
     kind: ModelKind
@@ -47,6 +56,7 @@ class Resolution:
     max_tokens: int | None
     extra_params_json: str
     fallbacks: tuple[Target, ...] = ()
+    budgets: tuple[BudgetRule, ...] = ()
 
     @property
     def extra_params(self) -> dict[str, Any]:
@@ -57,6 +67,23 @@ class Resolution:
     def targets(self) -> tuple[Target, ...]:
         """The primary target, then the fallback chain in order."""
         return (self.target, *self.fallbacks)
+
+    @property
+    def exceed_targets(self) -> tuple[Target, ...]:
+        """The distinct models the budgets send calls to once spent, in the order of the budgets."""
+        seen: list[Target] = []
+        for rule in self.budgets:
+            if rule.on_exceed is not None and rule.on_exceed not in seen:
+                seen.append(rule.on_exceed)
+        return tuple(seen)
+
+
+def budget_scopes(interaction_type: str, user_id: str | None, provider_ids: Iterable[str]) -> list[str]:
+    """The scopes of the budgets that may apply to a call, most specific first."""
+    scopes = [f"user:{user_id}"] if user_id is not None else []
+    scopes.append(f"type:{interaction_type}")
+    scopes.extend(dict.fromkeys(f"provider:{provider_id}" for provider_id in provider_ids))
+    return scopes
 
 
 def freeze_params(params: dict[str, Any]) -> str:
@@ -107,6 +134,7 @@ _RESOLVE_USER = (
 _FALLBACK_PROVIDERS = select(*_PROVIDER_COLUMNS).where(
     Provider.id.in_(bindparam("provider_ids", expanding=True)), Provider.enabled.is_(True)
 )
+_BUDGETS = select(Budget.scope, Budget.on_exceed).where(Budget.scope.in_(bindparam("scopes", expanding=True)))
 
 
 def _target(provider: Any, model_name: str) -> Target:
@@ -173,14 +201,40 @@ class Resolver:
                     for f in row.fallbacks
                     if f["provider_id"] in providers
                 ]
+            target = _target(row, row.model_name)
             resolution = Resolution(
                 interaction_type=interaction_type,
                 kind=head.kind,
                 source=source,
-                target=_target(row, row.model_name),
+                target=target,
                 temperature=row.temperature,
                 max_tokens=row.max_tokens,
                 extra_params_json=freeze_params(row.extra_params or {}),
                 fallbacks=tuple(fallbacks),
+                budgets=self._budgets(connection, interaction_type, user_id, (target, *fallbacks)),
             )
             return resolution, head.revision
+
+    @staticmethod
+    def _budgets(
+        connection: Any, interaction_type: str, user_id: str | None, targets: tuple[Target, ...]
+    ) -> tuple[BudgetRule, ...]:
+        """The budgets that apply to a call of this resolution, most specific first, with their models."""
+        scopes = budget_scopes(interaction_type, user_id, (t.provider_id for t in targets))
+        rows = {row.scope: row.on_exceed for row in connection.execute(_BUDGETS, {"scopes": scopes})}
+        if not rows:
+            return ()
+        wanted = [on_exceed["provider_id"] for on_exceed in rows.values() if on_exceed]
+        providers = (
+            {p.id: p for p in connection.execute(_FALLBACK_PROVIDERS, {"provider_ids": wanted})} if wanted else {}
+        )
+        rules = []
+        for scope in scopes:
+            if scope not in rows:
+                continue
+            on_exceed = rows[scope]
+            provider = providers.get(on_exceed["provider_id"]) if on_exceed else None
+            rules.append(
+                BudgetRule(scope, _target(provider, on_exceed["model_name"]) if provider and on_exceed else None)
+            )
+        return tuple(rules)

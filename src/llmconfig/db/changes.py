@@ -41,6 +41,8 @@ class ChangeKind(StrEnum):
     PROVIDER = "provider"  # address, key, enabled flag or catalog of a provider
     TOKEN = "token"  # an API token (created, revoked)
     PRICE = "price"  # the price of a model, for usage costs
+    BUDGET = "budget"  # a budget (created, changed, removed)
+    SPEND = "spend"  # a budget became spent, or is no longer (announced by each process, never stored)
     SECRETS = "secrets"  # the secret store as a whole (a master key rotation)
     EVERYTHING = "*"  # anything may have changed: drop everything (a listener's resync, an unknown change)
 
@@ -76,6 +78,14 @@ class Change:
     @classmethod
     def price(cls, model_name: str) -> Change:
         return cls(ChangeKind.PRICE, model_name)
+
+    @classmethod
+    def budget(cls, scope: str) -> Change:
+        return cls(ChangeKind.BUDGET, scope)
+
+    @classmethod
+    def spend(cls, scope: str) -> Change:
+        return cls(ChangeKind.SPEND, scope)
 
     @classmethod
     def secrets(cls, what: str) -> Change:

@@ -17,6 +17,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -211,6 +212,12 @@ class UsageRecord(Base):
     """One call made through an object from get_llm / get_embeddings."""
 
     __tablename__ = "usage_records"
+    # Budgets sum spend per period by the column their scope names (llmconfig.usage.budgets).
+    __table_args__ = (
+        Index("ix_usage_records_user_id_at", "user_id", "at"),
+        Index("ix_usage_records_provider_id_at", "provider_id", "at"),
+        Index("ix_usage_records_interaction_type_at", "interaction_type", "at"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
@@ -237,6 +244,26 @@ class ModelPrice(Base):
     input_per_million: Mapped[float] = mapped_column(Float)
     output_per_million: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class Budget(Base):
+    """A cap on what one scope may spend per period, in USD and/or tokens (see llmconfig.usage.budgets)."""
+
+    __tablename__ = "budgets"
+
+    # "type:<interaction type>", "user:<user id>", "group:<group>" or "provider:<provider id>".
+    scope: Mapped[str] = mapped_column(String(300), primary_key=True)
+    period: Mapped[str] = mapped_column(String(8))  # "hour" | "day" | "month", in UTC
+    limit_usd: Mapped[float | None] = mapped_column(Float)
+    limit_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    # {"provider_id", "model_name"}: the model calls go to once the budget is spent; None: they fail.
+    on_exceed: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(String(255))
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     __mapper_args__ = {"version_id_col": version}

@@ -20,6 +20,7 @@ from llmconfig.settings import Settings
 if TYPE_CHECKING:
     from llmconfig.providers.clients import ModelClients
     from llmconfig.usage.recorder import UsageRecorder
+    from llmconfig.usage.spend import BudgetGate, SpendState
     from llmconfig.usage.tracking import CallContext
 
 log = logging.getLogger("llmconfig.llm")
@@ -32,7 +33,13 @@ class ModelBuilder:
     """Builds the LangChain object of a resolution, and the tracked copy a caller gets."""
 
     def __init__(
-        self, settings: Settings, *, api_key: KeyLookup, clients: ModelClients, recorder: UsageRecorder | None
+        self,
+        settings: Settings,
+        *,
+        api_key: KeyLookup,
+        clients: ModelClients,
+        recorder: UsageRecorder | None,
+        spend: SpendState | None = None,
     ) -> None:
         self._settings = settings
         self._api_key = api_key
@@ -40,37 +47,78 @@ class ModelBuilder:
         self._clients = clients
         # None: usage is not recorded (LLMCONFIG_USAGE_TRACKING=false).
         self._recorder = recorder if settings.usage_tracking else None
+        # What the budget check before each call asks; None: budgets are not enforced by this process.
+        self._spend = spend
         self._env_warned: set[str] = set()
         self._env_lock = threading.Lock()
 
     def build(self, resolution: Resolution) -> Any:
-        """The shared object of ``resolution``: a chat model, a fallback chain, or an embeddings model."""
+        """The shared object of ``resolution``: a chat model, a fallback chain, or an embeddings model.
+
+        When budgets apply, calls pass a budget check first; the models their ``on_exceed`` names follow the
+        chain's own members (see :class:`~llmconfig.llm.fallback.FallbackChatModel`).
+        """
         if resolution.kind == "embeddings":
-            target = resolution.target
-            return adapter_for(target.provider_type).embeddings(
-                base_url=target.base_url,
-                api_key=self._api_key(target),
-                model=target.model_name,
-                extra_params=resolution.extra_params,
-                timeout=None,
-                clients=self._clients,
-            )
-        if not resolution.fallbacks:
+            return self._embeddings(resolution, resolution.target)
+        gate = self._gate(resolution)
+        if not resolution.fallbacks and gate is None:
             return self._chat_model(resolution, resolution.target, fail_fast=False)
         from llmconfig.llm.fallback import FallbackChatModel
 
         chain = resolution.targets
+        members = [self._chat_model(resolution, target, fail_fast=bool(resolution.fallbacks)) for target in chain]
+        instead = resolution.exceed_targets if gate is not None else ()
+        members += [self._chat_model(resolution, target, fail_fast=False) for target in instead]
         return FallbackChatModel(
-            models=[self._chat_model(resolution, target, fail_fast=True) for target in chain],
-            labels=[f"{target.provider_name}/{target.model_name}" for target in chain],
+            models=members,
+            labels=[f"{target.provider_name}/{target.model_name}" for target in (*chain, *instead)],
+            gate=gate,
+            active=len(chain),
         )
 
     def tracked(self, built: Any, resolution: Resolution, user_id: str | None) -> Any:
         """``built`` with this caller's usage recording attached (a cheap copy sharing the SDK clients)."""
         from llmconfig.usage.tracking import CallContext, CallTarget
 
-        targets = tuple(CallTarget(t.provider_id, t.provider_name, t.model_name) for t in resolution.targets)
-        return self._track(built, CallContext(resolution.interaction_type, user_id, targets), resolution.kind)
+        gate = self._gate(resolution)
+        instead = resolution.exceed_targets if gate is not None else ()
+        chain = resolution.targets if resolution.kind == "chat" else (resolution.target,)
+        targets = tuple(CallTarget(t.provider_id, t.provider_name, t.model_name) for t in (*chain, *instead))
+        context = CallContext(resolution.interaction_type, user_id, targets)
+        if self._recorder is None:
+            return built
+        from llmconfig.usage.tracking import TrackedEmbeddings, UsageCallback
+
+        if resolution.kind == "embeddings":
+            alternatives = [self._embeddings(resolution, target) for target in instead]
+            return TrackedEmbeddings(built, self._recorder, context, gate=gate, alternatives=alternatives)
+        return built.model_copy(update={"callbacks": [UsageCallback(self._recorder, context)]})
+
+    def _gate(self, resolution: Resolution) -> BudgetGate | None:
+        if not resolution.budgets or self._spend is None:
+            return None
+        from llmconfig.usage.spend import BudgetGate
+
+        # The members a spent budget sends calls to follow the chain (embeddings: the one model).
+        first_instead = len(resolution.targets) if resolution.kind == "chat" else 1
+        instead = resolution.exceed_targets
+        return BudgetGate(
+            self._spend,
+            [
+                (rule.scope, None if rule.on_exceed is None else first_instead + instead.index(rule.on_exceed))
+                for rule in resolution.budgets
+            ],
+        )
+
+    def _embeddings(self, resolution: Resolution, target: Target) -> Any:
+        return adapter_for(target.provider_type).embeddings(
+            base_url=target.base_url,
+            api_key=self._api_key(target),
+            model=target.model_name,
+            extra_params=resolution.extra_params,
+            timeout=None,
+            clients=self._clients,
+        )
 
     def from_environment(
         self, interaction_type: str, kind: Kind | None, *, reason: str, unreachable: bool = False

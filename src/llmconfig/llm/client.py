@@ -17,6 +17,7 @@ environment fallback.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -28,7 +29,7 @@ import httpx2
 
 from llmconfig.config.resolution import Resolution, Target
 from llmconfig.config.schemas import storable_user_id
-from llmconfig.db.changes import RESYNC, Announcement
+from llmconfig.db.changes import RESYNC, Announcement, ChangeKind
 from llmconfig.errors import (
     LLMConfigError,
     NotConfiguredError,
@@ -39,6 +40,7 @@ from llmconfig.errors import (
 from llmconfig.llm.resolved import ResolvedConfig
 from llmconfig.settings import Settings
 from llmconfig.usage.recorder import UsageEvent
+from llmconfig.usage.spend import SpentBudget
 
 log = logging.getLogger("llmconfig.client")
 
@@ -131,8 +133,9 @@ def key_ref(provider_id: str, provider_version: int) -> str:
 class ServerSource:
     """The model cache's source in client mode; see the module docstring."""
 
-    def __init__(self, settings: Settings, connection: ServerConnection) -> None:
+    def __init__(self, settings: Settings, connection: ServerConnection, spend: ServerSpend | None = None) -> None:
         self._connection = connection
+        self._spend = spend
         self._heartbeat = settings.stream_heartbeat
         # Keys by reference (provider id and version), as the last resolutions handed them over.
         self._keys: dict[str, str | None] = {}
@@ -158,7 +161,7 @@ class ServerSource:
             raise LLMConfigError(f"The llmconfig server answered {response.status_code}: {_detail(response)}")
         resolved = ResolvedConfig.model_validate_json(response.content)
         with self._lock:
-            for target in resolved.targets:
+            for target in resolved.all_targets():
                 self._keys[key_ref(target.provider_id, target.provider_version)] = target.api_key
             self._note_revision(resolved.revision)
         return resolved.resolution(), resolved.revision
@@ -239,6 +242,8 @@ class ServerSource:
                 return
             if event.name == "change":
                 announcement = Announcement.from_json(event.data)
+                if announcement.change.kind is ChangeKind.SPEND and self._spend is not None:
+                    self._spend.changed()
             elif event.name == "resync":
                 announcement = RESYNC
             else:
@@ -246,6 +251,59 @@ class ServerSource:
             with self._lock:
                 self._note_revision(int(event.id) if event.id and event.id.isdigit() else None)
             self._deliver(announcement)
+
+
+class ServerSpend:
+    """Which budgets are spent, as the server says (``GET /spend``): read again every ``budget_refresh`` seconds
+    on a background thread once a resolution carried budgets, and at once when the change stream says so."""
+
+    def __init__(self, settings: Settings, connection: ServerConnection) -> None:
+        self._connection = connection
+        self._refresh = settings.budget_refresh
+        self._spent: dict[str, SpentBudget] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+
+    def spent(self, scope: str) -> SpentBudget | None:
+        if self._thread is None:
+            self._start()
+        return self._spent.get(scope)
+
+    def read(self) -> None:
+        response = self._connection.request("GET", "/spend")
+        if response.status_code == 200:
+            self._spent = {item["scope"]: SpentBudget(**item) for item in response.json()["spent"]}
+
+    def changed(self) -> None:
+        """A budget became spent or is no longer: read again now."""
+        self._wake.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is not None:
+                return
+            # The first check answers from the server rather than from nothing.
+            with contextlib.suppress(LLMConfigError):
+                self.read()
+            self._thread = threading.Thread(target=self._follow, name="llmconfig-spend", daemon=True)
+            self._thread.start()
+
+    def _follow(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self._refresh)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.read()
+            except LLMConfigError as exc:  # keep the last figures while the server cannot say
+                log.debug("Cannot read the spend of the budgets from the server: %s", exc)
 
 
 class ServerUsageSink:

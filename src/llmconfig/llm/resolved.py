@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from llmconfig.config.resolution import Resolution, Target, freeze_params
+from llmconfig.config.resolution import BudgetRule, Resolution, Target, freeze_params
 from llmconfig.config.schemas import ConfigSource
 from llmconfig.errors import NotConfiguredError
 from llmconfig.llm.building import KeyLookup
@@ -35,6 +35,13 @@ class ResolvedTarget(BaseModel):
     __str__ = __repr__
 
 
+class ResolvedBudget(BaseModel):
+    """A budget that applies: its scope, and the model calls go to once it is spent (None: they fail)."""
+
+    scope: str
+    on_exceed: ResolvedTarget | None = None
+
+
 class ResolvedConfig(BaseModel):
     """What one interaction type resolves to for one user; the first target is the primary."""
 
@@ -46,9 +53,22 @@ class ResolvedConfig(BaseModel):
     max_tokens: int | None
     extra_params: dict[str, Any]
     targets: list[ResolvedTarget]
+    # Most specific first; whether each is spent is asked of GET /spend (it changes without a new revision).
+    budgets: list[ResolvedBudget] = []
 
     @classmethod
     def of(cls, resolution: Resolution, revision: int, api_key: KeyLookup) -> ResolvedConfig:
+        def resolved(target: Target) -> ResolvedTarget:
+            return ResolvedTarget(
+                provider_id=target.provider_id,
+                provider_name=target.provider_name,
+                provider_type=target.provider_type,
+                provider_version=target.provider_version,
+                base_url=target.base_url,
+                model_name=target.model_name,
+                api_key=api_key(target),
+            )
+
         return cls(
             interaction_type=resolution.interaction_type,
             kind=resolution.kind,
@@ -57,34 +77,16 @@ class ResolvedConfig(BaseModel):
             temperature=resolution.temperature,
             max_tokens=resolution.max_tokens,
             extra_params=resolution.extra_params,
-            targets=[
-                ResolvedTarget(
-                    provider_id=target.provider_id,
-                    provider_name=target.provider_name,
-                    provider_type=target.provider_type,
-                    provider_version=target.provider_version,
-                    base_url=target.base_url,
-                    model_name=target.model_name,
-                    api_key=api_key(target),
-                )
-                for target in resolution.targets
+            targets=[resolved(target) for target in resolution.targets],
+            budgets=[
+                ResolvedBudget(scope=rule.scope, on_exceed=None if rule.on_exceed is None else resolved(rule.on_exceed))
+                for rule in resolution.budgets
             ],
         )
 
     def resolution(self) -> Resolution:
         """The plain resolution (keys left out: each target's key reference names its provider version)."""
-        targets = tuple(
-            Target(
-                provider_id=t.provider_id,
-                provider_name=t.provider_name,
-                provider_type=t.provider_type,
-                provider_version=t.provider_version,
-                base_url=t.base_url,
-                api_key_ref=None if t.api_key is None else f"server:{t.provider_id}:{t.provider_version}",
-                model_name=t.model_name,
-            )
-            for t in self.targets
-        )
+        targets = tuple(_target(t) for t in self.targets)
         return Resolution(
             interaction_type=self.interaction_type,
             kind=self.kind,
@@ -94,7 +96,26 @@ class ResolvedConfig(BaseModel):
             max_tokens=self.max_tokens,
             extra_params_json=freeze_params(self.extra_params),
             fallbacks=targets[1:],
+            budgets=tuple(
+                BudgetRule(b.scope, None if b.on_exceed is None else _target(b.on_exceed)) for b in self.budgets
+            ),
         )
+
+    def all_targets(self) -> list[ResolvedTarget]:
+        """Every target whose key this payload carries: the chain, then the budgets' models."""
+        return [*self.targets, *(b.on_exceed for b in self.budgets if b.on_exceed is not None)]
+
+
+def _target(target: ResolvedTarget) -> Target:
+    return Target(
+        provider_id=target.provider_id,
+        provider_name=target.provider_name,
+        provider_type=target.provider_type,
+        provider_version=target.provider_version,
+        base_url=target.base_url,
+        api_key_ref=None if target.api_key is None else f"server:{target.provider_id}:{target.provider_version}",
+        model_name=target.model_name,
+    )
 
 
 class ResolvedBuilder:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from llmconfig.services import Services
     from llmconfig.tokens import TokenService
     from llmconfig.usage import UsageRecorder, UsageService
+    from llmconfig.usage.budgets import BudgetService
 
 T = TypeVar("T")
 
@@ -84,24 +85,27 @@ class LLMConfigService:
             api_key=source.api_key,
             clients=self._services.providers.model_clients,
             recorder=self._services.usage_recorder,
+            spend=self._services.spend,
         )
         return source, builder
 
     def _client_mode(self) -> tuple[ResolutionSource, ModelBuilder]:
         """Resolutions from the server (LLMCONFIG_SERVER_URL): no database, no master key in this process."""
-        from llmconfig.llm.client import ServerConnection, ServerSource, ServerUsageSink
+        from llmconfig.llm.client import ServerConnection, ServerSource, ServerSpend, ServerUsageSink
         from llmconfig.providers.clients import ModelClients
         from llmconfig.providers.outbound import OutboundPolicy
         from llmconfig.usage.recorder import UsageRecorder
 
         connection = ServerConnection(self.settings)
-        source = ServerSource(self.settings, connection)
+        spend = ServerSpend(self.settings, connection)
+        source = ServerSource(self.settings, connection, spend)
         policy = OutboundPolicy(allow=self.settings.outbound_allow, deny=self.settings.outbound_deny)
         clients = ModelClients(policy, max_response_bytes=self.settings.model_max_response_bytes)
         recorder = self._recorder = UsageRecorder(ServerUsageSink(connection))
         # Closed in this order: the recorder posts what is queued before the connection goes.
-        self._closers = [source.close, lambda: recorder.flush(timeout=5), connection.close, clients.close]
-        return source, ModelBuilder(self.settings, api_key=source.api_key, clients=clients, recorder=recorder)
+        self._closers = [source.close, spend.close, lambda: recorder.flush(timeout=5), connection.close, clients.close]
+        builder = ModelBuilder(self.settings, api_key=source.api_key, clients=clients, recorder=recorder, spend=spend)
+        return source, builder
 
     @property
     def services(self) -> Services:
@@ -201,4 +205,5 @@ class LLMConfigService:
     audit: _OfServices[AuditService] = _OfServices()
     usage: _OfServices[UsageService] = _OfServices()
     usage_recorder: _OfServices[UsageRecorder] = _OfServices()
+    budgets: _OfServices[BudgetService] = _OfServices()
     tokens: _OfServices[TokenService] = _OfServices()

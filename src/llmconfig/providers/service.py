@@ -20,7 +20,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from llmconfig.db.changes import Change, record_change
 from llmconfig.db.engine import transaction
-from llmconfig.db.models import GlobalConfig, Provider, ProviderModel, UserConfig, new_id, utcnow
+from llmconfig.db.models import Budget, GlobalConfig, Provider, ProviderModel, UserConfig, new_id, utcnow
 from llmconfig.errors import (
     ConcurrentChangeError,
     ConflictError,
@@ -81,6 +81,47 @@ def find_provider(session: Session, ref: str) -> Provider:
     provider = session.scalar(select(Provider).where(or_(Provider.id == ref, Provider.name == ref)))
     if provider is None:
         raise NotFoundError(f"No provider {ref!r}; list them with `llmconfig providers list`")
+    return provider
+
+
+def usable_provider(session: Session, ref: str, kind: str, model_name: str) -> Provider:
+    """The enabled provider ``ref`` (id or name), if it can serve ``model_name`` as a ``kind`` model.
+
+    ValidationError saying what to do otherwise: an unknown or disabled provider, Anthropic for embeddings, a
+    model missing from a non-empty catalog (listing the models of the right kind) or of the wrong kind.
+    """
+    try:
+        provider = find_provider(session, ref)
+    except NotFoundError:
+        raise ValidationError(
+            f"Provider {ref!r} does not exist; add it first or pick one from `llmconfig providers list`"
+        ) from None
+    if not provider.enabled:
+        raise ValidationError(f"Provider {provider.name!r} is disabled; enable it or choose another provider")
+    if kind == "embeddings" and provider.provider_type == "anthropic":
+        raise ValidationError(
+            f"Provider {provider.name!r} is an Anthropic provider, which has no embeddings API; "
+            "choose an openai or custom provider"
+        )
+    catalog = dict(
+        session.execute(
+            select(ProviderModel.model_name, ProviderModel.kind).where(ProviderModel.provider_id == provider.id)
+        ).all()
+    )
+    if catalog:
+        if model_name not in catalog:
+            suitable = sorted(name for name, model_kind in catalog.items() if model_kind == kind)
+            shown = ", ".join(suitable[:10]) + (" …" if len(suitable) > 10 else "")
+            raise ValidationError(
+                f"Provider {provider.name!r} does not offer model {model_name!r}; "
+                f"its {kind} models are: {shown or 'none'} (refresh with `llmconfig providers models "
+                f"{provider.name} --refresh`)"
+            )
+        if catalog[model_name] != kind:
+            raise ValidationError(
+                f"{model_name!r} is listed as a model of kind {catalog[model_name]!r}, "
+                f"but this interaction type takes {kind} models"
+            )
     return provider
 
 
@@ -430,6 +471,9 @@ class ProviderService:
                 f.get("provider_id") == provider_id for f in override.fallbacks
             ):
                 users.append(f"{override.interaction_type} (override of user {override.user_id})")
+        for budget in session.scalars(select(Budget)):
+            if budget.scope == f"provider:{provider_id}" or (budget.on_exceed or {}).get("provider_id") == provider_id:
+                users.append(f"the budget of {budget.scope}")
         return users
 
 

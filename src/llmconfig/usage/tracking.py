@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
@@ -16,6 +16,9 @@ from pydantic import BaseModel
 
 from llmconfig.db.models import utcnow
 from llmconfig.usage.recorder import UsageEvent, UsageRecorder
+
+if TYPE_CHECKING:
+    from llmconfig.usage.spend import BudgetGate
 
 # Which member of a fallback chain produced a result, in its generation_info (set by FallbackChatModel).
 ATTEMPT_KEY = "llmconfig_attempt"
@@ -116,62 +119,75 @@ class _AsyncCountingClient(_CountingClient):
 
 
 class TrackedEmbeddings(Embeddings):
-    """Embeddings that record each call; ``wrapped`` is the provider's LangChain object."""
+    """Embeddings that record each call; ``wrapped`` is the provider's LangChain object.
 
-    def __init__(self, wrapped: Embeddings, recorder: UsageRecorder, context: CallContext) -> None:
+    With a budget ``gate``, each call is checked first: it fails, or goes to one of ``alternatives`` (the
+    models spent budgets name, whose targets follow the primary one in ``context.targets``).
+    """
+
+    def __init__(
+        self,
+        wrapped: Embeddings,
+        recorder: UsageRecorder,
+        context: CallContext,
+        *,
+        gate: BudgetGate | None = None,
+        alternatives: Sequence[Embeddings] = (),
+    ) -> None:
         self.wrapped = wrapped
         self._recorder = recorder
         self._context = context
-        if isinstance(wrapped, BaseModel) and hasattr(wrapped, "client") and hasattr(wrapped, "async_client"):
-            # A copy, so the shared provider object stays untouched; the SDK clients themselves are shared.
-            copy = wrapped.model_copy()
-            copy.client = _CountingClient(wrapped.client)
-            copy.async_client = _AsyncCountingClient(wrapped.async_client)
-            self._inner: Embeddings = copy
-        else:
-            self._inner = wrapped
+        self._gate = gate
+        self._models = [_counting(model) for model in (wrapped, *alternatives)]
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        result: list[list[float]] = self._timed(lambda: self._inner.embed_documents(texts))
+        result: list[list[float]] = self._timed(lambda model: model.embed_documents(texts))
         return result
 
     def embed_query(self, text: str) -> list[float]:
-        result: list[float] = self._timed(lambda: self._inner.embed_query(text))
+        result: list[float] = self._timed(lambda model: model.embed_query(text))
         return result
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        index = self._route()
         sink: list[int] = []
         token = _embedding_tokens.set(sink)
         started = time.perf_counter()
         try:
-            result = await self._inner.aembed_documents(texts)
+            result = await self._models[index].aembed_documents(texts)
         except Exception as error:
-            self._emit(started, sink, type(error).__name__)
+            self._emit(index, started, sink, type(error).__name__)
             raise
         finally:
             _embedding_tokens.reset(token)
-        self._emit(started, sink, None)
+        self._emit(index, started, sink, None)
         return result
 
     async def aembed_query(self, text: str) -> list[float]:
         return (await self.aembed_documents([text]))[0]
 
-    def _timed(self, call: Any) -> Any:
+    def _route(self) -> int:
+        """Which model answers: 0, the primary one, unless a spent budget names another (or fails the call)."""
+        instead = self._gate.route() if self._gate is not None else None
+        return 0 if instead is None else instead
+
+    def _timed(self, call: Callable[[Embeddings], Any]) -> Any:
+        index = self._route()
         sink: list[int] = []
         token = _embedding_tokens.set(sink)
         started = time.perf_counter()
         try:
-            result = call()
+            result = call(self._models[index])
         except Exception as error:
-            self._emit(started, sink, type(error).__name__)
+            self._emit(index, started, sink, type(error).__name__)
             raise
         finally:
             _embedding_tokens.reset(token)
-        self._emit(started, sink, None)
+        self._emit(index, started, sink, None)
         return result
 
-    def _emit(self, started: float, sink: Sequence[int], error: str | None) -> None:
-        target = self._context.targets[0]
+    def _emit(self, index: int, started: float, sink: Sequence[int], error: str | None) -> None:
+        target = self._context.targets[min(index, len(self._context.targets) - 1)]
         self._recorder.record(
             UsageEvent(
                 at=utcnow(),
@@ -187,3 +203,13 @@ class TrackedEmbeddings(Embeddings):
                 error_class=error,
             )
         )
+
+
+def _counting(model: Embeddings) -> Embeddings:
+    """A copy of ``model`` whose SDK resources note the tokens each response reports (the clients are shared)."""
+    if isinstance(model, BaseModel) and hasattr(model, "client") and hasattr(model, "async_client"):
+        copy = model.model_copy()
+        copy.client = _CountingClient(model.client)
+        copy.async_client = _AsyncCountingClient(model.async_client)
+        return copy
+    return model

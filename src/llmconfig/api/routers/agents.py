@@ -6,6 +6,7 @@ token; a client token limited to some interaction types may only resolve and rep
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated
 
@@ -72,6 +73,26 @@ async def changes(
         # No buffering by nginx and friends, no caching anywhere: each event must reach the client at once.
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+
+
+class SpentBudgetOut(BaseModel):
+    scope: str
+    period: str
+    limit_usd: float | None
+    limit_tokens: int | None
+    spent_usd: float
+    spent_tokens: int
+
+
+class Spend(BaseModel):
+    spent: list[SpentBudgetOut]
+
+
+@router.get("/spend", response_model=Spend)
+def spend(service: ServiceDep, _caller: ClientDep) -> Spend:
+    """The budgets that are spent now (what client-mode processes check before each call), as this server
+    last read them from the usage table (at most ``LLMCONFIG_BUDGET_REFRESH`` seconds ago)."""
+    return Spend(spent=[SpentBudgetOut(**asdict(spent)) for spent in service.services.spend.all_spent()])
 
 
 class UsageEventIn(BaseModel):
