@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from llmconfig import __version__
+from llmconfig.api import openai_compat
 from llmconfig.api.errors import install_error_handlers
 from llmconfig.api.guards import RejectNulBytes
 from llmconfig.api.operations import install_operations
@@ -26,7 +27,11 @@ def create_app(settings: Settings | None = None, *, service: LLMConfigService | 
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
+        await openai_compat.startup(_app)
+        try:
+            yield
+        finally:
+            await openai_compat.shutdown(_app)
         if service is None:
             svc.close()
 
@@ -46,6 +51,7 @@ def create_app(settings: Settings | None = None, *, service: LLMConfigService | 
 
     for module in (providers, config, users, interaction_types, audit, usage, tokens):
         app.include_router(module.router)
+    openai_compat.install(app, svc)
     install_operations(app, svc)
     install_ui(app)
     app.add_middleware(RejectNulBytes)
