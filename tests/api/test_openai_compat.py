@@ -8,19 +8,15 @@ a client token as its API key.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
-import openai
 import pytest
-from pydantic import SecretStr
 
-from llmconfig import LLMConfigService
 from llmconfig.config import ConfigUpdate
 from llmconfig.config.schemas import InteractionTypeCreate
 from llmconfig.providers import ProviderCreate
 from tests.api.conftest import ApiContext
+from tests.api.openai_gateway import Gateway, configured_gateway
 from tests.conftest import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY, free_tcp_port
 from tests.peers import AnthropicPeer, OpenAIPeer, ScriptedReply, ToolCall
 
@@ -41,60 +37,9 @@ ANSWER_SCHEMA: Any = {
 }
 
 
-@dataclass
-class Gateway:
-    service: LLMConfigService
-    url: str
-    token: str
-    openai_peer: OpenAIPeer
-    anthropic_peer: AnthropicPeer
-
-    def sdk(self, token: str | None = None) -> openai.OpenAI:
-        return openai.OpenAI(base_url=f"{self.url}/v1", api_key=token or self.token, max_retries=0, timeout=30)
-
-    def usage_rows(self) -> list[Any]:
-        assert self.service.usage_recorder.flush()
-        report = self.service.usage.report(group_by=["interaction_type", "provider", "model"])
-        return report.groups
-
-
 @pytest.fixture
-def gateway(
-    api: ApiContext, live_server: str, openai_peer: OpenAIPeer, anthropic_peer: AnthropicPeer
-) -> Iterator[Gateway]:
-    """``reasoning`` on the OpenAI peer (gpt-4o, temperature 0.3, max_tokens 77), ``planning`` on the Anthropic
-    peer (claude-sonnet-4-5), ``embeddings`` on the OpenAI peer, and a client token for all of them."""
-    service = api.service
-    service.providers.add(
-        ProviderCreate(
-            name="local", provider_type="custom", api_base_url=openai_peer.base_url, api_key=SecretStr(OPENAI_PEER_KEY)
-        ),
-        validate=False,
-    )
-    service.providers.add(
-        ProviderCreate(
-            name="claude",
-            provider_type="anthropic",
-            api_base_url=anthropic_peer.root_url,
-            api_key=SecretStr(ANTHROPIC_PEER_KEY),
-        ),
-        validate=False,
-    )
-    service.config.set_global(
-        "reasoning",
-        ConfigUpdate(provider_id="local", model_name="gpt-4o", temperature=0.3, max_tokens=77),
-        actor="t",
-    )
-    service.config.set_global(
-        "planning",
-        ConfigUpdate(provider_id="claude", model_name="claude-sonnet-4-5", temperature=0.4, max_tokens=300),
-        actor="t",
-    )
-    service.config.set_global(
-        "embeddings", ConfigUpdate(provider_id="local", model_name="text-embedding-3-small"), actor="t"
-    )
-    token, _ = service.tokens.create(role="client", name="agents")
-    yield Gateway(service, live_server, token, openai_peer, anthropic_peer)
+def gateway(api: ApiContext, live_server: str, openai_peer: OpenAIPeer, anthropic_peer: AnthropicPeer) -> Gateway:
+    return configured_gateway(api, live_server, openai_peer, anthropic_peer)
 
 
 def chat_requests(peer: OpenAIPeer | AnthropicPeer, path: str) -> list[Any]:
@@ -150,9 +95,7 @@ def test_the_user_field_applies_that_users_override(gateway: Gateway) -> None:
     gateway.service.config.set_override(
         "alice", "reasoning", ConfigUpdate(provider_id="local", model_name="gpt-4o-mini", temperature=0.9), actor="t"
     )
-    gateway.sdk().chat.completions.create(
-        model="reasoning", messages=[{"role": "user", "content": "hi"}], user="alice"
-    )
+    gateway.sdk().chat.completions.create(model="reasoning", messages=[{"role": "user", "content": "hi"}], user="alice")
     gateway.sdk().chat.completions.create(model="reasoning", messages=[{"role": "user", "content": "hi"}], user="bob")
     alice, bob = chat_requests(gateway.openai_peer, "/v1/chat/completions")[-2:]
     assert (alice["model"], alice["temperature"]) == ("gpt-4o-mini", 0.9)
@@ -258,7 +201,11 @@ def test_anthropic_tool_calls_and_results_round_trip(gateway: Gateway) -> None:
     )
     assert first.choices[0].finish_reason == "tool_calls"
     [call] = first.choices[0].message.tool_calls or []
-    assert (call.id, call.function.name, json.loads(call.function.arguments)) == ("toolu_1", "get_weather", {"city": "Oslo"})
+    assert (call.id, call.function.name, json.loads(call.function.arguments)) == (
+        "toolu_1",
+        "get_weather",
+        {"city": "Oslo"},
+    )
     messages += [
         first.choices[0].message.model_dump(exclude_none=True),
         {"role": "tool", "tool_call_id": "toolu_1", "content": "-5 C"},
@@ -279,7 +226,12 @@ def test_anthropic_tool_calls_and_results_round_trip(gateway: Gateway) -> None:
             "role": "assistant",
             "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Oslo"}}],
         },
-        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": [{"type": "text", "text": "-5 C"}]}]},
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": [{"type": "text", "text": "-5 C"}]}
+            ],
+        },
     ]
 
 

@@ -223,14 +223,18 @@ class Gateway:
             raise
 
     async def _relay(self, stream: _OpenStream, target: ResolvedTarget, attempt: _Attempt) -> AsyncIterator[bytes]:
-        error: str | None = "ClientDisconnected"
+        # Recorded before the last bytes go out: a client that has read the whole stream finds its usage row.
+        recorded = False
         try:
             async for data in stream.rest():
+                if stream.ended and not recorded:
+                    recorded = True
+                    self._record(attempt, target, stream.processor.usage, stream.error)
                 yield data
-            error = stream.error
         finally:
             stream.close()
-            self._record(attempt, target, stream.processor.usage, error)
+            if not recorded:
+                self._record(attempt, target, stream.processor.usage, stream.error or "ClientDisconnected")
 
     # -- /v1/embeddings ----------------------------------------------------------------------------
 
@@ -421,6 +425,7 @@ class _OpenStream:
         self.endpoint = endpoint
         self.processor = processor
         self.error: str | None = None
+        self.ended = False
         self._chunks = answer.chunks()
         self._splitter = EventSplitter()
         self._first = b""
@@ -441,33 +446,39 @@ class _OpenStream:
         )
 
     async def rest(self) -> AsyncIterator[bytes]:
+        """What was read ahead, then the rest as it arrives; ``ended`` is set before the last bytes are yielded."""
         yield self._first
         try:
             async for chunk in self._chunks:
                 data = self.processor.events(self._splitter.feed(chunk))
-                if data:
-                    yield data
                 if self.processor.done:
-                    break
-            tail = self._splitter.rest()
-            if tail and not self.processor.done:
-                data = self.processor.events([tail])
+                    self.ended = True
+                    yield data
+                    return
                 if data:
                     yield data
+            tail = self._splitter.rest()
+            data = self.processor.events([tail]) if tail else b""
         except anthropic.StreamError as exc:
             self.error = exc.kind or "StreamError"
+            self.ended = True
             yield sse({"error": {"message": f"The {self.endpoint.where} failed mid-stream: {exc}", "type": UPSTREAM}})
             return
         except UpstreamFailure as failure:
             self.error = failure.kind
+            self.ended = True
             yield sse({"error": {"message": f"The {failure}", "type": UPSTREAM, "param": None, "code": None}})
             return
-        if not self.processor.done:
-            if isinstance(self.processor, AnthropicToOpenAI):
-                self.error = "IncompleteStream"
-                yield sse({"error": {"message": f"The {self.endpoint.where} ended its stream early", "type": UPSTREAM}})
-            else:
-                yield DONE  # an OpenAI-compatible server that closes without [DONE]: end it properly
+        self.ended = True
+        if self.processor.done:
+            yield data
+        elif isinstance(self.processor, AnthropicToOpenAI):
+            self.error = "IncompleteStream"
+            yield data + sse(
+                {"error": {"message": f"The {self.endpoint.where} ended its stream early", "type": UPSTREAM}}
+            )
+        else:
+            yield data + DONE  # an OpenAI-compatible server that closed without [DONE]: the stream still ends properly
 
     def close(self) -> None:
         self.answer.close()
