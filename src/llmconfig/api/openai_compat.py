@@ -1,15 +1,20 @@
 """The OpenAI-compatible face at ``/v1``: ``GET /models``, ``POST /chat/completions``, ``POST /embeddings``.
 
-Thin: a route reads the token and the body and hands them to :class:`~llmconfig.gateway.Gateway`. Errors
-leave in OpenAI's shape (``{"error": {"message", "type", "param", "code"}}``), not as problem+json, so that
-the official SDKs raise their usual exceptions; the routes therefore catch every refusal themselves instead of
-leaving it to the app's handlers. The access policy is the API's own (``llmconfig.api.authz``): client and
-admin tokens, a client token only for its interaction types.
+Thin: it reads the token and the body and hands them to :class:`~llmconfig.gateway.Gateway`. Errors leave in
+OpenAI's shape (``{"error": {"message", "type", "param", "code"}}``), not as problem+json, so that the
+official SDKs raise their usual exceptions. The access policy is the API's own (``llmconfig.api.authz``):
+client and admin tokens, a client token only for its interaction types.
+
+A small pure-ASGI app (:class:`OpenAICompatible`) rather than FastAPI routes: this is the path every agent
+request takes, and FastAPI's route matching over the whole API, its dependency machinery and its request
+objects cost more than the gateway's own work (measured with ``python -m bench.gateway``). It sits inside the
+app's middleware (security headers, the NUL and body-size guard, the request metrics) and in front of the
+router; every other path goes on to the FastAPI app unchanged.
 
 Checking a token is a hash and a lookup in the token snapshot, but refreshing that snapshot (and noting a
 token's last use) reads or writes the database, which must not happen on the event loop: a token that was
 checked a moment ago is answered from :class:`CallerCache`, anything else is checked in a worker thread.
-The routes are left out of ``/openapi.json``: their contract is OpenAI's API.
+The endpoints are not in ``/openapi.json``: their contract is OpenAI's API.
 """
 
 from __future__ import annotations
@@ -18,25 +23,26 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi import FastAPI
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmconfig.api import authz
 from llmconfig.api.authz import Access
-from llmconfig.api.deps import bearer_token, identify
+from llmconfig.api.deps import identify
 from llmconfig.db.changes import Announcement, ChangeKind
-from llmconfig.gateway import Gateway, GatewayError, StreamReply, Upstream
-from llmconfig.gateway.errors import AUTHENTICATION, PERMISSION, RATE_LIMIT, error_body
+from llmconfig.gateway import Gateway, GatewayError, Reply, StreamReply, Upstream
+from llmconfig.gateway.errors import AUTHENTICATION, PERMISSION, RATE_LIMIT
 from llmconfig.llm import LLMConfigService
 from llmconfig.tokens import TOUCH_INTERVAL, Caller
 
 log = logging.getLogger("llmconfig.api")
 
-router = APIRouter(prefix="/v1", tags=["openai-compatible"], include_in_schema=False)
-
-_JSON = "application/json"
+PREFIX = "/v1/"
 _MAX_CACHED_TOKENS = 10_000
 
 
@@ -77,105 +83,187 @@ class CallerCache:
                 self._callers.clear()
 
 
-def _error(exc: GatewayError) -> Response:
-    return Response(exc.body(), status_code=exc.status, media_type=_JSON, headers=exc.headers)
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+_STREAM_HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),  # nginx in front must not buffer the stream
+]
 
 
-async def _caller(request: Request) -> Caller:
-    """The caller of a ``/v1`` request, if the policy lets it call the OpenAI-compatible endpoints."""
-    token = bearer_token(request)
-    if not token:
-        raise GatewayError(
-            401,
-            "Send a client or admin token as 'Authorization: Bearer <token>' (the OpenAI SDKs' api_key)",
-            type=AUTHENTICATION,
-            code="missing_token",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    cache: CallerCache = request.app.state.gateway_callers
-    caller = cache.get(token)
-    if caller is None:
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """What the request metrics label a request by (they read ``scope["route"].path``)."""
+
+    path: str
+
+
+class OpenAICompatible:
+    """Serves ``/v1/models``, ``/v1/chat/completions`` and ``/v1/embeddings``; passes every other path on."""
+
+    def __init__(self, app: ASGIApp, *, gateway: Gateway, callers: CallerCache) -> None:
+        self.app = app
+        self.gateway = gateway
+        self.callers = callers
+        self._routes: dict[str, tuple[str, _Route]] = {
+            "/v1/models": ("GET", _Route("/v1/models")),
+            "/v1/chat/completions": ("POST", _Route("/v1/chat/completions")),
+            "/v1/embeddings": ("POST", _Route("/v1/embeddings")),
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(PREFIX):
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"].rstrip("/")
+        method, route = self._routes.get(path, ("", None))
+        if route is None:
+            scope["route"] = _Route("/v1/{unknown}")
+            await _send_error(
+                send,
+                GatewayError(
+                    404,
+                    f"Unknown endpoint {path}; this server offers GET /v1/models, "
+                    "POST /v1/chat/completions and POST /v1/embeddings",
+                    code="unknown_url",
+                ),
+            )
+            return
+        scope["route"] = route
+        if scope["method"] != method:
+            error = GatewayError(405, f"{path} takes {method} requests", code="method_not_allowed")
+            error.headers["Allow"] = method
+            await _send_error(send, error)
+            return
+        started = False
         try:
-            caller = await asyncio.to_thread(identify, request, request.app.state.tokens, token)
-        except StarletteHTTPException as refused:
-            headers = dict(refused.headers or {})
-            if refused.status_code == 429:
-                raise GatewayError(
-                    429, str(refused.detail), type=RATE_LIMIT, code="too_many_failed_attempts", headers=headers
-                ) from None
+            caller = await self._caller(scope)
+            if path == "/v1/models":
+                reply: Reply | StreamReply = await self.gateway.models(caller)
+            else:
+                body = await _read_body(receive)
+                if path == "/v1/chat/completions":
+                    reply = await self.gateway.chat(caller, body)
+                else:
+                    reply = await self.gateway.embeddings(caller, body)
+            if isinstance(reply, StreamReply):
+                started = True
+                await _stream(reply.chunks, receive, send)
+                return
+            started = True
+            await send({"type": "http.response.start", "status": reply.status, "headers": _JSON_HEADERS})
+            await send({"type": "http.response.body", "body": reply.body})
+        except GatewayError as exc:
+            if not started:
+                await _send_error(send, exc)
+        except Exception as exc:
+            # Only the type: the frames hold provider keys.
+            log.error("unexpected %s while handling %s %s", type(exc).__name__, scope["method"], path)
+            if not started:
+                await _send_error(
+                    send, GatewayError(500, "Internal error; the server log has the error type", type="server_error")
+                )
+
+    async def _caller(self, scope: Scope) -> Caller:
+        """The caller of a ``/v1`` request, if the policy lets it call the OpenAI-compatible endpoints."""
+        token = _bearer(scope)
+        if not token:
             raise GatewayError(
-                401, str(refused.detail), type=AUTHENTICATION, code="invalid_api_key", headers=headers
-            ) from None
-        cache.put(token, caller)
-    reason = authz.refusal(caller, Access.CLIENT, action="The OpenAI-compatible endpoints")
-    if reason is not None:
-        raise GatewayError(403, reason, type=PERMISSION, code="insufficient_role")
-    return caller
+                401,
+                "Send a client or admin token as 'Authorization: Bearer <token>' (the OpenAI SDKs' api_key)",
+                type=AUTHENTICATION,
+                code="missing_token",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        caller = self.callers.get(token)
+        if caller is None:
+            request = Request(scope)
+            try:
+                caller = await asyncio.to_thread(identify, request, request.app.state.tokens, token)
+            except StarletteHTTPException as refused:
+                headers = dict(refused.headers or {})
+                if refused.status_code == 429:
+                    raise GatewayError(
+                        429, str(refused.detail), type=RATE_LIMIT, code="too_many_failed_attempts", headers=headers
+                    ) from None
+                raise GatewayError(
+                    401, str(refused.detail), type=AUTHENTICATION, code="invalid_api_key", headers=headers
+                ) from None
+            self.callers.put(token, caller)
+        reason = authz.refusal(caller, Access.CLIENT, action="The OpenAI-compatible endpoints")
+        if reason is not None:
+            raise GatewayError(403, reason, type=PERMISSION, code="insufficient_role")
+        return caller
 
 
-def _gateway(request: Request) -> Gateway:
-    gateway: Gateway = request.app.state.gateway
-    return gateway
+def _bearer(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() if scheme.lower() == "bearer" else None
+    return None
 
 
-def _unexpected(exc: Exception, request: Request) -> Response:
-    # Only the type: the frames hold provider keys.
-    log.error("unexpected %s while handling %s %s", type(exc).__name__, request.method, request.url.path)
-    body = error_body("Internal error; the server log has the error type", type="server_error")
-    return Response(body, status_code=500, media_type=_JSON)
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise GatewayError(400, "The client went away before sending the whole body")
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-@router.get("/models")
-async def list_models(request: Request) -> Response:
-    """The interaction types this token may use, as OpenAI's model list."""
+async def _send_error(send: Send, exc: GatewayError) -> None:
+    headers = [*_JSON_HEADERS, *((k.lower().encode(), v.encode()) for k, v in exc.headers.items())]
+    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+    await send({"type": "http.response.body", "body": exc.body()})
+
+
+async def _stream(chunks: AsyncIterator[bytes], receive: Receive, send: Send) -> None:
+    """Send the chunks as they come; a client that goes away stops the stream (and the provider's answer)."""
+    streaming = asyncio.current_task()
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        while True:
+            message: Message = await receive()
+            if message["type"] == "http.disconnect":
+                gone = True
+                if streaming is not None:
+                    streaming.cancel()
+                return
+
+    watcher = asyncio.create_task(watch())
     try:
-        reply = await _gateway(request).models(await _caller(request))
-    except GatewayError as exc:
-        return _error(exc)
-    except Exception as exc:
-        return _unexpected(exc, request)
-    return Response(reply.body, status_code=reply.status, media_type=_JSON)
-
-
-@router.post("/chat/completions")
-async def chat_completions(request: Request) -> Response:
-    """A chat completion (or its stream) from the provider configured for the interaction type in ``model``."""
-    try:
-        caller = await _caller(request)
-        reply = await _gateway(request).chat(caller, await request.body())
-    except GatewayError as exc:
-        return _error(exc)
-    except Exception as exc:
-        return _unexpected(exc, request)
-    if isinstance(reply, StreamReply):
-        return StreamingResponse(
-            reply.chunks,
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
-    return Response(reply.body, status_code=reply.status, media_type=_JSON)
-
-
-@router.post("/embeddings")
-async def embeddings(request: Request) -> Response:
-    """Embeddings from the provider configured for the interaction type in ``model``."""
-    try:
-        caller = await _caller(request)
-        reply = await _gateway(request).embeddings(caller, await request.body())
-    except GatewayError as exc:
-        return _error(exc)
-    except Exception as exc:
-        return _unexpected(exc, request)
-    return Response(reply.body, status_code=reply.status, media_type=_JSON)
+        await send({"type": "http.response.start", "status": 200, "headers": _STREAM_HEADERS})
+        async for data in chunks:
+            await send({"type": "http.response.body", "body": data, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    except asyncio.CancelledError:
+        if not gone:
+            raise
+        if streaming is not None:
+            streaming.uncancel()
+    finally:
+        watcher.cancel()
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def install(app: FastAPI, service: LLMConfigService) -> None:
-    """Serve ``/v1`` on ``app``; :func:`startup` and :func:`shutdown` belong in its lifespan."""
+    """Serve ``/v1`` on ``app``; :func:`startup` and :func:`shutdown` belong in its lifespan.
+
+    Call it before the app's other middleware is added: it then sits inside them (metrics, guards, headers).
+    """
     clients = service.providers.model_clients
     upstream = Upstream(clients.policy, max_response_bytes=clients.max_response_bytes)
-    app.state.gateway = Gateway(service, upstream)
-    app.state.gateway_callers = CallerCache(service)
-    app.include_router(router)
+    gateway = Gateway(service, upstream)
+    app.state.gateway = gateway
+    app.add_middleware(OpenAICompatible, gateway=gateway, callers=CallerCache(service))
 
 
 async def startup(app: FastAPI) -> None:

@@ -447,6 +447,10 @@ class _OpenStream:
 
     async def rest(self) -> AsyncIterator[bytes]:
         """What was read ahead, then the rest as it arrives; ``ended`` is set before the last bytes are yielded."""
+        if self.processor.done:  # the whole stream came in the first read
+            self.ended = True
+            yield self._first
+            return
         yield self._first
         try:
             async for chunk in self._chunks:

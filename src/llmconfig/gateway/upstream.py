@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import aiohttp
 from yarl import URL
 
+from llmconfig import __version__
 from llmconfig.errors import ProviderBlockedError, ProviderError
 from llmconfig.providers.adapters import ANTHROPIC_API_VERSION, FALLBACK_CONNECT_TIMEOUT
 from llmconfig.providers.aiohttp_client import GuardedResolver
@@ -37,6 +38,7 @@ CONNECT_TIMEOUT = 5.0
 # The SDKs' read timeout: a model may think for minutes before its first byte.
 READ_TIMEOUT = 600.0
 _MAX_ENDPOINTS = 1000
+USER_AGENT = f"llmconfig-gateway/{__version__}"
 _READ_CHUNK = 64 * 1024
 
 
@@ -161,7 +163,6 @@ class Upstream:
                 connector=connector,
                 trust_env=False,
                 auto_decompress=True,
-                skip_auto_headers=("User-Agent",),
             )
             self._session = session
         return session
@@ -177,7 +178,12 @@ class Upstream:
         if found is not None and found.provider_name == provider_name:
             return found
         url = URL(base_url.rstrip("/") + path)
-        headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json, text/event-stream",
+            # Set here rather than skipped: aiohttp's skip_auto_headers takes a slow path on every request.
+            "User-Agent": USER_AGENT,
+        }
         if provider_type == "anthropic":
             headers["anthropic-version"] = ANTHROPIC_API_VERSION
             if api_key:
