@@ -38,6 +38,7 @@ from bench.procs import BIN, REPO, Processes, Server, clean_env, start_server
 NGINX = Path("/usr/sbin/nginx")
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
 PROMPT = {"model": "reasoning", "messages": [{"role": "user", "content": "Say hello"}]}
+ROUNDS = 3
 STREAM_PROMPT = {"model": "tools", "messages": [{"role": "user", "content": "Say hello"}], "stream": True}
 
 COMPLETION = {
@@ -300,59 +301,78 @@ def gateway_figures(
         or check.json()["choices"][0]["message"]["content"] != COMPLETION["choices"][0]["message"]["content"]
     ):  # type: ignore[index]
         raise BenchError(f"the gateway answered {check.status_code}: {check.text[:500]}")
+    targets = (("direct", direct_url, None), ("proxy", proxy_url, None), ("gateway", gateway_url, token))
     try:
-        runs: dict[tuple[str, int], Load] = {}
-        for connections, seconds in ((1, 5.0), (32, 6.0)):
-            for label, url, auth in (
-                ("direct", direct_url, None),
-                ("proxy", proxy_url, None),
-                ("gateway", gateway_url, token),
-            ):
+        for _label, url, auth in targets:
+            for connections in (1, 32):
                 wrk(url, connections=connections, seconds=1, workdir=workdir, token=auth)  # warm-up
-                runs[(label, connections)] = wrk(
-                    url, connections=connections, seconds=seconds, workdir=workdir, token=auth
-                )
+        # Rounds of the three side by side, in turn: load from elsewhere on a shared machine then weighs on all
+        # three alike, and each figure is the median over the rounds.
+        rounds: list[dict[tuple[str, int], Load]] = []
+        for _ in range(ROUNDS):
+            runs: dict[tuple[str, int], Load] = {}
+            for connections, seconds in ((1, 3.0), (32, 4.0)):
+                for label, url, auth in targets:
+                    runs[(label, connections)] = wrk(
+                        url, connections=connections, seconds=seconds, workdir=workdir, token=auth
+                    )
+            rounds.append(runs)
         ttfb_direct = first_chunk_times(f"{upstream}/sse/v1/chat/completions")
         ttfb_proxy = first_chunk_times(f"{proxy}/sse/v1/chat/completions")
         ttfb_gateway = first_chunk_times(gateway_url, token=token)
     finally:
         procs.stop(server.process)
-    return _rows(runs, ttfb_direct, ttfb_proxy, ttfb_gateway)
+    return _rows(rounds, ttfb_direct, ttfb_proxy, ttfb_gateway)
+
+
+def _describe(load: Load) -> str:
+    return (
+        f"{load.throughput:.0f} req/s, p50 {fmt_seconds(load.p50)}, p99 {fmt_seconds(load.p99)}, "
+        f"{load.requests} answers, {load.errors} socket errors, {load.non_2xx} non-2xx"
+    )
 
 
 def _rows(
-    runs: dict[tuple[str, int], Load], ttfb_direct: list[float], ttfb_proxy: list[float], ttfb_gateway: list[float]
+    rounds: list[dict[tuple[str, int], Load]],
+    ttfb_direct: list[float],
+    ttfb_proxy: list[float],
+    ttfb_gateway: list[float],
 ) -> list[Row]:
-    def describe(load: Load) -> str:
-        return (
-            f"{load.throughput:.0f} req/s, p50 {fmt_seconds(load.p50)}, p99 {fmt_seconds(load.p99)}, "
-            f"{load.requests} answers, {load.errors} socket errors, {load.non_2xx} non-2xx"
-        )
-
-    failed = sum(load.errors + load.non_2xx for load in runs.values())
-    one = {label: runs[(label, 1)] for label in ("direct", "proxy", "gateway")}
-    added = one["gateway"].p50 - one["direct"].p50
+    failed = sum(load.errors + load.non_2xx for runs in rounds for load in runs.values())
+    added = median([runs[("gateway", 1)].p50 - runs[("direct", 1)].p50 for runs in rounds])
+    proxy_added = median([runs[("proxy", 1)].p50 - runs[("direct", 1)].p50 for runs in rounds])
     latency = Row(
         "7. `POST /v1/chat/completions` in front of nginx, 1 connection: median latency added over nginx directly",
-        f"{fmt_seconds(added)} (bare proxy adds {fmt_seconds(one['proxy'].p50 - one['direct'].p50)})",
+        f"{fmt_seconds(added)} (bare proxy adds {fmt_seconds(proxy_added)})",
         "≤ 1 ms",
         added <= 0.001 and failed == 0,
     )
-    latency.details += [f"1 connection, {label}: {describe(load)}" for label, load in one.items()]
-    many = {label: runs[(label, 32)] for label in ("direct", "proxy", "gateway")}
-    ratio = many["gateway"].throughput / many["proxy"].throughput
+    ratios = [runs[("gateway", 32)].throughput / runs[("proxy", 32)].throughput for runs in rounds]
+    ratio = median(ratios)
+    gateway_rps = median([runs[("gateway", 32)].throughput for runs in rounds])
+    proxy_rps = median([runs[("proxy", 32)].throughput for runs in rounds])
+    gateway_p99 = median([runs[("gateway", 32)].p99 for runs in rounds])
+    proxy_p99 = median([runs[("proxy", 32)].p99 for runs in rounds])
     throughput = Row(
         "7. `POST /v1/chat/completions` at 32 connections: throughput ÷ a bare Starlette + aiohttp proxy",
-        f"{ratio:.2f} ({many['gateway'].throughput:.0f} ÷ {many['proxy'].throughput:.0f} req/s; p99 "
-        f"{fmt_seconds(many['gateway'].p99)} vs {fmt_seconds(many['proxy'].p99)})",
+        f"{ratio:.2f} ({gateway_rps:.0f} ÷ {proxy_rps:.0f} req/s; p99 {fmt_seconds(gateway_p99)} vs "
+        f"{fmt_seconds(proxy_p99)})",
         "≥ 0.7",
         ratio >= 0.7 and failed == 0,
     )
-    throughput.details += [f"32 connections, {label}: {describe(load)}" for label, load in many.items()]
+    for index, runs in enumerate(rounds, 1):
+        for connections, row in ((1, latency), (32, throughput)):
+            row.details += [
+                f"round {index}, {connections} connection{'s' if connections > 1 else ''}, {label}: "
+                f"{_describe(runs[(label, connections)])}"
+                for label in ("direct", "proxy", "gateway")
+            ]
     throughput.details.append(
-        "load generator: wrk (Debian), one thread, 6 s after a 1 s warm-up per run; nginx (Debian), one worker, "
-        "answers a fixed completion; the gateway and the proxy each one uvicorn process with the same settings "
-        f"(loop and HTTP parser: {_server_stack()}); all on the machine's shared cores"
+        f"per-round ratios {', '.join(f'{r:.2f}' for r in ratios)}; load generator: wrk (Debian), one thread, "
+        f"{ROUNDS} rounds of 3 s (1 connection) and 4 s (32 connections) per target in turn after a warm-up; "
+        "nginx (Debian), one worker, answers a fixed completion; the gateway and the proxy each one uvicorn "
+        f"process with the same settings (loop and HTTP parser: {_server_stack()}); all on the machine's shared "
+        "cores"
     )
     added_first = median(ttfb_gateway) - median(ttfb_direct)
     stream = Row(

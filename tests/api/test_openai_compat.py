@@ -8,8 +8,10 @@ a client token as its API key.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
+import httpx
 import pytest
 
 from llmconfig.config import ConfigUpdate
@@ -334,3 +336,34 @@ def test_usage_rows_record_the_calls_with_tokens_and_user(gateway: Gateway) -> N
     [row] = report.groups
     assert row.keys == ["carol", "reasoning", "local", "gpt-4o"]
     assert (row.calls, row.errors, row.prompt_tokens, row.completion_tokens) == (1, 0, 5, 4)
+
+
+def test_a_client_that_leaves_mid_stream_stops_the_providers_stream(gateway: Gateway) -> None:
+    gateway.openai_peer.stream_delay = 0.2  # 30 words: about 6 s to the end
+    gateway.openai_peer.script(ScriptedReply(text=" ".join(["word"] * 30)))
+    started = time.monotonic()
+    with httpx.stream(
+        "POST",
+        f"{gateway.url}/v1/chat/completions",
+        json={"model": "reasoning", "messages": [{"role": "user", "content": "talk"}], "stream": True},
+        headers={"Authorization": f"Bearer {gateway.token}"},
+        timeout=10,
+    ) as response:
+        assert response.status_code == 200
+        next(response.iter_bytes())
+    # The call is recorded as cut short as soon as the gateway notices, not when the provider would have finished.
+    while time.monotonic() - started < 4:
+        rows = [g for g in gateway.usage_rows() if g.keys[0] == "reasoning"]
+        if rows:
+            break
+        time.sleep(0.1)
+    assert [(row.calls, row.errors) for row in rows] == [(1, 1)]
+    assert time.monotonic() - started < 4
+
+
+def test_unknown_paths_and_methods_under_v1_answer_in_openai_shape(gateway: Gateway) -> None:
+    headers = {"Authorization": f"Bearer {gateway.token}"}
+    missing = httpx.post(f"{gateway.url}/v1/completions", json={}, headers=headers)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "unknown_url"
+    wrong = httpx.get(f"{gateway.url}/v1/chat/completions", headers=headers)
+    assert wrong.status_code == 405 and wrong.headers["allow"] == "POST"
