@@ -273,3 +273,25 @@ def test_no_error_answer_carries_a_provider_key(gateway: Gateway, logged: Any) -
         with pytest.raises(openai.APIStatusError) as raised:
             gateway.sdk().chat.completions.create(model=model, messages=messages)
         assert_no_key(raised.value)
+
+
+def test_a_revoked_token_is_refused_at_once_although_checked_tokens_are_remembered(
+    migrated_database_url: str, make_settings: Any
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from llmconfig import LLMConfigService
+    from llmconfig.api import create_app
+
+    service = LLMConfigService(make_settings(database_url=migrated_database_url, cache_ttl=30))
+    try:
+        token, info = service.tokens.create(role="client", name="short-lived")
+        with TestClient(create_app(service.settings, service=service)) as client:
+            headers = {"Authorization": f"Bearer {token}"}
+            assert client.get("/v1/models", headers=headers).status_code == 200
+            service.tokens.revoke(info.id)
+            refused = client.get("/v1/models", headers=headers)
+            assert refused.status_code == 401
+            assert error_of(refused)["code"] == "invalid_api_key"
+    finally:
+        service.close()

@@ -49,30 +49,43 @@ _MAX_CACHED_TOKENS = 10_000
 class CallerCache:
     """Tokens checked recently, and who they stand for; dropped whenever tokens change.
 
-    An entry lives as long as the token snapshot would stay fresh without a change (``ttl`` seconds while
-    changes are not pushed), and never longer than half the interval at which a token's last use is noted,
-    so that checks through the token service (which note it) keep happening.
+    An entry is fresh as long as the token snapshot would stay fresh without a change (``ttl`` seconds while
+    changes are not pushed), and never longer than half the interval at which a token's last use is noted, so
+    that checks through the token service (which note it) keep happening. When an entry goes stale, one
+    request checks the token again while the others arriving meanwhile are let through on the entry (a token
+    change this process learns of drops every entry at once, so a revoked token is never among them).
     """
 
     def __init__(self, service: LLMConfigService) -> None:
         self._changes = service.services.changes
         self._ttl = service.settings.cache_ttl
         self._callers: dict[str, tuple[Caller, float]] = {}
+        self._checking: set[str] = set()
         self._lock = threading.Lock()
         self._changes.subscribe(self.apply)
 
     def get(self, token: str) -> Caller | None:
+        """The caller of ``token`` if no check is needed now; None means: check it (then :meth:`put`)."""
         entry = self._callers.get(token)
         if entry is None:
             return None
         caller, expires = entry
-        return caller if time.monotonic() < expires else None
-
-    def put(self, token: str, caller: Caller) -> None:
-        lifetime = TOUCH_INTERVAL / 2 if self._changes.pushed else min(self._ttl, TOUCH_INTERVAL / 2)
-        if lifetime <= 0:
-            return
+        if time.monotonic() < expires:
+            return caller
         with self._lock:
+            if token in self._checking:
+                return caller  # another request is checking it right now
+            self._checking.add(token)
+        return None
+
+    def put(self, token: str, caller: Caller | None) -> None:
+        """Note the outcome of a check (None: the token was refused)."""
+        lifetime = TOUCH_INTERVAL / 2 if self._changes.pushed else min(self._ttl, TOUCH_INTERVAL / 2)
+        with self._lock:
+            self._checking.discard(token)
+            if caller is None or lifetime <= 0:
+                self._callers.pop(token, None)
+                return
             if len(self._callers) >= _MAX_CACHED_TOKENS:
                 self._callers.clear()
             self._callers[token] = (caller, time.monotonic() + lifetime)
@@ -123,7 +136,7 @@ class OpenAICompatible:
                 send,
                 GatewayError(
                     404,
-                    f"Unknown endpoint {path}; this server offers GET /v1/models, "
+                    f"Unknown endpoint {path[:100]!r}; this server offers GET /v1/models, "
                     "POST /v1/chat/completions and POST /v1/embeddings",
                     code="unknown_url",
                 ),
@@ -181,6 +194,7 @@ class OpenAICompatible:
             try:
                 caller = await asyncio.to_thread(identify, request, request.app.state.tokens, token)
             except StarletteHTTPException as refused:
+                self.callers.put(token, None)
                 headers = dict(refused.headers or {})
                 if refused.status_code == 429:
                     raise GatewayError(
@@ -189,6 +203,9 @@ class OpenAICompatible:
                 raise GatewayError(
                     401, str(refused.detail), type=AUTHENTICATION, code="invalid_api_key", headers=headers
                 ) from None
+            except BaseException:
+                self.callers.put(token, None)
+                raise
             self.callers.put(token, caller)
         reason = authz.refusal(caller, Access.CLIENT, action="The OpenAI-compatible endpoints")
         if reason is not None:
