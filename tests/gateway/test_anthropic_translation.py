@@ -10,12 +10,11 @@ import pytest
 from llmconfig.gateway.anthropic import (
     DEFAULT_MAX_TOKENS,
     Configured,
-    StreamError,
-    StreamTranslator,
     finish_reason,
     to_chat_completion,
     to_messages_request,
 )
+from llmconfig.gateway.anthropic_stream import StreamError, StreamTranslator
 from llmconfig.gateway.errors import GatewayError
 
 TOOL: Any = {

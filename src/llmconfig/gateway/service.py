@@ -27,6 +27,7 @@ import orjson
 from llmconfig.db.models import utcnow
 from llmconfig.errors import ConfigUnavailableError, LLMConfigError, NotFoundError, SecretBackendError
 from llmconfig.gateway import anthropic
+from llmconfig.gateway.anthropic_stream import StreamError
 from llmconfig.gateway.errors import (
     INVALID_REQUEST,
     PERMISSION,
@@ -38,6 +39,7 @@ from llmconfig.gateway.errors import (
 )
 from llmconfig.gateway.requests import (
     ParsedRequest,
+    api_params,
     openai_chat_body,
     openai_embeddings_body,
     parse_chat,
@@ -298,8 +300,6 @@ class Gateway:
     def _to_anthropic(
         self, request: ParsedRequest, resolved: ResolvedConfig, target: ResolvedTarget
     ) -> anthropic.Translated:
-        from llmconfig.gateway.requests import api_params
-
         configured = anthropic.Configured(
             temperature=resolved.temperature,
             max_tokens=resolved.max_tokens,
@@ -437,7 +437,7 @@ class _OpenStream:
                 self._first = self.processor.events(self._splitter.feed(chunk))
                 if self._first:
                     return
-        except anthropic.StreamError as exc:
+        except StreamError as exc:
             raise UpstreamFailure(
                 f"{self.endpoint.where} reported an error in its stream: {exc}", retryable=exc.retryable, kind=exc.kind
             ) from None
@@ -463,7 +463,7 @@ class _OpenStream:
                     yield data
             tail = self._splitter.rest()
             data = self.processor.events([tail]) if tail else b""
-        except anthropic.StreamError as exc:
+        except StreamError as exc:
             self.error = exc.kind or "StreamError"
             self.ended = True
             yield sse({"error": {"message": f"The {self.endpoint.where} failed mid-stream: {exc}", "type": UPSTREAM}})

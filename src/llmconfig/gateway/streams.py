@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from llmconfig.gateway.anthropic import StreamTranslator
+from llmconfig.gateway.anthropic_stream import StreamTranslator
 
 DONE = b"data: [DONE]\n\n"
 _NULL_USAGE = (b'"usage":null', b'"usage": null')

@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import aiohttp
+import httpx2
 from yarl import URL
 
 from llmconfig import __version__
@@ -151,7 +152,8 @@ class Upstream:
     def _open(self) -> aiohttp.ClientSession:
         session = self._session
         if session is None or session.closed:
-            context = self._ssl_context or ssl.create_default_context()
+            # The same trust store as the SDKs' clients (llmconfig.providers.clients).
+            context = self._ssl_context or httpx2.create_ssl_context()
             connector = aiohttp.TCPConnector(
                 resolver=GuardedResolver(self.policy),
                 ssl=context,
