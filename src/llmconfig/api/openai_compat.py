@@ -96,7 +96,7 @@ class CallerCache:
                 self._callers.clear()
 
 
-_JSON_HEADERS = [(b"content-type", b"application/json")]
+_JSON = (b"content-type", b"application/json")
 _STREAM_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -164,7 +164,7 @@ class OpenAICompatible:
                 await _stream(reply.chunks, receive, send)
                 return
             started = True
-            await send({"type": "http.response.start", "status": reply.status, "headers": _JSON_HEADERS})
+            await send({"type": "http.response.start", "status": reply.status, "headers": _json_headers(reply.body)})
             await send({"type": "http.response.body", "body": reply.body})
         except GatewayError as exc:
             if not started:
@@ -213,6 +213,11 @@ class OpenAICompatible:
         return caller
 
 
+def _json_headers(body: bytes) -> list[tuple[bytes, bytes]]:
+    # With its length, the server sends the answer as one piece rather than chunked (one write fewer).
+    return [_JSON, (b"content-length", str(len(body)).encode())]
+
+
 def _bearer(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
         if name == b"authorization":
@@ -233,9 +238,10 @@ async def _read_body(receive: Receive) -> bytes:
 
 
 async def _send_error(send: Send, exc: GatewayError) -> None:
-    headers = [*_JSON_HEADERS, *((k.lower().encode(), v.encode()) for k, v in exc.headers.items())]
+    body = exc.body()
+    headers = [*_json_headers(body), *((k.lower().encode(), v.encode()) for k, v in exc.headers.items())]
     await send({"type": "http.response.start", "status": exc.status, "headers": headers})
-    await send({"type": "http.response.body", "body": exc.body()})
+    await send({"type": "http.response.body", "body": body})
 
 
 async def _stream(chunks: AsyncIterator[bytes], receive: Receive, send: Send) -> None:
