@@ -169,6 +169,21 @@ def test_stop_and_configured_extra_params() -> None:
     assert body["top_k"] == 5
 
 
+def test_openai_only_fields_are_dropped_and_anthropic_ones_sent_on() -> None:
+    body = translate(
+        {
+            "messages": [{"role": "user", "content": "x"}],
+            "seed": 3,
+            "presence_penalty": 0.5,
+            "user": "u1",
+            "top_k": 7,
+            "thinking": {"type": "enabled", "budget_tokens": 1024},
+        }
+    )
+    assert "seed" not in body and "presence_penalty" not in body and "user" not in body
+    assert body["top_k"] == 7 and body["thinking"] == {"type": "enabled", "budget_tokens": 1024}
+
+
 def test_response_format_json_schema_forces_one_tool() -> None:
     schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
     translated = to_messages_request(

@@ -12,9 +12,9 @@ http(s) URLs), assistant ``tool_calls`` (``tool_use`` blocks) and ``tool`` messa
 ``stop``, ``max_tokens`` / ``max_completion_tokens`` (Anthropic requires one: the configured value, else
 :data:`DEFAULT_MAX_TOKENS`), ``temperature`` (clamped to Anthropic's maximum of 1), ``top_p``, and
 ``response_format`` ``json_schema`` / ``json_object`` (a forced call of one tool whose input becomes the
-message content). Fields OpenAI-only servers use and Anthropic has no counterpart for are ignored
-(:data:`IGNORED`); those that would change the answer in a way that cannot be honoured are refused with a
-400 naming the field (:data:`REFUSED`).
+message content). OpenAI fields Anthropic has no counterpart for are ignored (:data:`IGNORED`); those
+that would change the answer in a way that cannot be honoured are refused with a 400 naming the field
+(:data:`REFUSED`); any other field is taken for an Anthropic parameter (``top_k``, ``thinking``) and sent on.
 """
 
 from __future__ import annotations
@@ -151,6 +151,12 @@ def to_messages_request(request: Mapping[str, Any], *, model: str, configured: C
     tool_choice = _tool_choice(request.get("tool_choice"), request.get("parallel_tool_calls"), has_tools=bool(tools))
     if tool_choice is not None:
         body["tool_choice"] = tool_choice
+
+    # Anything else is an Anthropic parameter the client passed on purpose (top_k, thinking, through the SDKs'
+    # extra_body): it goes to Anthropic as sent, and Anthropic judges it.
+    for name, value in request.items():
+        if name not in _HANDLED and name not in IGNORED and name not in REFUSED:
+            body[name] = value
 
     response_tool = None
     forced = _response_format_tool(request.get("response_format"))
