@@ -295,3 +295,40 @@ def test_a_revoked_token_is_refused_at_once_although_checked_tokens_are_remember
             assert error_of(refused)["code"] == "invalid_api_key"
     finally:
         service.close()
+
+
+def test_an_anthropic_error_event_before_any_output_moves_a_stream_on(gateway: Gateway, logged: Any) -> None:
+    gateway.service.types.add(InteractionTypeCreate(name="triage", kind="chat"), actor="t")
+    gateway.service.config.set_global(
+        "triage",
+        ConfigUpdate(
+            provider_id="claude",
+            model_name="claude-haiku-4-5",
+            fallbacks=[{"provider_id": "local", "model_name": "gpt-4o"}],
+        ),
+        actor="t",
+    )
+    gateway.anthropic_peer.stream_error_at = 0
+    gateway.openai_peer.script(ScriptedReply(text="from the fallback"))
+    stream = gateway.sdk().chat.completions.create(model="triage", messages=HELLO, stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "from the fallback"
+    assert len(gateway.anthropic_peer.requests_to("/v1/messages")) == 1
+
+
+def test_an_anthropic_error_event_after_output_ends_the_stream_with_an_error(gateway: Gateway, logged: Any) -> None:
+    gateway.anthropic_peer.stream_error_at = 4  # after message_start, the text block's start, a ping and one delta
+    gateway.anthropic_peer.script(ScriptedReply(text="one two three four"))
+    stream = gateway.sdk().chat.completions.create(model="planning", messages=HELLO, stream=True)
+    received: list[str] = []
+
+    def read_all() -> None:
+        for chunk in stream:
+            received.append(chunk.choices[0].delta.content or "" if chunk.choices else "")
+
+    with pytest.raises(openai.APIError) as raised:
+        read_all()
+    assert "".join(received) == "one "
+    assert "provider 'claude'" in raised.value.message and "Overloaded" in raised.value.message
+    assert gateway.service.usage_recorder.flush()
+    [row] = [g for g in gateway.service.usage.report(group_by=["interaction_type"]).groups if g.key == "planning"]
+    assert (row.calls, row.errors) == (1, 1)

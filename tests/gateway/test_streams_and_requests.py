@@ -119,3 +119,21 @@ def test_provider_messages_of_both_shapes_are_read() -> None:
     assert upstream_message(b'{"error": {"message": "bad temperature"}}') == "bad temperature"
     assert upstream_message(b'{"type": "error", "error": {"type": "x", "message": "overloaded"}}') == "overloaded"
     assert upstream_message(b"<html>") is None
+
+
+def test_chunks_read_together_with_an_anthropic_error_are_sent_before_the_error() -> None:
+    from llmconfig.gateway.anthropic_stream import StreamError
+    from llmconfig.gateway.streams import AnthropicToOpenAI
+
+    relay = AnthropicToOpenAI(created=1, include_usage=False, response_tool=None)
+    events = [
+        b'event: message_start\ndata: {"type":"message_start","message":{"id":"m","usage":{"input_tokens":1}}}',
+        b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,'
+        b'"delta":{"type":"text_delta","text":"Hi"}}',
+        b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}',
+    ]
+    sent = relay.events(events)
+    assert b'"content":"Hi"' in sent
+    with pytest.raises(StreamError, match="Overloaded"):
+        relay.raise_failure()
+    relay.raise_failure()  # raised once

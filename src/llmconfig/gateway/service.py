@@ -453,6 +453,7 @@ class _OpenStream:
             return
         yield self._first
         try:
+            self.processor.raise_failure()
             async for chunk in self._chunks:
                 data = self.processor.events(self._splitter.feed(chunk))
                 if self.processor.done:
@@ -461,6 +462,7 @@ class _OpenStream:
                     return
                 if data:
                     yield data
+                    self.processor.raise_failure()
             tail = self._splitter.rest()
             data = self.processor.events([tail]) if tail else b""
         except StreamError as exc:

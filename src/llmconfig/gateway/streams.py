@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from llmconfig.gateway.anthropic_stream import StreamTranslator
+from llmconfig.gateway.anthropic_stream import StreamError, StreamTranslator
 
 DONE = b"data: [DONE]\n\n"
 _NULL_USAGE = (b'"usage":null', b'"usage": null')
@@ -80,6 +80,9 @@ class PassThrough:
         out.append(b"")
         return b"\n\n".join(out)
 
+    def raise_failure(self) -> None:
+        """Nothing to raise: errors in an OpenAI-compatible stream reach the client as the provider sent them."""
+
     def _with_usage(self, event: bytes) -> bytes | None:
         _, data = event_data(event)
         try:
@@ -103,6 +106,7 @@ class AnthropicToOpenAI:
     def __init__(self, *, created: int, include_usage: bool, response_tool: str | None) -> None:
         self.translator = StreamTranslator(created=created, response_tool=response_tool)
         self.include_usage = include_usage
+        self.failure: StreamError | None = None
 
     @property
     def usage(self) -> dict[str, int]:
@@ -113,8 +117,28 @@ class AnthropicToOpenAI:
         return self.translator.finished
 
     def events(self, events: list[bytes]) -> bytes:
-        """The bytes to send for ``events``; raises StreamError for the provider's ``error`` event."""
+        """The bytes to send for ``events``; StreamError for the provider's ``error`` event.
+
+        What came before the error in the same read is returned first; the error is raised by the next call
+        (or :meth:`raise_failure`), so that no chunk the client could have had is lost.
+        """
+        self.raise_failure()
         out: list[bytes] = []
+        try:
+            self._translate(events, out)
+        except StreamError as exc:
+            if not out:
+                raise
+            self.failure = exc
+        return b"".join(out)
+
+    def raise_failure(self) -> None:
+        """Raise the provider's error that came after what was last returned, if one did."""
+        failure, self.failure = self.failure, None
+        if failure is not None:
+            raise failure
+
+    def _translate(self, events: list[bytes], out: list[bytes]) -> None:
         for event in events:
             name, data = event_data(event)
             if data is None:
@@ -131,4 +155,3 @@ class AnthropicToOpenAI:
                     out.append(sse(self.translator.usage_chunk()))
                 out.append(DONE)
                 break
-        return b"".join(out)
