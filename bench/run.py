@@ -9,6 +9,9 @@ Figures and the targets the product promises:
 4. ``GET /config`` throughput and p99 at 32 clients, one and two replicas (PostgreSQL) — no target
 5. usage-tracking overhead per ``invoke`` against a loopback peer — ≤ 1 ms
 6. ``GET /config/validate`` with one provider that never answers ÷ request timeout — ≤ 1.2
+7. ``POST /v1/chat/completions`` in front of nginx (a fixed completion): median latency added over nginx at one
+   connection — ≤ 1 ms; throughput at 32 connections ÷ a bare Starlette + aiohttp proxy — ≥ 0.7; streaming: added
+   time to the first chunk — ≤ 2 ms
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
 
-from bench import http_figures, library, propagation
+from bench import gateway, http_figures, library, propagation
 from bench.common import Row, settings_for
 from bench.machine import describe, load_average
 from bench.postgres import create_database, postgres_server
@@ -317,6 +320,12 @@ def main(argv: list[str] | None = None) -> int:
                 ]
 
             _measure(rows, failures, f"6. GET /config/validate with a hanging provider ({label})", "≤ 1.2", validate)
+
+        def gateway_rows() -> list[Row]:
+            url = sqlite_db("gateway")
+            return gateway.gateway_figures(procs, workdir, database_url=url, master_key=master_key, env=server_env(url))
+
+        _measure(rows, failures, "7. the OpenAI-compatible gateway in front of nginx", "see rows", gateway_rows)
 
         _log("stopping everything the bench started")
 

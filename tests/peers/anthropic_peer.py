@@ -4,6 +4,8 @@ Endpoints: ``GET /v1/models`` (with ``limit``/``after_id``/``before_id`` paging)
 ``GET /v1/models/{id}``, ``POST /v1/messages`` (plain and ``stream: true`` SSE with
 ``event:`` lines, tool_use blocks) and ``POST /v1/messages/count_tokens``.
 
+``stream_error_at`` makes streams fail with Anthropic's mid-stream ``error`` event.
+
 Auth like the real service: the key must match (401 ``authentication_error``) and an
 ``anthropic-version`` header must be present (400 ``invalid_request_error``). The key is read
 from ``x-api-key`` or, failing that, ``Authorization: Bearer`` -- the installed anthropic SDK
@@ -85,6 +87,9 @@ class AnthropicPeer(BasePeer):
             host=host,
             port=port,
         )
+        #: Streams end with an ``error`` event (``overloaded_error``) in place of their event at this index
+        #: (0: before anything else); None streams normally.
+        self.stream_error_at: int | None = None
 
     # ----------------------------------------------------------------- helpers for tests
 
@@ -223,6 +228,8 @@ class AnthropicPeer(BasePeer):
         stop_reason = "tool_use" if calls else "end_turn"
         if body.get("stream"):
             events = self._message_stream(message_id, model, reply, calls, stop_reason, input_tokens, output_tokens)
+            if self.stream_error_at is not None:
+                events = self._failing(events, self.stream_error_at)
             return PeerResponse(200, content_type="text/event-stream; charset=utf-8", events=events)
         content: list[dict[str, Any]] = []
         if reply.text or not calls:
@@ -241,6 +248,15 @@ class AnthropicPeer(BasePeer):
                 "usage": self._usage(input_tokens, output_tokens),
             },
         )
+
+    @staticmethod
+    def _failing(events: Iterator[bytes], at: int) -> Iterator[bytes]:
+        """The first ``at`` events, then the ``error`` event Anthropic sends when it is overloaded mid-stream."""
+        for index, event in enumerate(events):
+            if index == at:
+                break
+            yield event
+        yield sse_event("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
 
     @staticmethod
     def _usage(input_tokens: int, output_tokens: int) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from llmconfig import __version__
+from llmconfig.api import openai_compat
 from llmconfig.api.change_stream import ChangeStream
 from llmconfig.api.errors import install_error_handlers
 from llmconfig.api.guards import RejectNulBytes
@@ -30,8 +31,12 @@ def create_app(settings: Settings | None = None, *, service: LLMConfigService | 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await stream.start()
-        yield
-        await stream.close()
+        await openai_compat.startup(_app)
+        try:
+            yield
+        finally:
+            await openai_compat.shutdown(_app)
+            await stream.close()
         if service is None:
             svc.close()
 
@@ -52,6 +57,7 @@ def create_app(settings: Settings | None = None, *, service: LLMConfigService | 
 
     for module in (providers, config, users, interaction_types, audit, usage, budgets, tokens, agents):
         app.include_router(module.router)
+    openai_compat.install(app, svc)
     install_operations(app, svc)
     install_ui(app)
     app.add_middleware(RejectNulBytes)

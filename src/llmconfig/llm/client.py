@@ -21,7 +21,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -39,7 +39,7 @@ from llmconfig.errors import (
 )
 from llmconfig.llm.resolved import ResolvedConfig
 from llmconfig.settings import Settings
-from llmconfig.usage.recorder import UsageEvent
+from llmconfig.usage.recorder import UsageEvent, event_fields
 from llmconfig.usage.spend import SpentBudget
 
 log = logging.getLogger("llmconfig.client")
@@ -313,7 +313,7 @@ class ServerUsageSink:
         self._connection = connection
 
     def __call__(self, batch: list[UsageEvent]) -> None:
-        events = [{**asdict(event), "at": event.at.isoformat()} for event in batch]
+        events = [{**event_fields(event), "at": event.at.isoformat()} for event in batch]
         response = self._connection.request("POST", "/usage/events", json={"events": events})
         if response.status_code != 202:
             raise LLMConfigError(f"The llmconfig server refused {len(batch)} usage events: {_detail(response)}")
