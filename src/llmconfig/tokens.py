@@ -122,6 +122,7 @@ class TokenService:
     ) -> None:
         self._sessions = sessions
         self._env_admin_hash = hash_token(env_admin_token) if env_admin_token else None
+        self._env_admin = Caller(name=ENV_ADMIN, role="admin")
         self._ttl = ttl
         self._changes = changes
         self._snapshot: _Snapshot | None = None
@@ -213,11 +214,28 @@ class TokenService:
         """The caller a token stands for, or None for an unknown or revoked token."""
         digest = hash_token(token)
         if self._env_admin_hash is not None and hmac.compare_digest(digest, self._env_admin_hash):
-            return Caller(name=ENV_ADMIN, role="admin")
+            return self._env_admin
         caller = self._current().callers.get(digest)
         if caller is not None and caller.token_id is not None:
             self._touch(caller.token_id)
         return caller
+
+    def authenticate_cached(self, token: str) -> tuple[bool, Caller | None]:
+        """:meth:`authenticate` without any I/O, when it can be: ``(True, caller or None)``.
+
+        ``(False, None)`` when answering needs the database (the snapshot is due to be read again, or the
+        token's last use to be written): call :meth:`authenticate` then, where blocking is allowed.
+        """
+        digest = hash_token(token)
+        if self._env_admin_hash is not None and hmac.compare_digest(digest, self._env_admin_hash):
+            return True, self._env_admin
+        snapshot = self._snapshot
+        if snapshot is None or not self._fresh(snapshot):
+            return False, None
+        caller = snapshot.callers.get(digest)
+        if caller is not None and caller.token_id is not None and self._touch_due(caller.token_id):
+            return False, None
+        return True, caller
 
     def apply(self, announcement: Announcement) -> None:
         """Drop the snapshot when tokens may have changed (subscribe this to the change feed)."""
@@ -264,11 +282,13 @@ class TokenService:
         }
         return _Snapshot(callers=callers, taken_at=taken_at)
 
+    def _touch_due(self, token_id: str) -> bool:
+        return time.monotonic() - self._touched.get(token_id, float("-inf")) >= TOUCH_INTERVAL
+
     def _touch(self, token_id: str) -> None:
-        now = time.monotonic()
-        if now - self._touched.get(token_id, float("-inf")) < TOUCH_INTERVAL:
+        if not self._touch_due(token_id):
             return
-        self._touched[token_id] = now
+        self._touched[token_id] = time.monotonic()
         with transaction(self._sessions, write=True) as session:
             session.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=utcnow()))
 

@@ -13,9 +13,11 @@ from llmconfig.api.guards import RejectNulBytes
 from llmconfig.api.operations import install_operations
 from llmconfig.api.routers import audit, config, interaction_types, providers, tokens, usage, users
 from llmconfig.api.security import SecurityHeaders
+from llmconfig.api.snapshot import SnapshotReads
 from llmconfig.api.throttle import FailedAuthLimiter, TrustedProxies
 from llmconfig.llm import LLMConfigService
 from llmconfig.settings import Settings, get_settings
+from llmconfig.snapshot import ReadSnapshot
 from llmconfig.ui import install_ui
 
 
@@ -35,9 +37,15 @@ def create_app(settings: Settings | None = None, *, service: LLMConfigService | 
         version=__version__,
         description="Providers, models and parameters for each kind of LLM work, changed live.",
         lifespan=lifespan,
+        # Requests are counted and timed at /metrics; FastAPI's native OpenTelemetry would ask the global
+        # providers on every request whether anyone configured them.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.service = svc
     app.state.tokens = svc.tokens
+    # Reads answer from it; every change this process learns of drops what it can affect.
+    app.state.snapshot = snapshot = ReadSnapshot(svc.services, ttl=settings.cache_ttl)
+    svc.services.changes.subscribe(snapshot.apply)
     # Token changes of other replicas drop the token snapshot as soon as they are announced.
     svc.services.changes.subscribe(svc.tokens.apply)
     app.state.auth_limiter = FailedAuthLimiter()
@@ -46,6 +54,8 @@ def create_app(settings: Settings | None = None, *, service: LLMConfigService | 
 
     for module in (providers, config, users, interaction_types, audit, usage, tokens):
         app.include_router(module.router)
+    # Innermost: the reads it answers pass the metrics, the guards and the security headers like any other.
+    app.add_middleware(SnapshotReads, snapshot=snapshot, tokens=svc.tokens)
     install_operations(app, svc)
     install_ui(app)
     app.add_middleware(RejectNulBytes)

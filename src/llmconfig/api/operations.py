@@ -32,6 +32,9 @@ class RequestMetrics:
         self.app = app
         self.requests = requests
         self.latency = latency
+        # The labelled series, looked up once: ``labels()`` validates and locks on every call. Bounded by
+        # methods × route templates × statuses.
+        self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -58,8 +61,14 @@ class RequestMetrics:
         finally:
             # The route template, not the path, so that ids do not explode the number of series.
             route = getattr(scope.get("route"), "path", "unmatched")
-            self.requests.labels(scope["method"], route, str(status)).inc()
-            self.latency.labels(scope["method"], route).observe(time.perf_counter() - started)
+            series = self._series.get((scope["method"], route, status))
+            if series is None:
+                series = self._series[(scope["method"], route, status)] = (
+                    self.requests.labels(scope["method"], route, str(status)),
+                    self.latency.labels(scope["method"], route),
+                )
+            series[0].inc()
+            series[1].observe(time.perf_counter() - started)
 
 
 def install_operations(app: FastAPI, svc: LLMConfigService) -> None:

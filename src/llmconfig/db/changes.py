@@ -7,6 +7,8 @@ One call, inside the transaction that makes the change:
 3. announces the change: to this process once the transaction commits (so it sees its own writes at once),
    and on PostgreSQL to every other process with ``NOTIFY``, which the server delivers only on commit.
 
+What changes without anyone editing it (a provider's validation outcome) skips the audit: :func:`announce`.
+
 Whoever listens (the model cache, the server's read snapshot, the change stream) decodes the same
 :class:`Change` it was sent, so what a write announces and what a cache drops cannot drift apart.
 Audit snapshots are the public shapes of the changed objects (``ProviderPublic``, ``ConfigEntry`` …), which
@@ -168,6 +170,16 @@ def record_change(
             after=snapshot(after),
         )
     )
+    return announce(session, change)
+
+
+def announce(session: Session, change: Change) -> int:
+    """Bump the revision and announce ``change``, without an audit entry; call inside its transaction.
+
+    For what changes without anyone editing it (a provider's validation outcome and refreshed catalog): what
+    is derived from it (the server's read snapshot) must still be dropped, here and in every other process.
+    Returns the revision the change commits at.
+    """
     revision: int = session.execute(
         update(ConfigRevision)
         .where(ConfigRevision.id == 1)

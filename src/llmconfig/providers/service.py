@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from llmconfig.db.changes import Change, record_change
+from llmconfig.db.changes import Change, announce, record_change
 from llmconfig.db.engine import transaction
 from llmconfig.db.models import GlobalConfig, Provider, ProviderModel, UserConfig, new_id, utcnow
 from llmconfig.errors import (
@@ -399,6 +399,8 @@ class ProviderService:
             )
             if models is not None:
                 self._replace_catalog(session, provider_id, models)
+            # Not an edit (no audit entry, no new version), but what providers are shown with has changed.
+            announce(session, Change.provider(provider_id))
 
     @staticmethod
     def _replace_catalog(session: Session, provider_id: str, models: builtins.list[DiscoveredModel]) -> None:
