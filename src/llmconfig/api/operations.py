@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 from fastapi import FastAPI, Response
@@ -87,7 +88,8 @@ def install_operations(app: FastAPI, svc: LLMConfigService) -> None:
 
     @app.get("/health", tags=["operations"], responses={503: {"description": "Database or secret backend down"}})
     def health() -> JSONResponse:
-        """200 when the database and the secret backend answer; 503 naming what does not. No token needed."""
+        """200 when the database and the secret backend answer, with the answering process's pid; 503 naming what
+        does not. No token needed."""
         problems: dict[str, str] = {}
         try:
             with svc.engine.connect() as connection:
@@ -102,7 +104,8 @@ def install_operations(app: FastAPI, svc: LLMConfigService) -> None:
             problems["secrets"] = str(exc)
         if problems:
             return JSONResponse({"status": "unavailable", "problems": problems}, status_code=503)
-        return JSONResponse({"status": "ok", "version": __version__})
+        # The pid says which worker process answered (LLMCONFIG_WORKERS): what an operator needs to tell them apart.
+        return JSONResponse({"status": "ok", "version": __version__, "pid": os.getpid()})
 
     @app.get("/metrics", tags=["operations"], response_class=Response)
     def metrics() -> Response:
