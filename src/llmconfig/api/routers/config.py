@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 
 from llmconfig.api.deps import API_PREFIX, AdminDep, IfMatchDep, ReaderDep, ServiceDep
 from llmconfig.api.errors import COMMON_RESPONSES, CONFLICT, NOT_FOUND
-from llmconfig.api.snapshot import answer
+from llmconfig.api.snapshot import JSONBytes, answer
 from llmconfig.config import ConfigEntry, ConfigUpdate
 from llmconfig.config.schemas import ConfigValidation, ConfigVersion, Rollback
 from llmconfig.snapshot import View
@@ -46,14 +46,18 @@ async def get_config_entry(interaction_type: str, request: Request, _caller: Rea
     return await answer(request, View.CONFIG_ENTRY, interaction_type)
 
 
+_ENTRY = TypeAdapter(ConfigEntry)
+
+
 @router.put("/{interaction_type}", response_model=ConfigEntry, responses={**NOT_FOUND, **CONFLICT})
 def put_config_entry(
     interaction_type: str, data: ConfigUpdate, service: ServiceDep, caller: AdminDep, if_match: IfMatchDep
-) -> ConfigEntry:
+) -> Response:
     """Set provider, model and parameters. A stale ``version`` (or ``If-Match``) gets 409 and changes nothing."""
     if if_match is not None and data.version is None:
         data = data.model_copy(update={"version": if_match})
-    return service.config.set_global(interaction_type, data, actor=caller.name)
+    # Serialised here: the entry is a ConfigEntry already, which FastAPI would validate again first.
+    return JSONBytes(_ENTRY.dump_json(service.config.set_global(interaction_type, data, actor=caller.name)))
 
 
 @router.get("/{interaction_type}/history", response_model=list[ConfigVersion], responses=NOT_FOUND)
