@@ -2,7 +2,8 @@
 # Make sure the system packages the test suite needs are installed; quiet when they already are.
 # Today that is Debian's PostgreSQL server (the tests start a throwaway cluster from its binaries) and
 # Debian's Chromium (the web panel's end-to-end tests drive /usr/bin/chromium with Playwright), and
-# Node.js with npm (make lint installs Biome, the panel's JavaScript and CSS linter, with npm ci).
+# Node.js with npm (make lint installs Biome, the panel's JavaScript and CSS linter, with npm ci), and wrk
+# (the HTTP load generator of `make bench`).
 set -euo pipefail
 
 packages=()
@@ -18,6 +19,11 @@ fi
 if [[ ! -x /usr/bin/chromium ]]; then
     echo "Chromium not found at /usr/bin/chromium." >&2
     packages+=(chromium)
+fi
+
+if ! command -v wrk >/dev/null 2>&1; then
+    echo "wrk not found." >&2
+    packages+=(wrk)
 fi
 
 if ! command -v npm >/dev/null 2>&1; then

@@ -114,6 +114,7 @@ class ReadSnapshot:
         self._services = services
         self._ttl = ttl
         self._lock = threading.Lock()
+        self._checking = threading.Lock()
         self._answers: dict[Key, bytes] = {}
         self._generation = 0
         # The revision every kept answer is current at, and when the counter was last read.
@@ -185,14 +186,25 @@ class ReadSnapshot:
         return self._services.changes.pushed or time.monotonic() - self._checked_at <= self._ttl
 
     def _check_revision(self) -> None:
-        read_at = time.monotonic()
-        revision = self._services.resolver.revision()
-        with self._lock:
-            if revision != self._revision:
-                self._generation += 1
-                self._answers.clear()
-                self._revision = revision
-            self._checked_at = max(self._checked_at, read_at)
+        # One check at a time: requests that find the TTL run out while a check is in flight wait for it
+        # rather than each reading the counter (under load, that would be one read per request).
+        if not self._checking.acquire(blocking=False):
+            with self._checking:
+                pass
+            if self._fresh():
+                return
+            self._checking.acquire()  # the check in flight failed (an outage): this one reports it
+        try:
+            read_at = time.monotonic()
+            revision = self._services.resolver.revision()
+            with self._lock:
+                if revision != self._revision:
+                    self._generation += 1
+                    self._answers.clear()
+                    self._revision = revision
+                self._checked_at = max(self._checked_at, read_at)
+        finally:
+            self._checking.release()
 
     def _store(self, key: Key, answer: bytes, revision: int, generation: int, read_at: float) -> None:
         pushed = self._services.changes.pushed

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 from sqlalchemy import event
 
 from llmconfig import LLMConfigService
@@ -209,3 +210,36 @@ def test_a_change_through_another_replica_is_pushed(
     finally:
         replica.close()
     _until(lambda: reading.get("/config")["reasoning"]["model_name"], "gpt-4o-mini", timeout=15)
+
+
+@pytest.mark.parametrize("migrated_database_url", ["sqlite"], indirect=True)
+def test_a_read_whose_answer_cannot_be_checked_is_503_until_the_database_is_back(
+    migrated_database_url: str, settings_factory: Callable[..., Settings], openai_peer: OpenAIPeer, tmp_path: Path
+) -> None:
+    """The kept answer is not served as current when the revision check cannot tell whether it is."""
+    directory = tmp_path / "db"
+    directory.mkdir()
+    database = directory / "llmconfig.db"
+    Path(migrated_database_url.removeprefix("sqlite:///")).rename(database)
+    token = "llmc_env-admin-token-for-the-outage-test"
+    service = LLMConfigService(
+        settings_factory(database_url=f"sqlite:///{database}", cache_ttl=0, admin_token=SecretStr(token))
+    )
+    try:
+        configure_reasoning(service, openai_peer)
+        with TestClient(create_app(service.settings, service=service), raise_server_exceptions=False) as client:
+            admin = {"Authorization": f"Bearer {token}"}
+            assert client.get(f"{API}/config", headers=admin).status_code == 200
+
+            service.engine.dispose()
+            moved = directory.with_name("db-moved")
+            directory.rename(moved)
+            down = client.get(f"{API}/config", headers=admin)
+            assert down.status_code == 503, down.text
+            assert "cannot be used" in down.json()["detail"]
+
+            moved.rename(directory)
+            back = client.get(f"{API}/config", headers=admin)
+            assert back.status_code == 200 and back.json()["reasoning"]["model_name"] == "gpt-4o"
+    finally:
+        service.close()

@@ -42,18 +42,11 @@ def serve() -> None:
             "Create more with `llmconfig tokens create --role admin|viewer|client`.\n",
             highlight=False,
         )
-    loop, http = server_stack()
-    err.print(f"Serving with {loop} and {http}, {plural(settings.workers, 'worker process')}.", highlight=False)
-    options: dict[str, Any] = {
-        "host": settings.host,
-        "port": settings.port,
-        "log_level": "info",
-        "loop": loop,
-        "http": http,
-        # The app reads Forwarded / X-Forwarded-For itself, from LLMCONFIG_TRUSTED_PROXIES only; uvicorn's
-        # default would trust them from 127.0.0.1 and rewrite the client address before the app sees it.
-        "proxy_headers": False,
-    }
+    options = server_options(settings.host, settings.port)
+    err.print(
+        f"Serving with {options['loop']} and {options['http']}, {plural(settings.workers, 'worker process')}.",
+        highlight=False,
+    )
     if settings.workers == 1:
         uvicorn.run(create_app(settings, service=svc), **options)
         return
@@ -65,6 +58,21 @@ def serve() -> None:
 
 # What each worker process imports (see llmconfig.api.asgi).
 WORKER_APP = "llmconfig.api.asgi:create_worker_app"
+
+
+def server_options(host: str, port: int) -> dict[str, Any]:
+    """How ``llmconfig serve`` runs uvicorn (the benchmark serves its bare comparison app the same way)."""
+    loop, http = server_stack()
+    return {
+        "host": host,
+        "port": port,
+        "log_level": "info",
+        "loop": loop,
+        "http": http,
+        # The app reads Forwarded / X-Forwarded-For itself, from LLMCONFIG_TRUSTED_PROXIES only; uvicorn's
+        # default would trust them from 127.0.0.1 and rewrite the client address before the app sees it.
+        "proxy_headers": False,
+    }
 
 
 def server_stack() -> tuple[str, str]:
