@@ -6,6 +6,7 @@ event, so "no database round trip" is checked on the real connection, not inferr
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -243,3 +244,42 @@ def test_a_read_whose_answer_cannot_be_checked_is_503_until_the_database_is_back
             assert back.status_code == 200 and back.json()["reasoning"]["model_name"] == "gpt-4o"
     finally:
         service.close()
+
+
+@pytest.mark.parametrize("migrated_database_url", ["sqlite"], indirect=True)
+def test_kept_answers_go_only_to_callers_the_route_admits(reading_factory: Callable[[float], Reading]) -> None:
+    """Answered from memory or not, a read checks its caller the same way (the policy of api/authz.py)."""
+    reading = reading_factory(HOUR)
+    client, tokens = reading.client, reading.service.tokens
+    viewer, _ = tokens.create(role="viewer", name="v")
+    agent, _ = tokens.create(role="client", name="agent")
+    revoked, info = tokens.create(role="viewer", name="soon-revoked")
+    paths = [*READS, "/providers/local"]
+    for path in paths:  # kept, and the paths known to be answered from memory
+        for _ in range(2):
+            reading.get(path)
+            assert client.get(f"{API}{path}", headers={"Authorization": f"Bearer {revoked}"}).status_code == 200
+    tokens.revoke(info.id)
+
+    for path in paths:
+        assert client.get(f"{API}{path}", headers={"Authorization": f"Bearer {viewer}"}).status_code == 200
+        refused = client.get(f"{API}{path}", headers={"Authorization": f"Bearer {agent}"})
+        assert refused.status_code == 403 and "viewer or admin" in refused.json()["detail"]
+        assert client.get(f"{API}{path}").status_code == 401
+        assert client.get(f"{API}{path}", headers={"Authorization": f"Bearer {revoked}"}).status_code == 401
+        assert client.get(f"{API}{path}", headers={"Authorization": "Basic abc"}).status_code == 401
+
+    answered = client.get(f"{API}/config", headers=reading.admin)
+    assert answered.headers["content-type"] == "application/json"
+    assert answered.headers["content-security-policy"].startswith("default-src 'self'")
+    assert answered.headers["x-content-type-options"] == "nosniff"
+    # Every 200 is counted under its route, answered from memory or not: 2 + 2 before the revocation, 1 after.
+    metrics = client.get("/metrics").text
+    assert served_count(metrics, "/api/v1/llm/providers/{provider_id}") == 5
+    assert served_count(metrics, "/api/v1/llm/interaction-types") == 5
+
+
+def served_count(metrics: str, route: str) -> float:
+    pattern = rf'^llmconfig_http_requests_total\{{method="GET",route="{re.escape(route)}",status="200"\}} (\S+)$'
+    found = re.search(pattern, metrics, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
