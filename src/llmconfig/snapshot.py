@@ -173,6 +173,17 @@ class ReadSnapshot:
             if revision is not None and self._revision is not None and revision == self._revision + 1:
                 self._revision = revision
 
+    def refresh_ahead(self, ahead: float) -> None:
+        """Check the revision now if a check would be due within ``ahead`` seconds (blocking).
+
+        For a background refresher: requests then never find a check due, so none waits for one (under load,
+        every request arriving during a check would). Nothing happens while changes are pushed.
+        """
+        if not self._answers or self._services.changes.pushed:
+            return
+        if time.monotonic() - self._checked_at >= self._ttl - ahead:
+            self._check_revision()
+
     def clear(self) -> None:
         """Forget every answer; the next reads go to the database."""
         with self._lock:

@@ -257,6 +257,21 @@ class TokenService:
                 self._snapshot = snapshot
             return snapshot
 
+    def refresh_ahead(self, ahead: float) -> None:
+        """Read the tokens again now if the snapshot would be due within ``ahead`` seconds (blocking).
+
+        For a background refresher: requests then never find the snapshot due, and none waits for the read.
+        Nothing happens while changes are pushed, or before the snapshot was first taken.
+        """
+        snapshot = self._snapshot
+        if snapshot is None or (self._changes is not None and self._changes.pushed):
+            return
+        if time.monotonic() - snapshot.taken_at < self._ttl - ahead:
+            return
+        with self._reload:
+            if self._snapshot is snapshot:  # not dropped or replaced meanwhile
+                self._snapshot = self._load()
+
     def _forget_snapshot(self) -> None:
         # Under the reload lock: a reload that read the tokens before this change committed finishes first,
         # and its snapshot is dropped here rather than served for another ``ttl`` seconds.

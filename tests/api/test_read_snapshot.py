@@ -283,3 +283,16 @@ def served_count(metrics: str, route: str) -> float:
     pattern = rf'^llmconfig_http_requests_total\{{method="GET",route="{re.escape(route)}",status="200"\}} (\S+)$'
     found = re.search(pattern, metrics, re.MULTILINE)
     return float(found.group(1)) if found else 0.0
+
+
+@pytest.mark.parametrize("migrated_database_url", ["sqlite"], indirect=True)
+def test_checks_fall_due_in_the_background_not_in_requests(reading_factory: Callable[[float], Reading]) -> None:
+    """With changes not pushed, the server checks its snapshots ahead of the TTL without any request."""
+    reading = reading_factory(1.0)
+    for path in READS:
+        reading.get(path)
+    statements = reading.statements_during(lambda: time.sleep(3))  # no request meanwhile
+    assert any("config_revision" in statement for statement in statements), statements
+    assert any("api_tokens" in statement for statement in statements), statements
+    snapshot = reading.client.app.state.snapshot  # type: ignore[attr-defined]
+    assert len(snapshot) == len(READS)  # nothing changed: everything still kept

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,7 +15,7 @@ from llmconfig.api.guards import RejectNulBytes
 from llmconfig.api.operations import install_operations
 from llmconfig.api.routers import audit, config, interaction_types, providers, tokens, usage, users
 from llmconfig.api.security import SecurityHeaders
-from llmconfig.api.snapshot import SnapshotReads
+from llmconfig.api.snapshot import SnapshotReads, refresh_ahead
 from llmconfig.api.throttle import FailedAuthLimiter, TrustedProxies
 from llmconfig.llm import LLMConfigService
 from llmconfig.settings import Settings, get_settings
@@ -28,9 +30,15 @@ def create_app(settings: Settings | None = None, *, service: LLMConfigService | 
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        if service is None:
-            svc.close()
+        refresher = asyncio.create_task(refresh_ahead(snapshot, svc.tokens, settings.cache_ttl))
+        try:
+            yield
+        finally:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
+            if service is None:
+                svc.close()
 
     app = FastAPI(
         title="llmconfig",

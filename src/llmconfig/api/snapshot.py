@@ -15,6 +15,8 @@ The snapshot itself (what is kept, and when it is dropped) is :mod:`llmconfig.sn
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 from fastapi import Request, Response
@@ -24,8 +26,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from llmconfig.api import authz
 from llmconfig.api.authz import Access
 from llmconfig.api.deps import access_of
+from llmconfig.errors import LLMConfigError
 from llmconfig.snapshot import Key, ReadSnapshot, View
 from llmconfig.tokens import TokenService
+
+log = logging.getLogger("llmconfig.api")
 
 # Where :func:`answer` notes the key it served, for :class:`SnapshotReads` to learn the path.
 SCOPE_KEY = "llmconfig.snapshot_key"
@@ -121,3 +126,26 @@ def _bearer_token(scope: Scope) -> str | None:
             scheme, _, token = value.decode("latin-1").partition(" ")
             return token.strip() if scheme.lower() == "bearer" else None
     return None
+
+
+# Below this TTL a refresher would only spin: every request checks anyway.
+MIN_REFRESH_TTL = 0.1
+
+
+async def refresh_ahead(snapshot: ReadSnapshot, tokens: TokenService, ttl: float) -> None:
+    """Until cancelled: keep the read and token snapshots checked before requests would find a check due.
+
+    Every third of the TTL, each is checked if its check would fall due within half a TTL, in a worker
+    thread. The bound on staleness is unchanged (a check at least every TTL); what changes is who waits.
+    """
+    if ttl < MIN_REFRESH_TTL:
+        return
+    while True:
+        await asyncio.sleep(ttl / 3)
+        try:
+            await run_in_threadpool(snapshot.refresh_ahead, ttl / 2)
+            await run_in_threadpool(tokens.refresh_ahead, ttl / 2)
+        except LLMConfigError:
+            pass  # an outage: the requests' own checks report it
+        except Exception:  # a refresher that died would leave the checks to the requests for good
+            log.exception("the background check of the read and token snapshots failed")
