@@ -22,6 +22,11 @@ if [[ ! -x /usr/bin/chromium ]]; then
     packages+=(chromium)
 fi
 
+if ! command -v wrk >/dev/null 2>&1; then
+    echo "wrk not found." >&2
+    packages+=(wrk)
+fi
+
 if ! command -v npm >/dev/null 2>&1; then
     echo "npm not found." >&2
     packages+=(nodejs npm)

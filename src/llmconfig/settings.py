@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./llmconfig.db"
     host: str = "127.0.0.1"
     port: int = Field(default=8900, ge=1, le=65535)
+    # Worker processes of `llmconfig serve` on this host, each with its own services and read snapshot.
+    workers: int = Field(default=1, ge=1, le=64)
     admin_token: SecretStr | None = None
     secret_backend: Literal["local", "aws"] = "local"
     master_key: SecretStr | None = None

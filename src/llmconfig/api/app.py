@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -15,9 +17,11 @@ from llmconfig.api.guards import RejectNulBytes
 from llmconfig.api.operations import install_operations
 from llmconfig.api.routers import agents, audit, budgets, config, interaction_types, providers, tokens, usage, users
 from llmconfig.api.security import SecurityHeaders
+from llmconfig.api.snapshot import SnapshotReads, refresh_ahead
 from llmconfig.api.throttle import FailedAuthLimiter, TrustedProxies
 from llmconfig.llm import LLMConfigService
 from llmconfig.settings import Settings, get_settings
+from llmconfig.snapshot import ReadSnapshot
 from llmconfig.ui import install_ui
 
 
@@ -32,23 +36,33 @@ def create_app(settings: Settings | None = None, *, service: LLMConfigService | 
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await stream.start()
         await openai_compat.startup(_app)
+        refresher = asyncio.create_task(refresh_ahead(snapshot, svc.tokens, settings.cache_ttl))
         try:
             yield
         finally:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
             await openai_compat.shutdown(_app)
             await stream.close()
-        if service is None:
-            svc.close()
+            if service is None:
+                svc.close()
 
     app = FastAPI(
         title="llmconfig",
         version=__version__,
         description="Providers, models and parameters for each kind of LLM work, changed live.",
         lifespan=lifespan,
+        # Requests are counted and timed at /metrics; FastAPI's native OpenTelemetry would ask the global
+        # providers on every request whether anyone configured them.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.service = svc
     app.state.change_stream = stream
     app.state.tokens = svc.tokens
+    # Reads answer from it; every change this process learns of drops what it can affect.
+    app.state.snapshot = snapshot = ReadSnapshot(svc.services, ttl=settings.cache_ttl)
+    svc.services.changes.subscribe(snapshot.apply)
     # Token changes of other replicas drop the token snapshot as soon as they are announced.
     svc.services.changes.subscribe(svc.tokens.apply)
     app.state.auth_limiter = FailedAuthLimiter()
@@ -58,6 +72,8 @@ def create_app(settings: Settings | None = None, *, service: LLMConfigService | 
     for module in (providers, config, users, interaction_types, audit, usage, budgets, tokens, agents):
         app.include_router(module.router)
     openai_compat.install(app, svc)
+    # Innermost: the reads it answers pass the metrics, the guards and the security headers like any other.
+    app.add_middleware(SnapshotReads, snapshot=snapshot, tokens=svc.tokens)
     install_operations(app, svc)
     install_ui(app)
     app.add_middleware(RejectNulBytes)

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, joinedload, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from llmconfig.config.defaults import default_for
@@ -31,7 +31,7 @@ from llmconfig.config.schemas import (
 from llmconfig.config.types import InteractionTypeService, find_interaction_type
 from llmconfig.db.changes import Change, record_change
 from llmconfig.db.engine import transaction
-from llmconfig.db.models import AuditEntry, GlobalConfig, InteractionType, UserConfig
+from llmconfig.db.models import AuditEntry, GlobalConfig, InteractionType, Provider, UserConfig
 from llmconfig.errors import ConcurrentChangeError, ConflictError, NotFoundError
 from llmconfig.providers.service import ProviderService, usable_provider
 
@@ -227,12 +227,13 @@ class EntryService:
                 kind = find_interaction_type(session, interaction_type).kind
                 row: GlobalConfig | UserConfig | None
                 if user_id is None:
-                    row = session.get(GlobalConfig, interaction_type)
+                    # With its provider in the same statement: the entry before the change names it.
+                    row = session.get(GlobalConfig, interaction_type, options=[joinedload(GlobalConfig.provider)])
                 else:
                     row = self._override_row(session, user_id, interaction_type)
                 self._check_version(what, row, update.version)
                 before = None if row is None else _entry(row, kind, source=source)
-                values = self._checked_values(session, kind, update, current=row)
+                values, provider = self._checked_values(session, kind, update, current=row)
                 if row is None:
                     if user_id is None:
                         row = GlobalConfig(interaction_type=interaction_type, **values)
@@ -246,9 +247,12 @@ class EntryService:
                         # Saving what is already there is not a new version: no audit entry, no cache drop.
                         assert before is not None  # the row existed
                         return before
+                # The relationship follows provider_id, so the entry after the change is known without reading
+                # the row back: every other column is set here or by a Python-side default at flush.
+                if row.provider is not provider:
+                    row.provider = provider
                 row.updated_by = actor
                 session.flush()
-                session.refresh(row)
                 after = _entry(row, kind, source=source)
                 change = _change_of(interaction_type, user_id)
                 record_change(
@@ -274,7 +278,9 @@ class EntryService:
     @staticmethod
     def _override_row(session: Session, user_id: str, interaction_type: str) -> UserConfig | None:
         return session.scalar(
-            select(UserConfig).where(UserConfig.user_id == user_id, UserConfig.interaction_type == interaction_type)
+            select(UserConfig)
+            .where(UserConfig.user_id == user_id, UserConfig.interaction_type == interaction_type)
+            .options(joinedload(UserConfig.provider))
         )
 
     def summary(self) -> str:
@@ -335,8 +341,10 @@ class EntryService:
 
     def _checked_values(
         self, session: Session, kind: str, update: ConfigUpdate, *, current: GlobalConfig | UserConfig | None
-    ) -> dict[str, Any]:
-        provider = usable_provider(session, update.provider_id, kind, update.model_name)
+    ) -> tuple[dict[str, Any], Provider]:
+        """The columns to store for ``update`` (checked against the providers and their catalogs), and its provider."""
+        known = current.provider if current is not None else None
+        provider = usable_provider(session, update.provider_id, kind, update.model_name, known=known)
         given = update.model_fields_set
         fallbacks = update.fallbacks if "fallbacks" in given else None
         values: dict[str, Any] = {
@@ -351,10 +359,10 @@ class EntryService:
         else:
             checked: list[dict[str, str]] = []
             for fallback in fallbacks or []:
-                target = usable_provider(session, fallback.provider_id, kind, fallback.model_name)
+                target = usable_provider(session, fallback.provider_id, kind, fallback.model_name, known=provider)
                 checked.append(FallbackTarget(provider_id=target.id, model_name=fallback.model_name).model_dump())
             values["fallbacks"] = checked
-        return values
+        return values, provider
 
 
 def _change_of(interaction_type: str, user_id: str | None) -> Change:

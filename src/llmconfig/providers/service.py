@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from llmconfig.db.changes import Change, record_change
+from llmconfig.db.changes import Change, announce, record_change
 from llmconfig.db.engine import transaction
 from llmconfig.db.models import Budget, GlobalConfig, Provider, ProviderModel, UserConfig, new_id, utcnow
 from llmconfig.errors import (
@@ -84,14 +84,18 @@ def find_provider(session: Session, ref: str) -> Provider:
     return provider
 
 
-def usable_provider(session: Session, ref: str, kind: str, model_name: str) -> Provider:
+def usable_provider(
+    session: Session, ref: str, kind: str, model_name: str, *, known: Provider | None = None
+) -> Provider:
     """The enabled provider ``ref`` (id or name), if it can serve ``model_name`` as a ``kind`` model.
+
+    ``known``: a provider already read in this transaction, used instead of reading it again when it is ``ref``.
 
     ValidationError saying what to do otherwise: an unknown or disabled provider, Anthropic for embeddings, a
     model missing from a non-empty catalog (listing the models of the right kind) or of the wrong kind.
     """
     try:
-        provider = find_provider(session, ref)
+        provider = known if known is not None and ref in (known.id, known.name) else find_provider(session, ref)
     except NotFoundError:
         raise ValidationError(
             f"Provider {ref!r} does not exist; add it first or pick one from `llmconfig providers list`"
@@ -440,6 +444,8 @@ class ProviderService:
             )
             if models is not None:
                 self._replace_catalog(session, provider_id, models)
+            # Not an edit (no audit entry, no new version), but what providers are shown with has changed.
+            announce(session, Change.provider(provider_id))
 
     @staticmethod
     def _replace_catalog(session: Session, provider_id: str, models: builtins.list[DiscoveredModel]) -> None:
