@@ -168,11 +168,15 @@ class ChangeStream:
             client.overflowed = True
 
     async def _poll(self) -> None:
-        """Find changes the feed did not push; announce them as resync once they stay unannounced."""
+        """Find changes the feed did not push; announce them as resync once they stay unannounced.
+
+        Only while some client is connected: an idle server reads nothing, and a client that connects later
+        with an older ``Last-Event-ID`` than the database gets a resync from its catch-up or the next polls.
+        """
         suspect: int | None = None
         while True:
             await asyncio.sleep(self._poll_interval)
-            if self._services.changes.pushed:
+            if self._services.changes.pushed or not self._clients:
                 suspect = None
                 continue
             try:

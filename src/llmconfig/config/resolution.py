@@ -176,9 +176,11 @@ class Resolver:
                     return None, read_revision(session)
             row: Any = None
             source: ConfigSource = "user"
-            # No override can be stored for an id the database refuses (PostgreSQL rejects NUL): such a
-            # user simply follows the global entry, rather than failing the agent's call.
-            if user_id is not None and storable_user_id(user_id):
+            # No override or budget can be stored for an id the database refuses (PostgreSQL rejects NUL):
+            # such a user simply follows the global entry, rather than failing the agent's call.
+            if user_id is not None and not storable_user_id(user_id):
+                user_id = None
+            if user_id is not None:
                 row = connection.execute(
                     _RESOLVE_USER, {"user_id": user_id, "interaction_type": interaction_type}
                 ).first()
