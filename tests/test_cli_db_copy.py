@@ -26,7 +26,7 @@ from llmconfig import LLMConfigService
 from llmconfig.config.schemas import ConfigUpdate, FallbackTarget, InteractionTypeCreate
 from llmconfig.db.engine import create_db_engine
 from llmconfig.db.migrate import alembic_config, current_revision, head_revision, upgrade_to_head
-from llmconfig.db.models import Base, Provider
+from llmconfig.db.models import Base, Provider, ProviderKey
 from llmconfig.db_copy import table_checksum
 from llmconfig.settings import Settings
 from llmconfig.tokens import TokenService
@@ -442,7 +442,9 @@ def test_copy_into_another_secret_backend_stores_every_key_there(
 
 def references(engine: Engine) -> dict[str, str]:
     with engine.connect() as connection:
-        rows = connection.execute(select(Provider.name, Provider.api_key_ref)).all()
+        rows = connection.execute(
+            select(Provider.name, ProviderKey.secret_ref).join(ProviderKey, ProviderKey.provider_id == Provider.id)
+        ).all()
     return {name: ref for name, ref in rows if ref is not None}
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from llmconfig import LLMConfigService
 from llmconfig.config.schemas import ConfigUpdate
 from llmconfig.db.engine import transaction
-from llmconfig.db.models import Provider
+from llmconfig.db.models import Provider, ProviderKey
 from llmconfig.errors import SecretBackendError, SecretDecryptionError
 from llmconfig.providers import ProviderUpdate
 from llmconfig.secrets import LocalSecretBackend, build_backend
@@ -54,9 +54,11 @@ def live(settings: Settings, openai_peer: OpenAIPeer, anthropic_peer: AnthropicP
 
 
 def rows(service: LLMConfigService) -> dict[str, tuple[str, str, int]]:
-    """Provider name -> (id, api_key_ref, version)."""
+    """Provider name -> (id, secret reference of its first key, version)."""
     with transaction(service.sessions) as session:
-        return {p.name: (p.id, p.api_key_ref or "", p.version) for p in session.scalars(select(Provider))}
+        return {
+            p.name: (p.id, p.keys[0].secret_ref if p.keys else "", p.version) for p in session.scalars(select(Provider))
+        }
 
 
 def aws_secret_names(settings: Settings) -> list[str]:
@@ -172,7 +174,7 @@ def test_a_failure_midway_leaves_every_provider_readable_and_a_rerun_continues(
     local_id = rows(live)["local"][0]
     broken = LocalSecretBackend(b"\x01" * 32).store(owner=local_id, value=OPENAI_PEER_KEY)
     with transaction(live.sessions, write=True) as session:
-        session.execute(update(Provider).where(Provider.id == local_id).values(api_key_ref=broken))
+        session.execute(update(ProviderKey).where(ProviderKey.provider_id == local_id).values(secret_ref=broken))
 
     with pytest.raises(SecretDecryptionError) as caught:
         migrate_secrets(live.sessions, build_backend(settings, "aws"), actor="test")

@@ -19,7 +19,7 @@ from sqlalchemy import select, update
 from llmconfig import LLMConfigService
 from llmconfig.config.schemas import ConfigUpdate
 from llmconfig.db.engine import transaction
-from llmconfig.db.models import Provider
+from llmconfig.db.models import Provider, ProviderKey
 from llmconfig.errors import SecretDecryptionError, SettingsError
 from llmconfig.providers import ProviderUpdate
 from llmconfig.secrets import LocalSecretBackend, make_secret_backend
@@ -44,9 +44,9 @@ def configure(service: LLMConfigService, openai_peer: OpenAIPeer, anthropic_peer
 
 
 def references(service: LLMConfigService) -> dict[str, tuple[str, str]]:
-    """Provider name -> (id, api_key_ref)."""
+    """Provider name -> (id, secret reference of its first key)."""
     with transaction(service.sessions) as session:
-        return {p.name: (p.id, p.api_key_ref) for p in session.scalars(select(Provider)) if p.api_key_ref}
+        return {p.name: (p.id, p.keys[0].secret_ref) for p in session.scalars(select(Provider)) if p.keys}
 
 
 def assert_key_decrypts_nothing(key: bytes, refs: dict[str, tuple[str, str]]) -> None:
@@ -126,7 +126,7 @@ def test_rotation_aborts_before_commit_naming_the_provider_whose_key_cannot_be_d
     claude_id = references(service)["claude"][0]
     foreign = LocalSecretBackend(os.urandom(32)).store(owner=claude_id, value=ANTHROPIC_PEER_KEY)
     with transaction(service.sessions, write=True) as session:
-        session.execute(update(Provider).where(Provider.id == claude_id).values(api_key_ref=foreign))
+        session.execute(update(ProviderKey).where(ProviderKey.provider_id == claude_id).values(secret_ref=foreign))
     key_file = service.settings.master_key_file
     key_before = key_file.read_bytes()
     before = references(service)

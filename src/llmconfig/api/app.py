@@ -12,7 +12,17 @@ from llmconfig.api.change_stream import ChangeStream
 from llmconfig.api.errors import install_error_handlers
 from llmconfig.api.guards import RejectNulBytes
 from llmconfig.api.operations import install_operations
-from llmconfig.api.routers import agents, audit, config, interaction_types, providers, tokens, usage, users
+from llmconfig.api.routers import (
+    agents,
+    audit,
+    config,
+    interaction_types,
+    provider_keys,
+    providers,
+    tokens,
+    usage,
+    users,
+)
 from llmconfig.api.security import SecurityHeaders
 from llmconfig.api.throttle import FailedAuthLimiter, TrustedProxies
 from llmconfig.llm import LLMConfigService
@@ -50,7 +60,7 @@ def create_app(settings: Settings | None = None, *, service: LLMConfigService | 
     app.state.trusted_proxies = TrustedProxies(settings.trusted_proxies)
     install_error_handlers(app)
 
-    for module in (providers, config, users, interaction_types, audit, usage, tokens, agents):
+    for module in (providers, provider_keys, config, users, interaction_types, audit, usage, tokens, agents):
         app.include_router(module.router)
     install_operations(app, svc)
     install_ui(app)

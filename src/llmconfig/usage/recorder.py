@@ -31,6 +31,8 @@ class UsageEvent:
     latency_ms: float
     success: bool
     error_class: str | None
+    # The hint of the provider key the call was last sent with (None: no key, or too short for a hint).
+    key_hint: str | None = None
 
 
 def estimate_cost(event: UsageEvent, prices: dict[str, tuple[float, float]]) -> float | None:
