@@ -22,6 +22,7 @@ from llmconfig.db.engine import transaction
 from llmconfig.db.models import Provider, ProviderKey
 from llmconfig.errors import SecretDecryptionError, SettingsError
 from llmconfig.providers import ProviderUpdate
+from llmconfig.providers.schemas import ProviderKeyCreate
 from llmconfig.secrets import LocalSecretBackend, make_secret_backend
 from llmconfig.secrets.local import pending_key_file, previous_key_file, read_key_file, write_key_file
 from llmconfig.secrets.maintenance import check_secrets, reencrypt_local_secrets, rotate_master_key
@@ -279,3 +280,42 @@ def test_previous_key_is_read_from_the_environment(
     monkeypatch.setenv("LLMCONFIG_MASTER_KEY_PREVIOUS", "not a key")
     with pytest.raises(SettingsError, match="LLMCONFIG_MASTER_KEY_PREVIOUS"):
         make_secret_backend(Settings(_env_file=None))  # type: ignore[call-arg]
+
+
+SECOND_KEY = "sk-canary-second-openai-4c1d8e2f"
+
+
+def test_rotation_and_the_check_cover_every_key_of_a_provider(
+    service: LLMConfigService, openai_peer: OpenAIPeer, anthropic_peer: AnthropicPeer
+) -> None:
+    configure(service, openai_peer, anthropic_peer)
+    openai_peer.accepted_keys.add(SECOND_KEY)
+    second = service.providers.keys.add("local", ProviderKeyCreate(api_key=SecretStr(SECOND_KEY)), actor="test")
+    with transaction(service.sessions) as session:
+        before = {key.id: key.secret_ref for key in session.scalars(select(ProviderKey))}
+    old_key = read_key_file(service.settings.master_key_file)
+
+    result = rotate_master_key(service.sessions, service.settings, actor="test")
+
+    assert result.reencrypted == 3 and sorted(result.providers) == ["claude", "local"]
+    with transaction(service.sessions) as session:
+        after = {key.id: (key.provider_id, key.secret_ref) for key in session.scalars(select(ProviderKey))}
+    assert after.keys() == before.keys() and all(after[k][1] != before[k] for k in before)
+    for provider_id, reference in after.values():
+        with pytest.raises(SecretDecryptionError):
+            LocalSecretBackend(old_key).load(reference, owner=provider_id)
+    llm = service.get_llm("reasoning")
+    for _ in range(2):
+        assert llm.invoke("hi").content == "Hello from openai-peer"
+    assert openai_peer.keys_sent("/v1/chat/completions")[-2:] == [OPENAI_PEER_KEY, SECOND_KEY]
+
+    # The check names each key: a second key that no longer decrypts is reported on its own.
+    foreign = LocalSecretBackend(os.urandom(32)).store(owner=after[second.key_id][0], value=SECOND_KEY)
+    with transaction(service.sessions, write=True) as session:
+        session.execute(update(ProviderKey).where(ProviderKey.id == second.key_id).values(secret_ref=foreign))
+    report = check_secrets(service.sessions, make_secret_backend(service.settings))
+    assert report.checked == 3 and report.failed == 1
+    (failed,) = [check for check in report.results if not check.ok]
+    assert failed.provider_name == "local" and failed.key_id == second.key_id and failed.status == "undecryptable"
+    assert failed.key_hint == SECOND_KEY[-4:] and SECOND_KEY not in report.model_dump_json()
+    assert_no_plaintext(service, SECOND_KEY.encode())

@@ -184,7 +184,7 @@ def reencrypt_local_secrets(
             .where(ProviderKey.secret_ref.like(LOCAL_PREFIX + "%"))
             .order_by(Provider.name, ProviderKey.created_at, ProviderKey.id)
         )
-        keys = list(session.execute(query.with_for_update(of=ProviderKey)).tuples())
+        keys = [(key, name) for key, name in session.execute(query.with_for_update(of=ProviderKey))]
         for key, name in keys:
             try:
                 value = reader.load(key.secret_ref, owner=key.provider_id)
