@@ -43,6 +43,16 @@ _keys = sa.table(
 
 
 def upgrade() -> None:
+    bind = op.get_bind()
+    existing = bind.execute(
+        sa.select(_providers.c.id, _providers.c.api_key_ref, _providers.c.api_key_hint, _providers.c.created_at).where(
+            _providers.c.api_key_ref.is_not(None)
+        )
+    ).all()
+    # Plain ALTER TABLE … DROP COLUMN (SQLite 3.35 and later), never a batch rebuild of providers: with foreign
+    # keys on, dropping the old copy of the table would delete the catalogs and refuse the entries that refer to it.
+    op.drop_column("providers", "api_key_ref")
+    op.drop_column("providers", "api_key_hint")
     op.create_table(
         "provider_keys",
         sa.Column("id", sa.String(36), nullable=False),
@@ -58,12 +68,6 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_provider_keys")),
     )
     op.create_index(op.f("ix_provider_keys_provider_id"), "provider_keys", ["provider_id"])
-    bind = op.get_bind()
-    existing = bind.execute(
-        sa.select(_providers.c.id, _providers.c.api_key_ref, _providers.c.api_key_hint, _providers.c.created_at).where(
-            _providers.c.api_key_ref.is_not(None)
-        )
-    ).all()
     if existing:
         op.bulk_insert(
             _keys,
@@ -78,19 +82,11 @@ def upgrade() -> None:
                 for provider_id, reference, hint, created_at in existing
             ],
         )
-    with op.batch_alter_table("providers") as batch:
-        batch.drop_column("api_key_ref")
-        batch.drop_column("api_key_hint")
-    with op.batch_alter_table("usage_records") as batch:
-        batch.add_column(sa.Column("key_hint", sa.String(8), nullable=True))
+    op.add_column("usage_records", sa.Column("key_hint", sa.String(8), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("usage_records") as batch:
-        batch.drop_column("key_hint")
-    with op.batch_alter_table("providers") as batch:
-        batch.add_column(sa.Column("api_key_ref", sa.Text(), nullable=True))
-        batch.add_column(sa.Column("api_key_hint", sa.String(8), nullable=True))
+    op.drop_column("usage_records", "key_hint")
     bind = op.get_bind()
     rows = bind.execute(
         sa.select(_keys.c.provider_id, _keys.c.secret_ref, _keys.c.hint).order_by(
@@ -100,9 +96,11 @@ def downgrade() -> None:
     first: dict[str, tuple[str, str | None]] = {}
     for provider_id, reference, hint in rows:
         first.setdefault(provider_id, (reference, hint))
+    op.drop_index(op.f("ix_provider_keys_provider_id"), table_name="provider_keys")
+    op.drop_table("provider_keys")
+    op.add_column("providers", sa.Column("api_key_ref", sa.Text(), nullable=True))
+    op.add_column("providers", sa.Column("api_key_hint", sa.String(8), nullable=True))
     for provider_id, (reference, hint) in first.items():
         bind.execute(
             sa.update(_providers).where(_providers.c.id == provider_id).values(api_key_ref=reference, api_key_hint=hint)
         )
-    op.drop_index(op.f("ix_provider_keys_provider_id"), table_name="provider_keys")
-    op.drop_table("provider_keys")
