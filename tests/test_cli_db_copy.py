@@ -239,8 +239,8 @@ def test_copy_carries_every_table_and_the_target_serves_the_same_models_with_the
     assert chat.headers["authorization"] == f"Bearer {OPENAI_PEER_KEY}"
     messages = anthropic_peer.requests_to("/v1/messages")
     assert [request.json["model"] for request in messages] == ["claude-sonnet-4-5", "claude-haiku-4-5"]
-    # The installed anthropic SDK sends the key as a Bearer token (see tests/peers/anthropic_peer.py).
-    assert all(request.headers["authorization"] == f"Bearer {ANTHROPIC_PEER_KEY}" for request in messages)
+    # The provider's key pool sends Anthropic's key as x-api-key (see llmconfig.providers.keys).
+    assert all(request.headers["x-api-key"] == ANTHROPIC_PEER_KEY for request in messages)
 
     # New rows on the target get ids past the copied ones (PostgreSQL: the sequences were advanced).
     highest = {

@@ -211,8 +211,11 @@ class Fuzz:
 
         A superset of what GET /providers, /config, /interaction-types, /users/{id}/config and /audit show (it
         also covers catalogs, prices and the revision counter), and ten times cheaper than asking the API.
-        When a token was last used is left out: authenticating a request records it.
+        When a token was last used is left out: authenticating a request records it. Usage accepted by an
+        earlier request is written first: the recorder writes in the background, and a late write of it must not
+        look like a change made by a refused request.
         """
+        assert self.api.service.flush_usage()
         with self.api.service.engine.connect() as connection:
             return {
                 table.name: sorted(
