@@ -77,6 +77,11 @@ def test_the_credential_header_follows_the_provider_type() -> None:
         (429, {"retry-after": "soon"}, RATE_LIMIT_REST),
         (429, {"retry-after": "999999"}, MAX_REST),
         (429, {"retry-after": "-5"}, 0.0),
+        (429, {"retry-after": "nan"}, RATE_LIMIT_REST),
+        (429, {"retry-after": "inf"}, MAX_REST),
+        (429, {"retry-after": "Wed, 21 Oct 2015 07:28:00 -0000"}, 0.0),  # a date in the past, without a zone
+        (429, {"retry-after": "Mon, 99 Foo 99999 99:99:99 GMT"}, RATE_LIMIT_REST),
+        (429, {"retry-after-ms": "x"}, RATE_LIMIT_REST),
         (401, {"retry-after": "3"}, REJECTED_REST),
         (403, {}, REJECTED_REST),
         (500, {"retry-after": "3"}, None),

@@ -249,3 +249,24 @@ def test_key_changes_reach_the_models_and_a_removed_key_is_never_sent_again(
     trail = "".join(entry.model_dump_json() for entry in service.audit.entries(limit=50))
     for key in (OPENAI_PEER_KEY, SECOND_OPENAI_KEY):
         assert key not in trail and key.encode() not in stored_bytes(service.settings.database_url)
+
+
+def test_the_key_pool_of_a_resolved_target_is_the_one_get_llm_calls_with(
+    service: LLMConfigService, openai_peer: OpenAIPeer
+) -> None:
+    """What the OpenAI-compatible face uses: a rest it reports is honoured by get_llm's objects, and back."""
+    two_keys(service, openai_peer, first=OPENAI_PEER_KEY, second=SECOND_OPENAI_KEY)
+    openai_peer.answer_key(OPENAI_PEER_KEY, 429, retry_after="30")
+    chat(service.get_llm("reasoning"), "invoke")  # the first key now rests
+
+    (target,) = service.resolve("reasoning").targets
+    pool = service.key_pool(target)
+    key = pool.choose()
+    assert key is not None and key.value == SECOND_OPENAI_KEY
+    assert pool.credentials(key) == {"authorization": f"Bearer {SECOND_OPENAI_KEY}"}
+    # The caller reports a 429 to the second key (its own HTTP client got it): both keys rest now, so get_llm
+    # takes the one back first, the first key (its rest began earlier).
+    assert pool.observe(key, 429, {"retry-after": "60"})
+    openai_peer.answer_key(OPENAI_PEER_KEY, None)
+    chat(service.get_llm("reasoning"), "invoke")
+    assert openai_peer.keys_sent("/v1/chat/completions")[-1] == OPENAI_PEER_KEY

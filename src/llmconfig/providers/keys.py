@@ -116,7 +116,8 @@ def rest_for(status: int, headers: Mapping[str, str]) -> float | None:
     if status != 429:
         return REJECTED_REST
     seconds: float | None = None
-    with contextlib.suppress(ValueError):
+    # Whatever a server sends here must not fail the call: anything unreadable means the default rest.
+    with contextlib.suppress(ValueError, TypeError, OverflowError, IndexError):
         if "retry-after-ms" in headers:
             seconds = float(headers["retry-after-ms"]) / 1000
         elif "retry-after" in headers:
@@ -125,6 +126,8 @@ def rest_for(status: int, headers: Mapping[str, str]) -> float | None:
                 seconds = float(value)
             except ValueError:
                 when = email.utils.parsedate_to_datetime(value)
+                if when.tzinfo is None:  # "-0000": a UTC time, by RFC 5322
+                    when = when.replace(tzinfo=UTC)
                 seconds = (when - datetime.now(UTC)).total_seconds()
     if seconds is None or seconds != seconds:  # missing, unreadable or NaN
         return RATE_LIMIT_REST
