@@ -31,6 +31,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 from sqlalchemy import select
 
 from llmconfig import LLMConfigService
@@ -39,6 +40,7 @@ from llmconfig.config import ConfigUpdate
 from llmconfig.config.schemas import InteractionTypeCreate
 from llmconfig.db.models import Base
 from llmconfig.providers import ProviderCreate
+from llmconfig.providers.schemas import ProviderKeyCreate
 from llmconfig.settings import Settings
 from llmconfig.tokens import TokenService
 from tests.api.conftest import API, problem_of
@@ -47,7 +49,7 @@ OPEN_PATHS = {"/health", "/metrics"}  # probes and scrapers: no token
 MIN_OPERATIONS = 15
 FAILURES_BEFORE_LOCKOUT = 10
 # Reads a viewer may not make: tokens are the keys to the API.
-ADMIN_ONLY_READS = {("GET", f"{API}/tokens")}
+ADMIN_ONLY_READS = {("GET", f"{API}/tokens"), ("GET", f"{API}/providers/{{provider_id}}/keys")}
 # What agents need (DESIGN §9): resolve, the revision, the change stream, spent budgets and usage events.
 CLIENT_OPERATIONS: set[tuple[str, str]] = {
     ("GET", f"{API}/resolve/{{interaction_type}}"),
@@ -181,6 +183,9 @@ def world(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         validate=False,
     )
     service.config.set_global("reasoning", ConfigUpdate(provider_id=provider.id, model_name="gpt-4o"), actor="seed")
+    key = service.providers.keys.add(
+        provider.id, ProviderKeyCreate(api_key=SecretStr("sk-matrix-key-0123456789")), actor="seed"
+    )
     service.types.add(InteractionTypeCreate(name="triage", kind="chat"), actor="seed")
     service.config.set_override(
         "alice", "tools", ConfigUpdate(provider_id=provider.id, model_name="gpt-4o"), actor="seed"
@@ -194,6 +199,7 @@ def world(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> It
             client_token={"Authorization": f"Bearer {client_token}"},
             path_values={
                 "token_id": spare.id,
+                "key_id": key.key_id,
                 "provider_id": provider.id,
                 "interaction_type": "reasoning",
                 "user_id": "alice",
@@ -273,6 +279,7 @@ def request_body(document: dict[str, Any], method: str, path: str, path_values: 
         "kind": "chat",
         "version": 1,
         "role": "client",
+        "api_key": "sk-matrix-added-key-0123",
     }
     return _instance(document, content["application/json"]["schema"], hints)
 

@@ -105,18 +105,24 @@ class AnthropicPeer(BasePeer):
     def request_id_header(self) -> dict[str, str]:
         return {"request-id": new_id("req_011", 21)}
 
+    def presented_key(self, request: RecordedRequest) -> str | None:
+        key = request.headers.get("x-api-key")
+        if key is None:
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            key = token.strip() if scheme.lower() == "bearer" else None
+        return key
+
+    def unauthorized(self) -> PeerResponse:
+        return _error(401, "authentication_error", "invalid x-api-key")
+
     def check_auth(self, request: RecordedRequest) -> PeerResponse | None:
         if self.api_key is None:
             return None
         # The key may come as ``x-api-key`` (the documented header, sent by older SDKs and
         # most other clients) or as ``Authorization: Bearer`` (what anthropic>=2 sends for
         # ``api_key=``). When ``x-api-key`` is present it is the one checked.
-        key = request.headers.get("x-api-key")
-        if key is None:
-            scheme, _, token = request.headers.get("authorization", "").partition(" ")
-            key = token.strip() if scheme.lower() == "bearer" else None
-        if key != self.api_key:
-            return _error(401, "authentication_error", "invalid x-api-key")
+        if request.key not in self.valid_keys():
+            return self.unauthorized()
         if not request.headers.get("anthropic-version"):
             return _error(400, "invalid_request_error", "anthropic-version: header is required")
         return None

@@ -15,7 +15,18 @@ from llmconfig.api.change_stream import ChangeStream
 from llmconfig.api.errors import install_error_handlers
 from llmconfig.api.guards import RejectNulBytes
 from llmconfig.api.operations import install_operations
-from llmconfig.api.routers import agents, audit, budgets, config, interaction_types, providers, tokens, usage, users
+from llmconfig.api.routers import (
+    agents,
+    audit,
+    budgets,
+    config,
+    interaction_types,
+    provider_keys,
+    providers,
+    tokens,
+    usage,
+    users,
+)
 from llmconfig.api.security import SecurityHeaders
 from llmconfig.api.snapshot import SnapshotReads, refresh_ahead
 from llmconfig.api.throttle import FailedAuthLimiter, TrustedProxies
@@ -69,7 +80,8 @@ def create_app(settings: Settings | None = None, *, service: LLMConfigService | 
     app.state.trusted_proxies = TrustedProxies(settings.trusted_proxies)
     install_error_handlers(app)
 
-    for module in (providers, config, users, interaction_types, audit, usage, budgets, tokens, agents):
+    modules = (providers, provider_keys, config, users, interaction_types, audit, usage, budgets, tokens, agents)
+    for module in modules:
         app.include_router(module.router)
     openai_compat.install(app, svc)
     # Innermost: the reads it answers pass the metrics, the guards and the security headers like any other.

@@ -1,8 +1,8 @@
 """What a ``get_llm`` call resolves to, and the resolver that reads it from the database.
 
 A :class:`Resolution` holds plain, hashable values, so it can key the object cache. It holds everything an
-object is built from except the decrypted key: the key is identified by its secret reference and the
-provider's version (which changes whenever the key does).
+object is built from except the decrypted keys: each key is identified by its id and secret reference, and
+the provider's version changes whenever its keys do.
 """
 
 from __future__ import annotations
@@ -19,10 +19,19 @@ from llmconfig.config.schemas import ConfigSource, storable_user_id
 from llmconfig.config.types import find_interaction_type
 from llmconfig.db.changes import read_revision
 from llmconfig.db.engine import reading, transaction
-from llmconfig.db.models import Budget, ConfigRevision, GlobalConfig, InteractionType, Provider, UserConfig
+from llmconfig.db.models import (
+    Budget,
+    ConfigRevision,
+    GlobalConfig,
+    InteractionType,
+    Provider,
+    ProviderKey,
+    UserConfig,
+)
 from llmconfig.errors import LLMConfigError
 from llmconfig.providers.adapters import adapter_for
 from llmconfig.providers.catalog import ModelKind
+from llmconfig.providers.keys import KeyRef
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +43,9 @@ class Target:
     provider_type: str
     provider_version: int
     base_url: str
-    api_key_ref: str | None
     model_name: str
+    # The provider's keys, the first one first (empty: the provider has none).
+    api_keys: tuple[KeyRef, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +106,6 @@ _PROVIDER_COLUMNS = (
     Provider.provider_type,
     Provider.version,
     Provider.api_base_url,
-    Provider.api_key_ref,
     Provider.enabled,
 )
 
@@ -135,19 +144,32 @@ _FALLBACK_PROVIDERS = select(*_PROVIDER_COLUMNS).where(
     Provider.id.in_(bindparam("provider_ids", expanding=True)), Provider.enabled.is_(True)
 )
 _BUDGETS = select(Budget.scope, Budget.on_exceed).where(Budget.scope.in_(bindparam("scopes", expanding=True)))
+_PROVIDER_KEYS = (
+    select(ProviderKey.provider_id, ProviderKey.id, ProviderKey.secret_ref, ProviderKey.hint)
+    .where(ProviderKey.provider_id.in_(bindparam("provider_ids", expanding=True)))
+    .order_by(ProviderKey.created_at, ProviderKey.id)
+)
 
 
-def _target(provider: Any, model_name: str) -> Target:
-    """A Target from anything with the provider's attributes (an ORM row or a Core row)."""
+def _target(provider: Any, model_name: str, keys: dict[str, tuple[KeyRef, ...]] | None = None) -> Target:
+    """A Target from anything with the provider's attributes (an ORM row or a Core row), with its keys."""
     return Target(
         provider_id=provider.id,
         provider_name=provider.name,
         provider_type=provider.provider_type,
         provider_version=provider.version,
         base_url=provider.api_base_url or adapter_for(provider.provider_type).normalise_base_url(None),
-        api_key_ref=provider.api_key_ref,
         model_name=model_name,
+        api_keys=(keys or {}).get(provider.id, ()),
     )
+
+
+def _keys_of(connection: Any, provider_ids: set[str]) -> dict[str, tuple[KeyRef, ...]]:
+    """The keys of these providers, each provider's first key first."""
+    keys: dict[str, list[KeyRef]] = {}
+    for row in connection.execute(_PROVIDER_KEYS, {"provider_ids": sorted(provider_ids)}):
+        keys.setdefault(row.provider_id, []).append(KeyRef(row.id, row.secret_ref, row.hint))
+    return {provider_id: tuple(refs) for provider_id, refs in keys.items()}
 
 
 class Resolver:
@@ -165,8 +187,8 @@ class Resolver:
         """The configuration in force for a request (user override, then global), and the revision read.
 
         Returns ``(None, revision)`` when the type exists but nothing is configured for it. This is the
-        cold path of ``get_llm``: one statement without a user id, two with one (three with fallbacks),
-        prepared at import and run on a plain connection.
+        cold path of ``get_llm``: two statements without a user id (the entry, the providers' keys), three with
+        one (four with fallbacks), prepared at import and run on a plain connection.
         """
         with reading(self._sessions) as connection:
             head = connection.execute(_RESOLVE_GLOBAL, {"interaction_type": interaction_type}).first()
@@ -194,16 +216,17 @@ class Resolver:
                     f"{interaction_type!r} uses provider {row.name!r}, which is disabled; "
                     "enable it or configure another provider"
                 )
-            fallbacks: list[Target] = []
+            providers: dict[str, Any] = {}
             if row.fallbacks:
                 wanted = [f["provider_id"] for f in row.fallbacks]
                 providers = {p.id: p for p in connection.execute(_FALLBACK_PROVIDERS, {"provider_ids": wanted})}
-                fallbacks = [
-                    _target(providers[f["provider_id"]], f["model_name"])
-                    for f in row.fallbacks
-                    if f["provider_id"] in providers
-                ]
-            target = _target(row, row.model_name)
+            keys = _keys_of(connection, {row.id, *providers})
+            fallbacks = [
+                _target(providers[f["provider_id"]], f["model_name"], keys)
+                for f in row.fallbacks or ()
+                if f["provider_id"] in providers
+            ]
+            target = _target(row, row.model_name, keys)
             resolution = Resolution(
                 interaction_type=interaction_type,
                 kind=head.kind,
@@ -230,6 +253,7 @@ class Resolver:
         providers = (
             {p.id: p for p in connection.execute(_FALLBACK_PROVIDERS, {"provider_ids": wanted})} if wanted else {}
         )
+        keys = _keys_of(connection, set(providers)) if providers else {}
         rules = []
         for scope in scopes:
             if scope not in rows:
@@ -237,6 +261,6 @@ class Resolver:
             on_exceed = rows[scope]
             provider = providers.get(on_exceed["provider_id"]) if on_exceed else None
             rules.append(
-                BudgetRule(scope, _target(provider, on_exceed["model_name"]) if provider and on_exceed else None)
+                BudgetRule(scope, _target(provider, on_exceed["model_name"], keys) if provider and on_exceed else None)
             )
         return tuple(rules)

@@ -90,9 +90,6 @@ class Provider(Timestamped, Base):
     name: Mapped[str] = mapped_column(String(100), unique=True)
     provider_type: Mapped[str] = mapped_column(String(16))  # "openai" | "anthropic" | "custom"
     api_base_url: Mapped[str | None] = mapped_column(String(2048))
-    # A reference into the secret backend, never the key itself.
-    api_key_ref: Mapped[str | None] = mapped_column(Text)
-    api_key_hint: Mapped[str | None] = mapped_column(String(8))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     validation_status: Mapped[str] = mapped_column(String(16), default="never")
     validation_error: Mapped[str | None] = mapped_column(Text)
@@ -102,8 +99,30 @@ class Provider(Timestamped, Base):
     models: Mapped[list[ProviderModel]] = relationship(
         back_populates="provider", cascade="all, delete-orphan", order_by="ProviderModel.model_name"
     )
+    # Its API keys, the first one first; loaded with the provider (every public view shows the first's hint).
+    keys: Mapped[list[ProviderKey]] = relationship(
+        back_populates="provider",
+        cascade="all, delete-orphan",
+        order_by="(ProviderKey.created_at, ProviderKey.id)",
+        lazy="selectin",
+    )
 
     __mapper_args__ = {"version_id_col": version}
+
+
+class ProviderKey(Base):
+    """One API key of a provider: a reference into the secret backend (bound to the provider), never the key."""
+
+    __tablename__ = "provider_keys"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    provider_id: Mapped[str] = mapped_column(ForeignKey("providers.id", ondelete="CASCADE"), index=True)
+    secret_ref: Mapped[str] = mapped_column(Text)
+    # The last four characters of keys of 12 characters or more, so that operators can tell keys apart.
+    hint: Mapped[str | None] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    provider: Mapped[Provider] = relationship(back_populates="keys")
 
 
 class ProviderModel(Base):
@@ -232,6 +251,8 @@ class UsageRecord(Base):
     latency_ms: Mapped[float] = mapped_column(Float)
     success: Mapped[bool] = mapped_column(Boolean)
     error_class: Mapped[str | None] = mapped_column(String(100))
+    # The hint of the provider key that served the call (None: no key, or one too short for a hint).
+    key_hint: Mapped[str | None] = mapped_column(String(8))
     cost_usd: Mapped[float | None] = mapped_column(Float)
 
 

@@ -15,10 +15,11 @@ from llmconfig.config.defaults import default_for
 from llmconfig.config.resolution import Resolution, Target
 from llmconfig.errors import LLMConfigError
 from llmconfig.providers.adapters import OPENAI_DEFAULT_BASE_URL, OpenAIAdapter, adapter_for
+from llmconfig.providers.keys import ApiKey
 from llmconfig.settings import Settings
 
 if TYPE_CHECKING:
-    from llmconfig.providers.clients import ModelClients
+    from llmconfig.providers.clients import ModelClients, ProviderClients
     from llmconfig.usage.recorder import UsageRecorder
     from llmconfig.usage.spend import BudgetGate, SpendState
     from llmconfig.usage.tracking import CallContext
@@ -26,7 +27,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("llmconfig.llm")
 
 Kind = Literal["chat", "embeddings"]
-KeyLookup = Callable[[Target], str | None]
+# The decrypted keys of a target's provider, the first one first (empty when it has none).
+KeyLookup = Callable[[Target], tuple[ApiKey, ...]]
 
 
 class ModelBuilder:
@@ -36,13 +38,13 @@ class ModelBuilder:
         self,
         settings: Settings,
         *,
-        api_key: KeyLookup,
+        api_keys: KeyLookup,
         clients: ModelClients,
         recorder: UsageRecorder | None,
         spend: SpendState | None = None,
     ) -> None:
         self._settings = settings
-        self._api_key = api_key
+        self._api_keys = api_keys
         # The guarded HTTP clients every model object calls its provider through, shared by all of them.
         self._clients = clients
         # None: usage is not recorded (LLMCONFIG_USAGE_TRACKING=false).
@@ -111,13 +113,14 @@ class ModelBuilder:
         )
 
     def _embeddings(self, resolution: Resolution, target: Target) -> Any:
+        api_key, clients = self._keyed(target)
         return adapter_for(target.provider_type).embeddings(
             base_url=target.base_url,
-            api_key=self._api_key(target),
+            api_key=api_key,
             model=target.model_name,
             extra_params=resolution.extra_params,
             timeout=None,
-            clients=self._clients,
+            clients=clients,
         )
 
     def from_environment(
@@ -181,15 +184,26 @@ class ModelBuilder:
             return TrackedEmbeddings(built, self._recorder, context)
         return built.model_copy(update={"callbacks": [UsageCallback(self._recorder, context)]})
 
+    def _keyed(self, target: Target) -> tuple[str | None, ModelClients | ProviderClients]:
+        """The key the SDK is given, and the clients: with keys, those that send each request with one in turn.
+
+        The SDK still gets the first key, although the clients put the key of the moment into every request.
+        """
+        keys = self._api_keys(target)
+        if not keys:
+            return None, self._clients
+        return keys[0].value, self._clients.for_provider(target.provider_id, target.provider_type, keys)
+
     def _chat_model(self, resolution: Resolution, target: Target, *, fail_fast: bool) -> Any:
+        api_key, clients = self._keyed(target)
         return adapter_for(target.provider_type).chat_model(
             base_url=target.base_url,
-            api_key=self._api_key(target),
+            api_key=api_key,
             model=target.model_name,
             temperature=resolution.temperature,
             max_tokens=resolution.max_tokens,
             extra_params=resolution.extra_params,
             timeout=None,
-            clients=self._clients,
+            clients=clients,
             fail_fast=fail_fast,
         )

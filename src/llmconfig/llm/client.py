@@ -37,7 +37,8 @@ from llmconfig.errors import (
     ServerUnavailableError,
     SettingsError,
 )
-from llmconfig.llm.resolved import ResolvedConfig
+from llmconfig.llm.resolved import ResolvedConfig, server_key_ref
+from llmconfig.providers.keys import ApiKey
 from llmconfig.settings import Settings
 from llmconfig.usage.recorder import UsageEvent, event_fields
 from llmconfig.usage.spend import SpentBudget
@@ -126,10 +127,6 @@ def _detail(response: httpx2.Response) -> str:
     return str(body.get("detail") or body) if isinstance(body, dict) else str(body)
 
 
-def key_ref(provider_id: str, provider_version: int) -> str:
-    return f"server:{provider_id}:{provider_version}"
-
-
 class ServerSource:
     """The model cache's source in client mode; see the module docstring."""
 
@@ -137,8 +134,8 @@ class ServerSource:
         self._connection = connection
         self._spend = spend
         self._heartbeat = settings.stream_heartbeat
-        # Keys by reference (provider id and version), as the last resolutions handed them over.
-        self._keys: dict[str, str | None] = {}
+        # Keys by reference (provider id and version, key id), as the last resolutions handed them over.
+        self._keys: dict[str, ApiKey] = {}
         self._revision: int | None = None
         self._subscribers: tuple[Callable[[Announcement], None], ...] = ()
         self._lock = threading.Lock()
@@ -162,7 +159,8 @@ class ServerSource:
         resolved = ResolvedConfig.model_validate_json(response.content)
         with self._lock:
             for target in resolved.all_targets():
-                self._keys[key_ref(target.provider_id, target.provider_version)] = target.api_key
+                for key in target.pool_keys():
+                    self._keys[server_key_ref(target.provider_id, target.provider_version, key.key_id)] = key
             self._note_revision(resolved.revision)
         return resolved.resolution(), resolved.revision
 
@@ -173,8 +171,8 @@ class ServerSource:
             self._note_revision(revision)
         return revision
 
-    def api_key(self, target: Target) -> str | None:
-        return None if target.api_key_ref is None else self._keys.get(target.api_key_ref)
+    def api_keys(self, target: Target) -> tuple[ApiKey, ...]:
+        return tuple(key for stored in target.api_keys if (key := self._keys.get(stored.reference)) is not None)
 
     def subscribe(self, subscriber: Callable[[Announcement], None]) -> None:
         with self._lock:

@@ -15,10 +15,24 @@ from llmconfig.config.schemas import ConfigSource
 from llmconfig.errors import NotConfiguredError
 from llmconfig.llm.building import KeyLookup
 from llmconfig.providers.catalog import ModelKind
+from llmconfig.providers.keys import ApiKey, KeyRef
+
+
+class ResolvedKey(BaseModel):
+    """One key of a target's provider: its id (what its rest is kept by), its hint, and the key."""
+
+    key_id: str
+    hint: str | None
+    api_key: str
+
+    def __repr__(self) -> str:  # never the key
+        return f"ResolvedKey({self.key_id}, hint={self.hint!r})"
+
+    __str__ = __repr__
 
 
 class ResolvedTarget(BaseModel):
-    """One (provider, model) to call, with the key to call it with."""
+    """One (provider, model) to call, with the keys to call it with (``api_key``: the first of them)."""
 
     provider_id: str
     provider_name: str
@@ -28,6 +42,16 @@ class ResolvedTarget(BaseModel):
     base_url: str
     model_name: str
     api_key: str | None
+    # Every key of the provider, the first one (``api_key``) first: calls take them in turn.
+    api_keys: list[ResolvedKey] = []
+
+    def pool_keys(self) -> tuple[ApiKey, ...]:
+        """The keys as a key pool takes them (the first one alone for a payload without ``api_keys``)."""
+        if self.api_keys:
+            return tuple(ApiKey(key.key_id, key.hint, key.api_key) for key in self.api_keys)
+        if self.api_key is None:
+            return ()
+        return (ApiKey(f"{self.provider_id}:{self.provider_version}", None, self.api_key),)
 
     def __repr__(self) -> str:  # never the key, even in a traceback or a debugger
         return f"ResolvedTarget({self.provider_name}/{self.model_name} at {self.base_url})"
@@ -57,8 +81,9 @@ class ResolvedConfig(BaseModel):
     budgets: list[ResolvedBudget] = []
 
     @classmethod
-    def of(cls, resolution: Resolution, revision: int, api_key: KeyLookup) -> ResolvedConfig:
+    def of(cls, resolution: Resolution, revision: int, api_keys: KeyLookup) -> ResolvedConfig:
         def resolved(target: Target) -> ResolvedTarget:
+            keys = api_keys(target)
             return ResolvedTarget(
                 provider_id=target.provider_id,
                 provider_name=target.provider_name,
@@ -66,7 +91,8 @@ class ResolvedConfig(BaseModel):
                 provider_version=target.provider_version,
                 base_url=target.base_url,
                 model_name=target.model_name,
-                api_key=api_key(target),
+                api_key=keys[0].value if keys else None,
+                api_keys=[ResolvedKey(key_id=k.key_id, hint=k.hint, api_key=k.value) for k in keys],
             )
 
         return cls(
@@ -85,7 +111,7 @@ class ResolvedConfig(BaseModel):
         )
 
     def resolution(self) -> Resolution:
-        """The plain resolution (keys left out: each target's key reference names its provider version)."""
+        """The plain resolution (keys left out: each key's reference names it and its provider version)."""
         targets = tuple(_target(t) for t in self.targets)
         return Resolution(
             interaction_type=self.interaction_type,
@@ -102,7 +128,7 @@ class ResolvedConfig(BaseModel):
         )
 
     def all_targets(self) -> list[ResolvedTarget]:
-        """Every target whose key this payload carries: the chain, then the budgets' models."""
+        """Every target whose keys this payload carries: the chain, then the budgets' models."""
         return [*self.targets, *(b.on_exceed for b in self.budgets if b.on_exceed is not None)]
 
 
@@ -113,20 +139,28 @@ def _target(target: ResolvedTarget) -> Target:
         provider_type=target.provider_type,
         provider_version=target.provider_version,
         base_url=target.base_url,
-        api_key_ref=None if target.api_key is None else f"server:{target.provider_id}:{target.provider_version}",
         model_name=target.model_name,
+        api_keys=tuple(
+            KeyRef(key.key_id, server_key_ref(target.provider_id, target.provider_version, key.key_id), key.hint)
+            for key in target.pool_keys()
+        ),
     )
+
+
+def server_key_ref(provider_id: str, provider_version: int, key_id: str) -> str:
+    """How a client process refers to a key the server handed it (kept in memory by its source)."""
+    return f"server:{provider_id}:{provider_version}:{key_id}"
 
 
 class ResolvedBuilder:
     """The server's materialiser: resolutions become :class:`ResolvedConfig` payloads, keys decrypted once."""
 
-    def __init__(self, api_key: KeyLookup) -> None:
-        self._api_key = api_key
+    def __init__(self, api_keys: KeyLookup) -> None:
+        self._api_keys = api_keys
 
     def build(self, resolution: Resolution) -> ResolvedConfig:
         # The revision is filled in when the payload is served (see LLMConfigService.resolve).
-        return ResolvedConfig.of(resolution, 0, self._api_key)
+        return ResolvedConfig.of(resolution, 0, self._api_keys)
 
     def tracked(self, built: Any, resolution: Resolution, user_id: str | None) -> Any:
         return built

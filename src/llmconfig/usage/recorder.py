@@ -32,6 +32,8 @@ class UsageEvent:
     latency_ms: float
     success: bool
     error_class: str | None
+    # The hint of the provider key the call was last sent with (None: no key, or too short for a hint).
+    key_hint: str | None = None
 
 
 # The columns an event fills, read without dataclasses.asdict: it deep-copies every value, which costs more than

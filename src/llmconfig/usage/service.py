@@ -18,7 +18,7 @@ from llmconfig.db.engine import transaction
 from llmconfig.db.models import ModelPrice, UsageRecord
 from llmconfig.errors import ConflictError, NotFoundError
 
-GroupBy = Literal["interaction_type", "model", "provider", "user", "day"]
+GroupBy = Literal["interaction_type", "model", "provider", "user", "day", "key"]
 
 
 class UsageGroup(BaseModel):
@@ -162,4 +162,6 @@ def _key(record: UsageRecord, group_by: GroupBy) -> str:
         return record.provider_name
     if group_by == "user":
         return record.user_id or "(none)"
+    if group_by == "key":  # a provider's key, by its hint
+        return f"{record.provider_name} …{record.key_hint}" if record.key_hint else f"{record.provider_name} (no hint)"
     return record.at.date().isoformat()

@@ -15,6 +15,7 @@ from langchain_core.outputs import LLMResult
 from pydantic import BaseModel
 
 from llmconfig.db.models import utcnow
+from llmconfig.providers.keys import KeyNote, noting_keys, open_note
 from llmconfig.usage.recorder import UsageEvent, UsageRecorder
 
 if TYPE_CHECKING:
@@ -40,7 +41,11 @@ class CallContext:
 
 
 class UsageCallback(BaseCallbackHandler):
-    """Times each chat call and records its tokens, outcome and model."""
+    """Times each chat call and records its tokens, outcome, model and the key that served it.
+
+    The key comes from a :class:`~llmconfig.providers.keys.KeyNote` opened when the call starts, in the
+    context the call then runs in, which the provider's clients write the hint of each key they send into.
+    """
 
     run_inline = True  # cheap and non-blocking: no need for the executor hop LangChain does otherwise
     raise_error = False
@@ -49,9 +54,11 @@ class UsageCallback(BaseCallbackHandler):
         self._recorder = recorder
         self._context = context
         self._started: dict[UUID, float] = {}
+        self._notes: dict[UUID, KeyNote] = {}
 
     def on_chat_model_start(self, serialized: dict[str, Any], messages: Any, *, run_id: UUID, **kwargs: Any) -> None:
         self._started[run_id] = time.perf_counter()
+        self._notes[run_id] = open_note()
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
         prompt_tokens = completion_tokens = 0
@@ -69,6 +76,7 @@ class UsageCallback(BaseCallbackHandler):
 
     def _emit(self, run_id: UUID, attempt: int, prompt: int, completion: int, error: str | None) -> None:
         started = self._started.pop(run_id, None)
+        note = self._notes.pop(run_id, None)
         latency = (time.perf_counter() - started) * 1000 if started is not None else 0.0
         target = self._context.targets[min(attempt, len(self._context.targets) - 1)]
         self._recorder.record(
@@ -84,6 +92,7 @@ class UsageCallback(BaseCallbackHandler):
                 latency_ms=latency,
                 success=error is None,
                 error_class=error,
+                key_hint=note.hint if note is not None else None,
             )
         )
 
@@ -153,14 +162,15 @@ class TrackedEmbeddings(Embeddings):
         sink: list[int] = []
         token = _embedding_tokens.set(sink)
         started = time.perf_counter()
-        try:
-            result = await self._models[index].aembed_documents(texts)
-        except Exception as error:
-            self._emit(index, started, sink, type(error).__name__)
-            raise
-        finally:
-            _embedding_tokens.reset(token)
-        self._emit(index, started, sink, None)
+        with noting_keys() as note:
+            try:
+                result = await self._models[index].aembed_documents(texts)
+            except Exception as error:
+                self._emit(index, started, sink, type(error).__name__, note)
+                raise
+            finally:
+                _embedding_tokens.reset(token)
+        self._emit(index, started, sink, None, note)
         return result
 
     async def aembed_query(self, text: str) -> list[float]:
@@ -176,17 +186,18 @@ class TrackedEmbeddings(Embeddings):
         sink: list[int] = []
         token = _embedding_tokens.set(sink)
         started = time.perf_counter()
-        try:
-            result = call(self._models[index])
-        except Exception as error:
-            self._emit(index, started, sink, type(error).__name__)
-            raise
-        finally:
-            _embedding_tokens.reset(token)
-        self._emit(index, started, sink, None)
+        with noting_keys() as note:
+            try:
+                result = call(self._models[index])
+            except Exception as error:
+                self._emit(index, started, sink, type(error).__name__, note)
+                raise
+            finally:
+                _embedding_tokens.reset(token)
+        self._emit(index, started, sink, None, note)
         return result
 
-    def _emit(self, index: int, started: float, sink: Sequence[int], error: str | None) -> None:
+    def _emit(self, index: int, started: float, sink: Sequence[int], error: str | None, note: KeyNote) -> None:
         target = self._context.targets[min(index, len(self._context.targets) - 1)]
         self._recorder.record(
             UsageEvent(
@@ -201,6 +212,7 @@ class TrackedEmbeddings(Embeddings):
                 latency_ms=(time.perf_counter() - started) * 1000,
                 success=error is None,
                 error_class=error,
+                key_hint=note.hint,
             )
         )
 

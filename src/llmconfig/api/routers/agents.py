@@ -111,6 +111,8 @@ class UsageEventIn(BaseModel):
     latency_ms: float = Field(ge=0, le=86_400_000, allow_inf_nan=False)
     success: bool
     error_class: SingleLine | None = Field(default=None, max_length=100)
+    # The hint (last four characters) of the provider key that served the call.
+    key_hint: SingleLine | None = Field(default=None, max_length=8)
 
 
 class UsageBatch(BaseModel):

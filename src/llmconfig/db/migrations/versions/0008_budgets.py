@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008_budgets"
-down_revision: str | None = "0005_token_interaction_types"
+down_revision: str | None = "0007_provider_keys"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
