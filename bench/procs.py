@@ -135,3 +135,28 @@ def start_openai_peer(procs: Processes, workdir: Path, *, models: str) -> tuple[
         raise BenchError(f"OpenAI peer answered {line!r} instead of READY URL")
     root = line.split()[1].rstrip("/")
     return f"{root}/v1", process
+
+
+def start_bare_app(procs: Processes, workdir: Path, *, body: Path) -> Server:
+    """The bare Starlette app of figure 4 (``bench.bare_app``) on a free loopback port, once it answers."""
+    port = free_tcp_port()
+    log = workdir / "bare-app.log"
+    with log.open("wb") as handle:
+        process = procs.start(
+            [sys.executable, "-m", "bench.bare_app", "--port", str(port), "--body", str(body)],
+            env=clean_env(),
+            cwd=REPO,
+            stdout=handle,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise BenchError(f"the bare app exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/api/v1/llm/config", timeout=2).status_code == 200:
+                return Server(url, process, log)
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise BenchError(f"the bare app did not answer at {url}:\n{log.read_text()[-3000:]}")

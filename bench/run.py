@@ -5,10 +5,15 @@ Figures and the targets the product promises:
 1. warm ``get_llm("reasoning")`` ÷ direct ``ChatOpenAI(...)`` construction — ≤ 0.05
 2. cold resolution after invalidation ÷ direct construction, SQLite and PostgreSQL — ≤ 3
 3. propagation of a change made through a replica to ``get_llm`` in 4 other processes — p99 ≤ 100 ms
-   on PostgreSQL; SQLite reported (bounded by ``LLMCONFIG_CACHE_TTL``)
-4. ``GET /config`` throughput and p99 at 32 clients, one and two replicas (PostgreSQL) — no target
+   on PostgreSQL; SQLite reported (bounded by ``LLMCONFIG_CACHE_TTL``); beside it the ``PUT /config``
+   round trip p50 and where a write's time goes
+4. ``GET /config`` at 32 connections ÷ a bare Starlette app on the same server stack answering the same
+   bytes, loaded by the same generator (wrk) — throughput ≥ 0.5×, p99 ≤ 2×; and on two worker processes
 5. usage-tracking overhead per ``invoke`` against a loopback peer — ≤ 1 ms
 6. ``GET /config/validate`` with one provider that never answers ÷ request timeout — ≤ 1.2
+7. ``POST /v1/chat/completions`` in front of nginx (a fixed completion): median latency added over nginx at one
+   connection — ≤ 1 ms; throughput at 32 connections ÷ a bare Starlette + aiohttp proxy — ≥ 0.7; streaming: added
+   time to the first chunk — ≤ 2 ms
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
 
-from bench import http_figures, library, propagation
+from bench import gateway, http_figures, library, propagation
 from bench.common import Row, settings_for
 from bench.machine import describe, load_average
 from bench.postgres import create_database, postgres_server
@@ -119,7 +124,8 @@ def render(machine: dict[str, str], rows: list[Row], elapsed: float, args: argpa
         "",
         "Setup: SQLite files and a PostgreSQL cluster (fsync off) in temporary directories; "
         "`llmconfig serve` replicas with `LLMCONFIG_CACHE_TTL=1` and `LLMCONFIG_ADMIN_TOKEN` set; providers "
-        "are loopback OpenAI-compatible peers from `tests/peers/`; everything on 127.0.0.1. "
+        "are loopback OpenAI-compatible peers from `tests/peers/`; everything on 127.0.0.1. Figure 4's load "
+        "generator is wrk (one thread), its yardstick `bench/bare_app.py` on `llmconfig serve`'s uvicorn options. "
         f"Propagation: up to {args.changes} changes per database, within {args.pg_budget:.0f} s on PostgreSQL "
         f"and {args.sqlite_budget:.0f} s on SQLite.",
         "",
@@ -216,43 +222,39 @@ def main(argv: list[str] | None = None) -> int:
 
         _measure(rows, failures, "5. usage-tracking overhead", "≤ 1 ms", usage)
 
-        replicas: list[Server] = []
+        # The replica of each database, kept for the figures of its throughput.
+        replicas: dict[str, Server] = {}
 
-        def propagate(
-            label: str, url: str, *, target: float | None, pause: float, budget: float, keep: bool
-        ) -> list[Row]:
+        def propagate(label: str, url: str, *, target: float | None, pause: float, budget: float) -> list[Row]:
             provider_id = propagation.prepare(url, master_key, workdir)
             env = server_env(url)
             server = start_server(procs, workdir, name=f"replica-a-{label.lower()}", env=env)
-            if keep:
-                replicas.append(server)
-            try:
-                result = propagation.propagation(
-                    procs,
-                    workdir,
-                    server=server,
-                    env=propagation.library_env(url, master_key),
-                    admin_token=admin_token,
-                    provider_id=provider_id,
-                    budget=budget,
-                    max_changes=args.changes,
-                    pause=pause,
-                )
-            finally:
-                if not keep:
-                    procs.stop(server.process)
-            return [
-                propagation.propagation_row(
-                    result,
-                    label=label,
-                    target=target,
-                    pollers=4,
-                    poll_interval=0.001,
-                    max_changes=args.changes,
-                    budget=budget,
-                    pause=pause,
-                )
-            ]
+            replicas[label] = server
+            result = propagation.propagation(
+                procs,
+                workdir,
+                server=server,
+                env=propagation.library_env(url, master_key),
+                admin_token=admin_token,
+                provider_id=provider_id,
+                budget=budget,
+                max_changes=args.changes,
+                pause=pause,
+            )
+            row = propagation.propagation_row(
+                result,
+                label=label,
+                target=target,
+                pollers=4,
+                poll_interval=0.001,
+                max_changes=args.changes,
+                budget=budget,
+                pause=pause,
+            )
+            put = http_figures.put_round_trip(
+                server.url, admin_token, provider_id, url, master_key, workdir, label=label
+            )
+            return [row, put]
 
         pg_prop_url = create_database(pg_server)
         _measure(
@@ -260,8 +262,9 @@ def main(argv: list[str] | None = None) -> int:
             failures,
             "3. propagation (PostgreSQL)",
             "p99 ≤ 100 ms",
-            lambda: propagate("PostgreSQL", pg_prop_url, target=0.1, pause=0.02, budget=args.pg_budget, keep=True),
+            lambda: propagate("PostgreSQL", pg_prop_url, target=0.1, pause=0.02, budget=args.pg_budget),
         )
+        sqlite_prop_url = sqlite_db("propagation")
         _measure(
             rows,
             failures,
@@ -269,33 +272,33 @@ def main(argv: list[str] | None = None) -> int:
             "—",
             # A pause of up to one TTL between changes: the pollers' revision checks happen at any phase
             # relative to a change, as they would for changes an operator makes.
-            lambda: propagate(
-                "SQLite", sqlite_db("propagation"), target=None, pause=1.0, budget=args.sqlite_budget, keep=False
-            ),
+            lambda: propagate("SQLite", sqlite_prop_url, target=None, pause=1.0, budget=args.sqlite_budget),
         )
 
-        def throughput() -> list[Row]:
-            servers = list(replicas)
-            if not servers:  # the propagation figure failed before its replica was up
-                with contextlib.suppress(Exception):  # seeded already when it failed later
-                    propagation.prepare(pg_prop_url, master_key, workdir)
-                servers.append(start_server(procs, workdir, name="replica-a-throughput", env=server_env(pg_prop_url)))
-            first = servers[0]
-            out = [http_figures.config_throughput([first.url], admin_token, label="1 replica (PostgreSQL)")]
-            second = start_server(procs, workdir, name="replica-b", env=server_env(pg_prop_url))
-            try:
-                out.append(
-                    http_figures.config_throughput(
-                        [first.url, second.url], admin_token, label="2 replicas (PostgreSQL)"
-                    )
-                )
-            finally:
-                procs.stop(second.process)
-                for server in servers:
-                    procs.stop(server.process)
-            return out
+        for label, url in (("PostgreSQL", pg_prop_url), ("SQLite", sqlite_prop_url)):
 
-        _measure(rows, failures, "4. GET /config throughput", "—", throughput)
+            def against_bare(label: str = label, url: str = url) -> list[Row]:
+                server = replicas.pop(label, None)
+                if server is None:  # the propagation figure failed before its replica was up
+                    with contextlib.suppress(Exception):  # seeded already when it failed later
+                        propagation.prepare(url, master_key, workdir)
+                    server = start_server(procs, workdir, name=f"replica-{label.lower()}", env=server_env(url))
+                try:
+                    return http_figures.config_against_bare(procs, workdir, server.url, admin_token, label=label)
+                finally:
+                    procs.stop(server.process)
+
+            _measure(rows, failures, f"4. GET /config against a bare Starlette app ({label})", "≥ 0.5", against_bare)
+
+        def on_workers() -> list[Row]:
+            env = {**server_env(pg_prop_url), "LLMCONFIG_WORKERS": "2"}
+            server = start_server(procs, workdir, name="workers-postgresql", env=env)
+            try:
+                return [http_figures.config_on_workers(server.url, admin_token, workdir, workers=2, label="PostgreSQL")]
+            finally:
+                procs.stop(server.process)
+
+        _measure(rows, failures, "4. GET /config on two workers", "—", on_workers)
 
         for label, make_url in (
             ("PostgreSQL", lambda: create_database(pg_server)),
@@ -317,6 +320,12 @@ def main(argv: list[str] | None = None) -> int:
                 ]
 
             _measure(rows, failures, f"6. GET /config/validate with a hanging provider ({label})", "≤ 1.2", validate)
+
+        def gateway_rows() -> list[Row]:
+            url = sqlite_db("gateway")
+            return gateway.gateway_figures(procs, workdir, database_url=url, master_key=master_key, env=server_env(url))
+
+        _measure(rows, failures, "7. the OpenAI-compatible gateway in front of nginx", "see rows", gateway_rows)
 
         _log("stopping everything the bench started")
 

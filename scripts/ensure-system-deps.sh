@@ -2,7 +2,9 @@
 # Make sure the system packages the test suite needs are installed; quiet when they already are.
 # Today that is Debian's PostgreSQL server (the tests start a throwaway cluster from its binaries) and
 # Debian's Chromium (the web panel's end-to-end tests drive /usr/bin/chromium with Playwright), and
-# Node.js with npm (make lint installs Biome, the panel's JavaScript and CSS linter, with npm ci).
+# Node.js with npm (make lint installs Biome, the panel's JavaScript and CSS linter, with npm ci), and for
+# `make bench` Debian's nginx (a static upstream in front of which the gateway is measured) and wrk (the load
+# generator).
 set -euo pipefail
 
 packages=()
@@ -20,9 +22,24 @@ if [[ ! -x /usr/bin/chromium ]]; then
     packages+=(chromium)
 fi
 
+if ! command -v wrk >/dev/null 2>&1; then
+    echo "wrk not found." >&2
+    packages+=(wrk)
+fi
+
 if ! command -v npm >/dev/null 2>&1; then
     echo "npm not found." >&2
     packages+=(nodejs npm)
+fi
+
+if [[ ! -x /usr/sbin/nginx ]]; then
+    echo "nginx not found at /usr/sbin/nginx." >&2
+    packages+=(nginx)
+fi
+
+if ! command -v wrk >/dev/null 2>&1; then
+    echo "wrk not found." >&2
+    packages+=(wrk)
 fi
 
 if ((${#packages[@]} == 0)); then

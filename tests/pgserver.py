@@ -22,11 +22,25 @@ class PostgresServerError(RuntimeError):
     """The server binaries are missing or the server did not start; the message says what to do."""
 
 
+# Ports handed out during this test run, shared by the parallel workers (they share PYTEST_XDIST_TESTRUNUID):
+# a server stopped and started again on its port (the outage tests) must not find another worker's server
+# there in between.
+_HANDED_OUT = (
+    Path(tempfile.gettempdir()) / f"llmconfig-test-ports-{os.environ.get('PYTEST_XDIST_TESTRUNUID', os.getpid())}"
+)
+
+
 def free_tcp_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nothing listens on right now, and that no other test of this run got."""
+    _HANDED_OUT.mkdir(exist_ok=True)
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        try:
+            os.close(os.open(_HANDED_OUT / str(port), os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            continue
         return port
 
 

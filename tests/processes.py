@@ -13,6 +13,8 @@ from typing import Any
 
 import httpx
 
+from tests.helpers import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY
+from tests.peers import AnthropicPeer, OpenAIPeer
 from tests.pgserver import free_tcp_port
 
 LLMCONFIG = str(Path(sys.executable).parent / "llmconfig")
@@ -135,3 +137,48 @@ class AgentProcess:
             self.process.kill()
             _, errors = self.process.communicate()
         return errors
+
+
+def configure(server: ServeProcess, openai_peer: OpenAIPeer, anthropic_peer: AnthropicPeer) -> None:
+    """Providers ``local`` (OpenAI wire format) and ``claude``; reasoning, tools and embeddings; one override."""
+    local = server.api(
+        "POST",
+        "/providers",
+        json={
+            "name": "local",
+            "provider_type": "custom",
+            "api_base_url": openai_peer.base_url,
+            "api_key": OPENAI_PEER_KEY,
+        },
+    )
+    assert local.status_code == 201, local.text
+    claude = server.api(
+        "POST",
+        "/providers",
+        json={
+            "name": "claude",
+            "provider_type": "anthropic",
+            "api_base_url": anthropic_peer.root_url,
+            "api_key": ANTHROPIC_PEER_KEY,
+        },
+    )
+    assert claude.status_code == 201, claude.text
+    for path, body in (
+        ("/config/reasoning", {"provider_id": "local", "model_name": "gpt-4o"}),
+        ("/config/tools", {"provider_id": "claude", "model_name": "claude-haiku-4-5"}),
+        ("/config/embeddings", {"provider_id": "local", "model_name": "text-embedding-3-small"}),
+        ("/users/u-42/config/reasoning", {"provider_id": "local", "model_name": "gpt-4o-mini"}),
+    ):
+        response = server.api("PUT", path, json=body)
+        assert response.status_code == 200, response.text
+
+
+def client_token(server: ServeProcess, **limits: Any) -> str:
+    response = server.api("POST", "/tokens", json={"name": "agents", "role": "client", **limits})
+    assert response.status_code == 201, response.text
+    token: str = response.json()["token"]
+    return token
+
+
+def agent_for(server_url: str, token: str, agent_dir: Path, **extra: str) -> AgentProcess:
+    return AgentProcess(clean_environment(LLMCONFIG_SERVER_URL=server_url, LLMCONFIG_TOKEN=token, **extra), agent_dir)

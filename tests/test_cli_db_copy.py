@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
+from pydantic import SecretStr
 from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import make_url
 
@@ -26,8 +27,9 @@ from llmconfig import LLMConfigService
 from llmconfig.config.schemas import ConfigUpdate, FallbackTarget, InteractionTypeCreate
 from llmconfig.db.engine import create_db_engine
 from llmconfig.db.migrate import alembic_config, current_revision, head_revision, upgrade_to_head
-from llmconfig.db.models import Base, Provider
+from llmconfig.db.models import Base, Provider, ProviderKey
 from llmconfig.db_copy import table_checksum
+from llmconfig.providers.schemas import ProviderKeyCreate
 from llmconfig.settings import Settings
 from llmconfig.tokens import TokenService
 from llmconfig.usage.service import PriceUpdate
@@ -42,7 +44,8 @@ from tests.cli_helpers import (
 from tests.helpers import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY, add_peer_providers, free_tcp_port
 from tests.peers import AnthropicPeer, OpenAIPeer
 
-KEYS = (OPENAI_PEER_KEY, ANTHROPIC_PEER_KEY)
+SECOND_KEY = "sk-canary-second-openai-4c1d8e2f"
+KEYS = (OPENAI_PEER_KEY, ANTHROPIC_PEER_KEY, SECOND_KEY)
 TABLES = [table.name for table in Base.metadata.sorted_tables]
 
 
@@ -239,8 +242,8 @@ def test_copy_carries_every_table_and_the_target_serves_the_same_models_with_the
     assert chat.headers["authorization"] == f"Bearer {OPENAI_PEER_KEY}"
     messages = anthropic_peer.requests_to("/v1/messages")
     assert [request.json["model"] for request in messages] == ["claude-sonnet-4-5", "claude-haiku-4-5"]
-    # The installed anthropic SDK sends the key as a Bearer token (see tests/peers/anthropic_peer.py).
-    assert all(request.headers["authorization"] == f"Bearer {ANTHROPIC_PEER_KEY}" for request in messages)
+    # The provider's key pool sends Anthropic's key as x-api-key (see llmconfig.providers.keys).
+    assert all(request.headers["x-api-key"] == ANTHROPIC_PEER_KEY for request in messages)
 
     # New rows on the target get ids past the copied ones (PostgreSQL: the sequences were advanced).
     highest = {
@@ -410,6 +413,9 @@ def test_copy_into_another_secret_backend_stores_every_key_there(
     source_url, target_url = new_database("sqlite"), new_database("sqlite")
     source = open_service(source_url)
     add_peer_providers(source, openai_peer, anthropic_peer)
+    # A second key of one provider: each key is stored on its own, under its own secret.
+    source.providers.keys.add("local", ProviderKeyCreate(api_key=SecretStr(SECOND_KEY)), actor="t")
+    openai_peer.accepted_keys.add(SECOND_KEY)
     source.config.set_global("reasoning", ConfigUpdate(provider_id="local", model_name="gpt-4o"), actor="t")
     source.config.set_global("tools", ConfigUpdate(provider_id="claude", model_name="claude-haiku-4-5"), actor="t")
     source_refs = references(source.engine)
@@ -418,21 +424,23 @@ def test_copy_into_another_secret_backend_stores_every_key_there(
 
     report = cli.run("db", "copy", "--to", target_url, "--secret-backend", "aws", "--json", env=aws).json()
 
-    assert (report["secret_backend"], report["reencrypted_keys"]) == ("aws", 2)
+    assert (report["secret_backend"], report["reencrypted_keys"]) == ("aws", 3)
     target_engine = create_db_engine(target_url)
     target_refs = references(target_engine)
     target_engine.dispose()
     assert set(target_refs) == set(source_refs)
     assert all(ref.startswith("aws:") for ref in target_refs.values()), target_refs
+    assert len(set(target_refs.values())) == 3
     assert references(source.engine) == source_refs  # the source keeps its own (local) references
     answer = cli.python(
         "import llmconfig\n"
         "print(llmconfig.get_llm('reasoning').invoke('hi').content)\n"
+        "print(llmconfig.get_llm('reasoning').invoke('hi').content)\n"
         "print(llmconfig.get_llm('tools').invoke('hi').content)\n",
         env={**aws, "LLMCONFIG_DATABASE_URL": target_url, "LLMCONFIG_SECRET_BACKEND": "aws"},
     )
-    assert answer.stdout.splitlines() == ["Hello from openai-peer", "Hello from anthropic-peer"]
-    assert openai_peer.requests_to("/v1/chat/completions")[-1].headers["authorization"] == f"Bearer {OPENAI_PEER_KEY}"
+    assert answer.stdout.splitlines() == ["Hello from openai-peer"] * 2 + ["Hello from anthropic-peer"]
+    assert openai_peer.keys_sent("/v1/chat/completions")[-2:] == [OPENAI_PEER_KEY, SECOND_KEY]
     stored = stored_bytes(target_url)
     assert b"aws:" in stored and b"local:v1:" not in stored
     for key in KEYS:
@@ -441,9 +449,14 @@ def test_copy_into_another_secret_backend_stores_every_key_there(
 
 
 def references(engine: Engine) -> dict[str, str]:
+    """``provider name/key id`` -> the key's secret reference, for every key."""
     with engine.connect() as connection:
-        rows = connection.execute(select(Provider.name, Provider.api_key_ref)).all()
-    return {name: ref for name, ref in rows if ref is not None}
+        rows = connection.execute(
+            select(Provider.name, ProviderKey.id, ProviderKey.secret_ref).join(
+                ProviderKey, ProviderKey.provider_id == Provider.id
+            )
+        ).all()
+    return {f"{name}/{key_id}": ref for name, key_id, ref in rows}
 
 
 @pytest.mark.postgres

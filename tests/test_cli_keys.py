@@ -22,7 +22,7 @@ from llmconfig import LLMConfigService
 from llmconfig.config.schemas import ConfigUpdate
 from llmconfig.db.engine import transaction
 from llmconfig.db.migrate import upgrade_to_head
-from llmconfig.db.models import Provider
+from llmconfig.db.models import Provider, ProviderKey
 from llmconfig.errors import SecretDecryptionError
 from llmconfig.providers.schemas import ProviderCreate
 from llmconfig.secrets import LocalSecretBackend
@@ -84,7 +84,7 @@ def direct(
 
 def references(service: LLMConfigService) -> dict[str, tuple[str, str]]:
     with transaction(service.sessions) as session:
-        return {p.name: (p.id, p.api_key_ref or "") for p in session.scalars(select(Provider))}
+        return {p.name: (p.id, p.keys[0].secret_ref if p.keys else "") for p in session.scalars(select(Provider))}
 
 
 def test_keys_rotate_then_check_and_a_fresh_process_answers_with_the_new_key(
@@ -123,7 +123,7 @@ def test_keys_check_names_the_provider_that_cannot_be_decrypted_and_rotate_refus
     claude_id = references(direct)["claude"][0]
     foreign = LocalSecretBackend(os.urandom(32)).store(owner=claude_id, value=ANTHROPIC_PEER_KEY)
     with transaction(direct.sessions, write=True) as session:
-        session.execute(update(Provider).where(Provider.id == claude_id).values(api_key_ref=foreign))
+        session.execute(update(ProviderKey).where(ProviderKey.provider_id == claude_id).values(secret_ref=foreign))
     key_before = (tmp_path / "llmconfig.key").read_bytes()
 
     text, as_json, rotate = cli.many(("keys", "check"), ("keys", "check", "--json"), ("keys", "rotate"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -181,3 +182,35 @@ def test_usage_and_prices_over_http(configured: LLMConfigService) -> None:
         assert bad.status_code == 422 and bad.headers["content-type"].startswith("application/problem+json")
     configured.usage.set_price("gpt-4o", PriceUpdate(input_per_million=3.0, output_per_million=12.0))
     assert {p.model_name: p.input_per_million for p in configured.usage.prices()}["gpt-4o"] == 3.0
+
+
+def test_events_recorded_while_calls_go_on_are_written_in_a_few_transactions(service: LLMConfigService) -> None:
+    from sqlalchemy import event
+
+    from llmconfig.db.models import utcnow
+
+    commits: list[int] = []
+    event.listen(service.engine, "commit", lambda _connection: commits.append(1))
+    recorder = UsageRecorder(DatabaseSink(service.sessions))
+    for index in range(40):  # one call every 2.5 ms, as a busy gateway records them
+        recorder.record(
+            UsageEvent(
+                at=utcnow(),
+                interaction_type="reasoning",
+                user_id=f"u-{index}",
+                provider_id=None,
+                provider_name="p",
+                model_name="m",
+                prompt_tokens=1,
+                completion_tokens=1,
+                latency_ms=1.0,
+                success=True,
+                error_class=None,
+            )
+        )
+        time.sleep(0.0025)
+    assert recorder.flush()
+    report = service.usage.report(group_by="model")
+    assert report.groups[0].calls == 40
+    # The thread gathers what comes within a moment into one transaction instead of waking for every event.
+    assert len(commits) <= 4

@@ -5,6 +5,7 @@
 """
 
 from llmconfig.errors import (
+    BudgetExceededError,
     ConcurrentChangeError,
     ConfigUnavailableError,
     ConflictError,
@@ -40,6 +41,7 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "BudgetExceededError",
     "ConcurrentChangeError",
     "ConfigUnavailableError",
     "ConflictError",

@@ -37,7 +37,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from llmconfig.db.engine import WRITE_OPTION, create_db_engine, is_unavailable, outages_mapped
 from llmconfig.db.migrate import current_revision, head_revision, upgrade_to_head
-from llmconfig.db.models import Base, Provider
+from llmconfig.db.models import Base, ProviderKey
 from llmconfig.errors import (
     ConflictError,
     DatabaseUnavailableError,
@@ -51,9 +51,11 @@ __all__ = ["DEFAULT_BATCH_SIZE", "CopyReport", "TableCopy", "copy_database", "ta
 
 DEFAULT_BATCH_SIZE = 1000
 
-# The one column that holds secret references, and the column of its row that owns the secret.
-_KEY_REFERENCE = Provider.__table__.c.api_key_ref
-_KEY_OWNER = Provider.__table__.c.id
+# The one column that holds secret references, the column of its row that owns the secret (the provider), and
+# the row's own id (the key's slot in the secret backend).
+_KEY_REFERENCE = ProviderKey.__table__.c.secret_ref
+_KEY_OWNER = ProviderKey.__table__.c.provider_id
+_KEY_ID = ProviderKey.__table__.c.id
 
 _LOOPBACK_HOSTS = {"", "localhost", "127.0.0.1", "::1"}
 
@@ -359,10 +361,10 @@ def _restore_keys(rows: list[dict[str, Any]], backend: SecretBackend, stored: li
             continue
         owner = row[_KEY_OWNER.key]
         try:
-            row[_KEY_REFERENCE.key] = restore_in(backend, reference, owner=owner)
+            row[_KEY_REFERENCE.key] = restore_in(backend, reference, owner=owner, slot=row[_KEY_ID.key])
         except SecretBackendError as exc:
             raise type(exc)(
-                f"Cannot store the API key of provider {row.get('name', owner)!r} in the {backend.name!r} backend, "
+                f"Cannot store an API key of provider {owner!r} in the {backend.name!r} backend, "
                 f"so nothing was copied: {exc}"
             ) from None
         stored.append(row[_KEY_REFERENCE.key])

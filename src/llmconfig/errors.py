@@ -12,6 +12,7 @@
     ├── ValidationError                 input rejected before anything was written (HTTP 422)
     ├── NotFoundError                   unknown provider, interaction type … (HTTP 404)
     │   └── NotConfiguredError          the interaction type exists, but nothing is configured for it
+    ├── BudgetExceededError             a budget with no on_exceed model is spent; the call never left
     ├── ConflictError                   duplicate name, stale version, provider in use (HTTP 409)
     │   └── ConcurrentChangeError       another writer committed a clashing change at the same moment
     └── ProviderError                   a provider answered badly or not at all
@@ -83,6 +84,14 @@ class NotConfiguredError(NotFoundError):
 
     # The problem type the REST API answers it with, so that client-mode processes can tell it apart.
     problem_type = "urn:llmconfig:problem:not-configured"
+
+
+class BudgetExceededError(LLMConfigError):
+    """A budget that applies to the call is spent and names no model to use instead; nothing was sent."""
+
+    def __init__(self, message: str, *, scope: str) -> None:
+        super().__init__(message)
+        self.scope = scope
 
 
 class ConflictError(LLMConfigError):

@@ -16,6 +16,7 @@ from llmconfig.config.entries import EntryService
 from llmconfig.config.groups import GroupService
 from llmconfig.config.resolution import Resolver
 from llmconfig.config.types import InteractionTypeService
+from llmconfig.db.changes import Announcement, Change
 from llmconfig.db.engine import create_db_engine, make_sessionmaker
 from llmconfig.db.notifications import ChangeFeed
 from llmconfig.providers.service import ProviderService
@@ -23,7 +24,9 @@ from llmconfig.secrets import SecretBackend, make_secret_backend
 from llmconfig.settings import Settings, get_settings
 from llmconfig.tokens import TokenService
 from llmconfig.usage import UsageRecorder, UsageService
+from llmconfig.usage.budgets import BudgetService
 from llmconfig.usage.recorder import DatabaseSink
+from llmconfig.usage.spend import SpendMeter
 
 
 @dataclass(eq=False)
@@ -43,6 +46,8 @@ class Services:
     audit: AuditService
     usage: UsageService
     usage_recorder: UsageRecorder
+    budgets: BudgetService
+    spend: SpendMeter
     tokens: TokenService
 
     @classmethod
@@ -78,6 +83,13 @@ class Services:
             audit=AuditService(sessions=sessions),
             usage=UsageService(sessions=sessions),
             usage_recorder=UsageRecorder(DatabaseSink(sessions)),
+            budgets=BudgetService(sessions=sessions),
+            # A budget that becomes spent (or no longer is) is announced here, for the change stream's clients.
+            spend=SpendMeter(
+                sessions,
+                refresh=settings.budget_refresh,
+                on_change=lambda scope: changes.deliver(Announcement(Change.spend(scope))),
+            ),
             tokens=TokenService(
                 sessions=sessions,
                 env_admin_token=settings.admin_token.get_secret_value() if settings.admin_token else None,

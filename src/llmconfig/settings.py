@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./llmconfig.db"
     host: str = "127.0.0.1"
     port: int = Field(default=8900, ge=1, le=65535)
+    # Worker processes of `llmconfig serve` on this host, each with its own services and read snapshot.
+    workers: int = Field(default=1, ge=1, le=64)
     admin_token: SecretStr | None = None
     secret_backend: Literal["local", "aws"] = "local"
     master_key: SecretStr | None = None
@@ -42,6 +44,8 @@ class Settings(BaseSettings):
     listen_for_changes: bool = True
     # Record every call made through get_llm / get_embeddings objects (tokens, latency, cost).
     usage_tracking: bool = True
+    # Seconds between two readings of what each budget has spent (from the usage table, or the server's).
+    budget_refresh: float = Field(default=2.0, gt=0, le=5)
 
     # The guard on validation, discovery and model calls (llmconfig.providers.outbound): comma-separated IP
     # addresses, CIDRs, host names or *.domain wildcards. NoDecode: the environment gives a plain list, not JSON.

@@ -124,6 +124,7 @@ class TokenService:
     ) -> None:
         self._sessions = sessions
         self._env_admin_hash = hash_token(env_admin_token) if env_admin_token else None
+        self._env_admin = Caller(name=ENV_ADMIN, role="admin")
         self._ttl = ttl
         self._changes = changes
         self._snapshot: _Snapshot | None = None
@@ -215,11 +216,28 @@ class TokenService:
         """The caller a token stands for, or None for an unknown or revoked token."""
         digest = hash_token(token)
         if self._env_admin_hash is not None and hmac.compare_digest(digest, self._env_admin_hash):
-            return Caller(name=ENV_ADMIN, role="admin")
+            return self._env_admin
         caller = self._current().callers.get(digest)
         if caller is not None and caller.token_id is not None:
             self._touch(caller.token_id)
         return caller
+
+    def authenticate_cached(self, token: str) -> tuple[bool, Caller | None]:
+        """:meth:`authenticate` without any I/O, when it can be: ``(True, caller or None)``.
+
+        ``(False, None)`` when answering needs the database (the snapshot is due to be read again, or the
+        token's last use to be written): call :meth:`authenticate` then, where blocking is allowed.
+        """
+        digest = hash_token(token)
+        if self._env_admin_hash is not None and hmac.compare_digest(digest, self._env_admin_hash):
+            return True, self._env_admin
+        snapshot = self._snapshot
+        if snapshot is None or not self._fresh(snapshot):
+            return False, None
+        caller = snapshot.callers.get(digest)
+        if caller is not None and caller.token_id is not None and self._touch_due(caller.token_id):
+            return False, None
+        return True, caller
 
     def apply(self, announcement: Announcement) -> None:
         """Drop the snapshot when tokens may have changed (subscribe this to the change feed)."""
@@ -240,6 +258,21 @@ class TokenService:
                 snapshot = self._load()
                 self._snapshot = snapshot
             return snapshot
+
+    def refresh_ahead(self, ahead: float) -> None:
+        """Read the tokens again now if the snapshot would be due within ``ahead`` seconds (blocking).
+
+        For a background refresher: requests then never find the snapshot due, and none waits for the read.
+        Nothing happens while changes are pushed, or before the snapshot was first taken.
+        """
+        snapshot = self._snapshot
+        if snapshot is None or (self._changes is not None and self._changes.pushed):
+            return
+        if time.monotonic() - snapshot.taken_at < self._ttl - ahead:
+            return
+        with self._reload:
+            if self._snapshot is snapshot:  # not dropped or replaced meanwhile
+                self._snapshot = self._load()
 
     def _forget_snapshot(self) -> None:
         # Under the reload lock: a reload that read the tokens before this change committed finishes first,
@@ -266,11 +299,13 @@ class TokenService:
         }
         return _Snapshot(callers=callers, taken_at=taken_at)
 
+    def _touch_due(self, token_id: str) -> bool:
+        return time.monotonic() - self._touched.get(token_id, float("-inf")) >= TOUCH_INTERVAL
+
     def _touch(self, token_id: str) -> None:
-        now = time.monotonic()
-        if now - self._touched.get(token_id, float("-inf")) < TOUCH_INTERVAL:
+        if not self._touch_due(token_id):
             return
-        self._touched[token_id] = now
+        self._touched[token_id] = time.monotonic()
         with transaction(self._sessions, write=True) as session:
             session.execute(update(ApiToken).where(ApiToken.id == token_id).values(last_used_at=utcnow()))
 

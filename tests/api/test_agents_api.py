@@ -314,3 +314,27 @@ def test_the_stream_needs_a_client_or_admin_token(client: TestClient, configured
     assert client.get(f"{API}/changes").status_code == 401
     viewer = client.get(f"{API}/changes", headers=configured.viewer)
     assert viewer.status_code == 403 and "client or admin" in problem_of(viewer)["detail"]
+
+
+@pytest.mark.parametrize("garbage", ["abc", "-1", "1.5", ""])
+def test_a_malformed_last_event_id_is_taken_as_none(stream_server: tuple[str, LLMConfigService], garbage: str) -> None:
+    url, service = stream_server
+    made, _ = service.tokens.create(role="client", name="agents")
+    stream = Stream(f"{url}{API}/changes", {"Authorization": f"Bearer {made}", "Last-Event-ID": garbage})
+    try:
+        assert stream.status == 200
+        set_reasoning(service, "gpt-4o-mini")
+        assert stream.next()["event"] == "change"  # no resync: nothing is owed to a client that named nothing
+    finally:
+        stream.close()
+
+
+def test_a_client_ahead_of_the_server_is_told_to_resync(stream_server: tuple[str, LLMConfigService]) -> None:
+    # A revision this server has not reached: a database restored from a backup, or another installation.
+    url, service = stream_server
+    made, _ = service.tokens.create(role="client", name="agents")
+    stream = Stream(f"{url}{API}/changes", {"Authorization": f"Bearer {made}", "Last-Event-ID": "9" * 40})
+    try:
+        assert stream.next()["event"] == "resync"
+    finally:
+        stream.close()

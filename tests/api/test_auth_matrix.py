@@ -31,6 +31,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 from sqlalchemy import select
 
 from llmconfig import LLMConfigService
@@ -39,6 +40,7 @@ from llmconfig.config import ConfigUpdate
 from llmconfig.config.schemas import InteractionTypeCreate
 from llmconfig.db.models import Base
 from llmconfig.providers import ProviderCreate
+from llmconfig.providers.schemas import ProviderKeyCreate
 from llmconfig.settings import Settings
 from llmconfig.tokens import TokenService
 from tests.api.conftest import API, problem_of
@@ -47,9 +49,15 @@ OPEN_PATHS = {"/health", "/metrics"}  # probes and scrapers: no token
 MIN_OPERATIONS = 15
 FAILURES_BEFORE_LOCKOUT = 10
 # Reads a viewer may not make: tokens are the keys to the API.
-ADMIN_ONLY_READS = {("GET", f"{API}/tokens")}
-# What agents need (DESIGN §9); none of these is served yet: resolve, changes and usage events come next.
-CLIENT_OPERATIONS: set[tuple[str, str]] = set()
+ADMIN_ONLY_READS = {("GET", f"{API}/tokens"), ("GET", f"{API}/providers/{{provider_id}}/keys")}
+# What agents need (DESIGN §9): resolve, the revision, the change stream, spent budgets and usage events.
+CLIENT_OPERATIONS: set[tuple[str, str]] = {
+    ("GET", f"{API}/resolve/{{interaction_type}}"),
+    ("GET", f"{API}/revision"),
+    ("GET", f"{API}/changes"),
+    ("GET", f"{API}/spend"),
+    ("POST", f"{API}/usage/events"),
+}
 
 
 def _document() -> dict[str, Any]:
@@ -175,6 +183,9 @@ def world(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> It
         validate=False,
     )
     service.config.set_global("reasoning", ConfigUpdate(provider_id=provider.id, model_name="gpt-4o"), actor="seed")
+    key = service.providers.keys.add(
+        provider.id, ProviderKeyCreate(api_key=SecretStr("sk-matrix-key-0123456789")), actor="seed"
+    )
     service.types.add(InteractionTypeCreate(name="triage", kind="chat"), actor="seed")
     service.config.set_override(
         "alice", "tools", ConfigUpdate(provider_id=provider.id, model_name="gpt-4o"), actor="seed"
@@ -191,12 +202,14 @@ def world(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> It
             client_token={"Authorization": f"Bearer {client_token}"},
             path_values={
                 "token_id": spare.id,
+                "key_id": key.key_id,
                 "provider_id": provider.id,
                 "interaction_type": "reasoning",
                 "user_id": "alice",
                 "group": "matrix-team",
                 "name": "triage",
                 "model_name": "gpt-4o",
+                "scope": "type:reasoning",
             },
         )
     finally:
@@ -270,6 +283,7 @@ def request_body(document: dict[str, Any], method: str, path: str, path_values: 
         "kind": "chat",
         "version": 1,
         "role": "client",
+        "api_key": "sk-matrix-added-key-0123",
     }
     return _instance(document, content["application/json"]["schema"], hints)
 
@@ -357,6 +371,11 @@ def test_a_role_not_admitted_is_403_even_when_the_body_is_not_json(
 
 @pytest.mark.parametrize(("role", "method", "path"), _role_params(admitted=True))
 def test_a_role_the_operation_admits_gets_through(matrix: Matrix, role: str, method: str, path: str) -> None:
+    if path == f"{API}/changes":  # an endless stream: its status and first line are the answer
+        with matrix.client.stream(method, matrix.url(path), headers=matrix.headers_of(role)) as stream:
+            assert stream.status_code == 200
+            assert next(stream.iter_lines()).startswith("retry:")
+        return
     response = matrix.call(method, path, headers=matrix.headers_of(role))
     assert response.status_code not in (401, 403), response.text
     assert response.status_code < 500, response.text

@@ -174,6 +174,31 @@ def test_the_api_key_leaks_nowhere(
     call("PATCH", f"{providers}/{spare['id']}", 200, json={"api_key": CANARY})
     call("DELETE", f"{providers}/{spare['id']}", 204)
 
+    # -- the key as the second key of a provider whose first key the peer rejects: the call moves to it
+    keyed = call(
+        "POST",
+        providers,
+        201,
+        json={
+            "name": "keyed",
+            "provider_type": "custom",
+            "api_base_url": canary_peer.base_url,
+            "api_key": "sk-rejected-first-key-0123",
+        },
+    ).json()
+    keys = f"{providers}/{keyed['id']}/keys"
+    added = call("POST", keys, 201, json={"api_key": CANARY}).json()
+    call("POST", keys, 422, json={"api_key": f"{CANARY} {CANARY}"})
+    call("POST", keys, 422, json={"api_key": CANARY, "hint": CANARY})
+    call("POST", keys, 403, admin=False, json={"api_key": CANARY})
+    call("PUT", f"{API}/config/planning", 200, json={"provider_id": keyed["id"], "model_name": "gpt-4o"})
+    assert "Hello" in str(api.service.get_llm("planning").invoke("hi").content)
+    listed = call("GET", keys, 200).json()
+    assert [key["resting_until"] is not None for key in listed] == [True, False]
+    call("GET", keys, 403, admin=False)
+    call("DELETE", f"{keys}/{added['key_id']}", 204)
+    call("DELETE", f"{keys}/{added['key_id']}", 404)
+
     # -- operations and documentation
     call("GET", f"{API}/audit", 200, admin=False, params={"limit": 500})
     call("GET", "/metrics", 200, admin=False)

@@ -99,6 +99,9 @@ def _schema_operations() -> list[str]:
 
 
 OPERATIONS = _schema_operations()
+# The change stream never ends, so it cannot be judged by its answer; its one input (Last-Event-ID) and its
+# access are pinned by tests/api/test_agents_api.py and the auth matrix.
+FUZZED = [label for label in OPERATIONS if label != "GET /api/v1/llm/changes"]
 
 
 # --------------------------------------------------------------------------------------------- test network
@@ -211,8 +214,10 @@ class Fuzz:
 
         A superset of what GET /providers, /config, /interaction-types, /users/{id}/config and /audit show (it
         also covers catalogs, prices and the revision counter), and ten times cheaper than asking the API.
-        When a token was last used is left out: authenticating a request records it.
+        When a token was last used is left out: authenticating a request records it. Usage events accepted
+        earlier are written in the background; they are flushed first, so they are not taken for this request's.
         """
+        assert self.api.service.flush_usage()
         with self.api.service.engine.connect() as connection:
             return {
                 table.name: sorted(
@@ -529,7 +534,7 @@ def test_a_generated_base_url_off_loopback_is_blocked_not_contacted(fuzz: Fuzz) 
     assert [p["name"] for p in client.get(providers, headers=fuzz.api.admin).json()] == [SEED_PROVIDER]
 
 
-@pytest.mark.parametrize("label", OPERATIONS)
+@pytest.mark.parametrize("label", FUZZED)
 def test_operation_withstands_valid_and_invalid_requests(fuzz: Fuzz, label: str) -> None:
     method, path = label.split(" ", 1)
     operation = fuzz.schema[path][method]

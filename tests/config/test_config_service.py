@@ -40,6 +40,38 @@ def test_set_creates_then_updates_with_versions_and_actor(service: LLMConfigServ
     assert service.config.get_global()["reasoning"] == updated
 
 
+def test_the_entry_a_write_returns_is_the_entry_as_stored(
+    service: LLMConfigService, local: str, openai_peer: OpenAIPeer
+) -> None:
+    """The answer of a write is built without reading the row back: it must be what a later read finds."""
+    other, _ = service.providers.add(
+        ProviderCreate(
+            name="other", provider_type="custom", api_base_url=openai_peer.base_url, api_key=SecretStr(OPENAI_PEER_KEY)
+        )
+    )
+    created = service.config.set_global("reasoning", ConfigUpdate(provider_id=local, model_name="gpt-4o"), actor="a")
+    assert created == service.config.get_entry("reasoning")
+    moved = service.config.set_global(
+        "reasoning",
+        ConfigUpdate(
+            provider_id="other",
+            model_name="gpt-4o-mini",
+            fallbacks=[FallbackTarget(provider_id=local, model_name="gpt-4o")],
+        ),
+        actor="b",
+    )
+    assert (moved.provider_id, moved.provider_name, moved.version) == (other.id, "other", 2)
+    assert moved == service.config.get_entry("reasoning")
+    override = service.config.set_override(
+        "u-1", "reasoning", ConfigUpdate(provider_id="local", model_name="gpt-4o"), actor="c"
+    )
+    again = service.config.set_override(
+        "u-1", "reasoning", ConfigUpdate(provider_id=other.id, model_name="gpt-4o"), actor="c"
+    )
+    assert (override.provider_name, again.provider_name, again.version) == ("local", "other", 2)
+    assert again == service.config.overrides("u-1")["reasoning"]
+
+
 def test_stale_version_is_rejected_with_conflict(service: LLMConfigService, local: str) -> None:
     service.config.set_global("reasoning", ConfigUpdate(provider_id=local, model_name="gpt-4o"), actor="a")
     service.config.set_global("reasoning", ConfigUpdate(provider_id=local, model_name="gpt-4o-mini"), actor="b")

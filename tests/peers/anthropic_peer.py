@@ -4,6 +4,8 @@ Endpoints: ``GET /v1/models`` (with ``limit``/``after_id``/``before_id`` paging)
 ``GET /v1/models/{id}``, ``POST /v1/messages`` (plain and ``stream: true`` SSE with
 ``event:`` lines, tool_use blocks) and ``POST /v1/messages/count_tokens``.
 
+``stream_error_at`` makes streams fail with Anthropic's mid-stream ``error`` event.
+
 Auth like the real service: the key must match (401 ``authentication_error``) and an
 ``anthropic-version`` header must be present (400 ``invalid_request_error``). The key is read
 from ``x-api-key`` or, failing that, ``Authorization: Bearer`` -- the installed anthropic SDK
@@ -85,6 +87,9 @@ class AnthropicPeer(BasePeer):
             host=host,
             port=port,
         )
+        #: Streams end with an ``error`` event (``overloaded_error``) in place of their event at this index
+        #: (0: before anything else); None streams normally.
+        self.stream_error_at: int | None = None
 
     # ----------------------------------------------------------------- helpers for tests
 
@@ -100,18 +105,24 @@ class AnthropicPeer(BasePeer):
     def request_id_header(self) -> dict[str, str]:
         return {"request-id": new_id("req_011", 21)}
 
+    def presented_key(self, request: RecordedRequest) -> str | None:
+        key = request.headers.get("x-api-key")
+        if key is None:
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            key = token.strip() if scheme.lower() == "bearer" else None
+        return key
+
+    def unauthorized(self) -> PeerResponse:
+        return _error(401, "authentication_error", "invalid x-api-key")
+
     def check_auth(self, request: RecordedRequest) -> PeerResponse | None:
         if self.api_key is None:
             return None
         # The key may come as ``x-api-key`` (the documented header, sent by older SDKs and
         # most other clients) or as ``Authorization: Bearer`` (what anthropic>=2 sends for
         # ``api_key=``). When ``x-api-key`` is present it is the one checked.
-        key = request.headers.get("x-api-key")
-        if key is None:
-            scheme, _, token = request.headers.get("authorization", "").partition(" ")
-            key = token.strip() if scheme.lower() == "bearer" else None
-        if key != self.api_key:
-            return _error(401, "authentication_error", "invalid x-api-key")
+        if request.key not in self.valid_keys():
+            return self.unauthorized()
         if not request.headers.get("anthropic-version"):
             return _error(400, "invalid_request_error", "anthropic-version: header is required")
         return None
@@ -223,6 +234,8 @@ class AnthropicPeer(BasePeer):
         stop_reason = "tool_use" if calls else "end_turn"
         if body.get("stream"):
             events = self._message_stream(message_id, model, reply, calls, stop_reason, input_tokens, output_tokens)
+            if self.stream_error_at is not None:
+                events = self._failing(events, self.stream_error_at)
             return PeerResponse(200, content_type="text/event-stream; charset=utf-8", events=events)
         content: list[dict[str, Any]] = []
         if reply.text or not calls:
@@ -241,6 +254,15 @@ class AnthropicPeer(BasePeer):
                 "usage": self._usage(input_tokens, output_tokens),
             },
         )
+
+    @staticmethod
+    def _failing(events: Iterator[bytes], at: int) -> Iterator[bytes]:
+        """The first ``at`` events, then the ``error`` event Anthropic sends when it is overloaded mid-stream."""
+        for index, event in enumerate(events):
+            if index == at:
+                break
+            yield event
+        yield sse_event("error", {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
 
     @staticmethod
     def _usage(input_tokens: int, output_tokens: int) -> dict[str, Any]:

@@ -8,7 +8,9 @@ wire format (routing, auth check, error shapes); this module provides everything
   connection, so the port refuses afterwards and pooled client connections die too);
 * thread-safe recording of every request (:class:`RecordedRequest`);
 * JSON and server-sent-event helpers (streams are sent with chunked transfer encoding);
-* the misbehaviour modes (``peer.behaviour``) shared by every endpoint;
+* the misbehaviour modes (``peer.behaviour``) shared by every endpoint, and answers per API key
+  (``peer.accepted_keys``, ``peer.answer_key(key, 429, retry_after=...)``), with the key each request
+  carried recorded (``RecordedRequest.key``);
 * a count of the TCP connections accepted (``peer.connections_opened``), to see connection reuse;
 * the scripted-reply queue and the word-count "tokenizer" used for usage numbers;
 * the standalone command line (``python -m tests.peers.openai_peer ...``).
@@ -48,6 +50,7 @@ __all__ = [
     "SECRET_HEADERS",
     "BasePeer",
     "Behaviour",
+    "KeyAnswer",
     "PeerResponse",
     "RecordedRequest",
     "ScriptedReply",
@@ -123,6 +126,15 @@ class ScriptedReply:
         return max(1, words)
 
 
+@dataclass(frozen=True)
+class KeyAnswer:
+    """What the peer answers every request that carries one given key: 429 (optionally with a Retry-After)
+    or 401, whatever the request."""
+
+    status: Literal[401, 429]
+    retry_after: str | None = None
+
+
 @dataclass
 class RecordedRequest:
     """One request as received by a peer.
@@ -139,6 +151,13 @@ class RecordedRequest:
     query: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
     status: int | None = None
+    #: The API key the request carried (the provider's credential header), None without one.
+    key: str | None = field(default=None, repr=False)
+
+    @property
+    def key_hint(self) -> str | None:
+        """The last four characters of the key carried, as llmconfig's usage shows them."""
+        return None if self.key is None else self.key[-4:]
 
     def __repr__(self) -> str:
         shown = {k: ("<redacted>" if k in SECRET_HEADERS else v) for k, v in self.headers.items()}
@@ -344,6 +363,10 @@ class BasePeer:
         self.stream_delay: float = 0.0
         #: Write one line per request (method, path, status) to stderr; never headers.
         self.verbose: bool = False
+        #: Keys accepted besides ``api_key`` (per test: emptied by ``reset()``).
+        self.accepted_keys: set[str] = set()
+        #: Fixed answers per key (see ``answer_key``; emptied by ``reset()``).
+        self.key_answers: dict[str, KeyAnswer] = {}
         self._behaviour: Behaviour = "ok"
         self._requested_port = port
         self._port: int | None = None
@@ -366,6 +389,24 @@ class BasePeer:
         if value not in BEHAVIOURS:
             raise ValueError(f"unknown behaviour {value!r}; expected one of {', '.join(BEHAVIOURS)}")
         self._behaviour = value
+
+    def answer_key(self, key: str, status: Literal[401, 429] | None, *, retry_after: str | None = None) -> None:
+        """Answer every request carrying ``key`` with ``status`` (429 with ``retry_after`` when given, or 401);
+        ``None`` answers it normally again."""
+        with self._lock:
+            if status is None:
+                self.key_answers.pop(key, None)
+            else:
+                self.key_answers[key] = KeyAnswer(status, retry_after)
+
+    def valid_keys(self) -> set[str]:
+        """Every key a request may carry to be answered."""
+        return {key for key in (self.api_key, *self.accepted_keys) if key is not None}
+
+    def keys_sent(self, path: str | None = None) -> list[str | None]:
+        """The key of each recorded request (to ``path`` only, when given), in order."""
+        with self._lock:
+            return [r.key for r in self.requests if path is None or r.path == path]
 
     def script(self, *replies: ScriptedReply) -> None:
         """Queue replies for the next chat/messages calls (FIFO)."""
@@ -404,6 +445,8 @@ class BasePeer:
             self.requests.clear()
             self._script.clear()
             self._connections_opened = 0
+            self.key_answers.clear()
+            self.accepted_keys.clear()
         self._behaviour = "ok"
         self.hang_seconds = 30.0
         self.models_endpoint = True
@@ -498,6 +541,14 @@ class BasePeer:
         """None when the request may proceed, else the provider's 401/400 response."""
         raise NotImplementedError
 
+    def presented_key(self, request: RecordedRequest) -> str | None:
+        """The API key the request carries, read as the provider reads it."""
+        raise NotImplementedError
+
+    def unauthorized(self) -> PeerResponse:
+        """The provider's 401 answer to a key it does not accept."""
+        raise NotImplementedError
+
     def route(self, request: RecordedRequest) -> PeerResponse:
         """Answer a request that passed the auth check (behaviour "ok")."""
         raise NotImplementedError
@@ -535,6 +586,7 @@ class BasePeer:
             query=dict(parse_qsl(split.query, keep_blank_values=True)),
             body=body,
         )
+        record.key = self.presented_key(record)
         with self._lock:
             self.requests.append(record)
 
@@ -606,6 +658,15 @@ class BasePeer:
             limited = self.rate_limited()
             limited.headers["retry-after"] = "0"
             return limited
+        with self._lock:
+            fixed = self.key_answers.get(record.key) if record.key is not None else None
+        if fixed is not None and fixed.status == 429:
+            limited = self.rate_limited()
+            if fixed.retry_after is not None:
+                limited.headers["retry-after"] = fixed.retry_after
+            return limited
+        if fixed is not None:
+            return self.unauthorized()
         denied = self.check_auth(record)
         if denied is not None:
             return denied

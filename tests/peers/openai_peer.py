@@ -104,13 +104,19 @@ class OpenAIPeer(BasePeer):
     def request_id_header(self) -> dict[str, str]:
         return {"x-request-id": new_id("req_", 32), "openai-processing-ms": "1"}
 
+    def presented_key(self, request: RecordedRequest) -> str | None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        return token.strip() if scheme.lower() == "bearer" else None
+
+    def unauthorized(self) -> PeerResponse:
+        return _error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
+
     def check_auth(self, request: RecordedRequest) -> PeerResponse | None:
         if self.api_key is None:
             return None
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and token.strip() == self.api_key:
+        if request.key in self.valid_keys():
             return None
-        return _error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
+        return self.unauthorized()
 
     def server_error(self) -> PeerResponse:
         return _error(500, "The server had an error while processing your request. Sorry about that!", "server_error")

@@ -392,3 +392,19 @@ def test_standalone_module_prints_ready_and_serves() -> None:
                 process.kill()
             process.communicate()
     assert returncode == 0
+
+
+def test_answers_per_key_and_records_the_key_each_request_carried(peer: AnthropicPeer) -> None:
+    other = "sk-ant-test-peer-other-key"
+    peer.accepted_keys.add(other)
+    peer.answer_key(KEY, 429, retry_after="7")
+    with pytest.raises(anthropic.RateLimitError) as limited:
+        chat_model(peer).invoke("hi")
+    assert limited.value.response.headers["retry-after"] == "7"
+    assert chat_model(peer, key=other).invoke("hi").content == "Hello from anthropic-peer"
+    peer.answer_key(other, 401)
+    with pytest.raises(anthropic.AuthenticationError):
+        chat_model(peer, key=other).invoke("hi")
+    assert peer.keys_sent("/v1/messages") == [KEY, other, other]
+    assert [r.status for r in peer.requests] == [429, 200, 401]
+    assert KEY not in repr(peer.requests[0])

@@ -478,3 +478,24 @@ def test_standalone_module_prints_ready_and_serves() -> None:
                 process.kill()
             process.communicate()
     assert returncode == 0
+
+
+def test_answers_per_key_and_records_the_key_each_request_carried(peer: OpenAIPeer) -> None:
+    other = "sk-test-peer-other-key"
+    peer.accepted_keys.add(other)
+    peer.answer_key(KEY, 429, retry_after="7")
+    with pytest.raises(openai.RateLimitError) as limited:
+        chat_model(peer).invoke("hi")
+    assert limited.value.response.headers["retry-after"] == "7"
+    assert chat_model(peer, key=other).invoke("hi").content == "Hello from openai-peer"
+    peer.answer_key(other, 401)
+    with pytest.raises(openai.AuthenticationError):
+        chat_model(peer, key=other).invoke("hi")
+    with pytest.raises(openai.AuthenticationError):
+        chat_model(peer, key="sk-unknown-key").invoke("hi")
+    assert peer.keys_sent("/v1/chat/completions") == [KEY, other, other, "sk-unknown-key"]
+    assert [r.status for r in peer.requests] == [429, 200, 401, 401]
+    assert KEY not in repr(peer.requests[0]) and peer.requests[0].key_hint == KEY[-4:]
+    peer.reset()
+    assert peer.key_answers == {} and peer.accepted_keys == set()
+    assert chat_model(peer).invoke("hi").content == "Hello from openai-peer"

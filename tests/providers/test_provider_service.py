@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from llmconfig import LLMConfigService
 from llmconfig.config import ConfigUpdate
-from llmconfig.db.models import Provider, ProviderModel
+from llmconfig.db.models import Provider, ProviderKey, ProviderModel
 from llmconfig.errors import (
     ConflictError,
     NotFoundError,
@@ -55,7 +55,7 @@ def test_add_validates_discovers_models_and_hides_the_key(service: LLMConfigServ
         "text-embedding-3-small": "embeddings",
     }
     with service.sessions() as session:
-        stored = session.scalars(select(Provider.api_key_ref)).one()
+        stored = session.scalars(select(ProviderKey.secret_ref)).one()
     assert stored is not None and OPENAI_PEER_KEY not in stored
 
 

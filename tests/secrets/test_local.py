@@ -153,6 +153,8 @@ def test_url_safe_master_key_is_accepted(settings_factory: Callable[..., Setting
         (base64.b64encode(os.urandom(64)).decode(), "64 bytes instead of 32"),
         ("   ", "empty"),
     ],
+    # Fixed ids: the long key is random, and parallel workers must collect the same tests.
+    ids=["not-base64", "too-short", "too-long", "blank"],
 )
 def test_malformed_master_key_is_a_settings_error_explaining_how_to_generate_one(
     settings_factory: Callable[..., Settings], master_key: str, problem: str

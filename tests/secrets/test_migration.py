@@ -18,9 +18,10 @@ from sqlalchemy import select, update
 from llmconfig import LLMConfigService
 from llmconfig.config.schemas import ConfigUpdate
 from llmconfig.db.engine import transaction
-from llmconfig.db.models import Provider
+from llmconfig.db.models import Provider, ProviderKey
 from llmconfig.errors import SecretBackendError, SecretDecryptionError
 from llmconfig.providers import ProviderUpdate
+from llmconfig.providers.schemas import ProviderKeyCreate
 from llmconfig.secrets import LocalSecretBackend, build_backend
 from llmconfig.secrets.maintenance import migrate_secrets
 from llmconfig.settings import Settings
@@ -54,9 +55,11 @@ def live(settings: Settings, openai_peer: OpenAIPeer, anthropic_peer: AnthropicP
 
 
 def rows(service: LLMConfigService) -> dict[str, tuple[str, str, int]]:
-    """Provider name -> (id, api_key_ref, version)."""
+    """Provider name -> (id, secret reference of its first key, version)."""
     with transaction(service.sessions) as session:
-        return {p.name: (p.id, p.api_key_ref or "", p.version) for p in session.scalars(select(Provider))}
+        return {
+            p.name: (p.id, p.keys[0].secret_ref if p.keys else "", p.version) for p in session.scalars(select(Provider))
+        }
 
 
 def aws_secret_names(settings: Settings) -> list[str]:
@@ -110,7 +113,8 @@ def test_migrate_to_aws_and_back_keeps_every_provider_answering(live: LLMConfigS
     assert sorted(to_aws.migrated) == ["claude", "local"] and to_aws.deleted_from_source == 2
     moved = rows(live)
     for name, (provider_id, ref, version) in moved.items():
-        assert ref == f"aws:{settings.aws_secret_prefix}providers/{provider_id}"
+        # One secret per key, named after the key and ending with its provider (which binds it).
+        assert ref.startswith(f"aws:{settings.aws_secret_prefix}keys/") and ref.endswith(f"/providers/{provider_id}")
         assert version > before[name][2]
     assert sorted(aws_secret_names(settings)) == sorted(ref.removeprefix("aws:") for _, ref, _ in moved.values())
     aws = build_backend(settings, "aws")
@@ -172,7 +176,7 @@ def test_a_failure_midway_leaves_every_provider_readable_and_a_rerun_continues(
     local_id = rows(live)["local"][0]
     broken = LocalSecretBackend(b"\x01" * 32).store(owner=local_id, value=OPENAI_PEER_KEY)
     with transaction(live.sessions, write=True) as session:
-        session.execute(update(Provider).where(Provider.id == local_id).values(api_key_ref=broken))
+        session.execute(update(ProviderKey).where(ProviderKey.provider_id == local_id).values(secret_ref=broken))
 
     with pytest.raises(SecretDecryptionError) as caught:
         migrate_secrets(live.sessions, build_backend(settings, "aws"), actor="test")
@@ -189,3 +193,41 @@ def test_a_failure_midway_leaves_every_provider_readable_and_a_rerun_continues(
     assert rerun.migrated == ["local"] and rerun.unchanged == 1
     assert live.get_llm("reasoning").invoke("hi").content == PEER_ANSWER
     assert len(aws_secret_names(settings)) == 2
+
+
+SECOND_KEY = "sk-canary-second-openai-4c1d8e2f"
+
+
+def key_refs(service: LLMConfigService, name: str) -> list[str]:
+    with transaction(service.sessions) as session:
+        provider = session.scalars(select(Provider).where(Provider.name == name)).one()
+        return [key.secret_ref for key in provider.keys]
+
+
+def test_migrate_moves_every_key_of_a_provider_and_calls_take_both_from_the_new_backend(
+    live: LLMConfigService, settings: Settings, openai_peer: OpenAIPeer
+) -> None:
+    openai_peer.accepted_keys.add(SECOND_KEY)
+    live.providers.keys.add("local", ProviderKeyCreate(api_key=SecretStr(SECOND_KEY)), actor="test")
+
+    to_aws = migrate_secrets(live.sessions, build_backend(settings, "aws"), actor="test")
+
+    assert sorted(to_aws.migrated) == ["claude", "local", "local"] and to_aws.deleted_from_source == 3
+    refs = key_refs(live, "local")
+    assert len(refs) == 2 and len(set(refs)) == 2 and all(ref.startswith("aws:") for ref in refs)
+    assert sorted(aws_secret_names(settings)) == sorted(
+        [ref.removeprefix("aws:") for ref in refs] + [key_refs(live, "claude")[0].removeprefix("aws:")]
+    )
+    openai_peer.reset()
+    openai_peer.accepted_keys.add(SECOND_KEY)
+    llm = live.get_llm("reasoning")
+    for _ in range(4):
+        assert llm.invoke("hi").content == PEER_ANSWER
+    assert openai_peer.keys_sent("/v1/chat/completions") == [OPENAI_PEER_KEY, SECOND_KEY] * 2
+
+    back = migrate_secrets(live.sessions, build_backend(settings, "local"), actor="test")
+    assert sorted(back.migrated) == ["claude", "local", "local"] and aws_secret_names(settings) == []
+    assert all(ref.startswith("local:") for ref in key_refs(live, "local"))
+    assert live.get_llm("reasoning").invoke("hi").content == PEER_ANSWER
+    data = stored_bytes(settings.database_url)
+    assert SECOND_KEY.encode() not in data and OPENAI_PEER_KEY.encode() not in data

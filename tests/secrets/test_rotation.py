@@ -19,9 +19,10 @@ from sqlalchemy import select, update
 from llmconfig import LLMConfigService
 from llmconfig.config.schemas import ConfigUpdate
 from llmconfig.db.engine import transaction
-from llmconfig.db.models import Provider
+from llmconfig.db.models import Provider, ProviderKey
 from llmconfig.errors import SecretDecryptionError, SettingsError
 from llmconfig.providers import ProviderUpdate
+from llmconfig.providers.schemas import ProviderKeyCreate
 from llmconfig.secrets import LocalSecretBackend, make_secret_backend
 from llmconfig.secrets.local import pending_key_file, previous_key_file, read_key_file, write_key_file
 from llmconfig.secrets.maintenance import check_secrets, reencrypt_local_secrets, rotate_master_key
@@ -44,9 +45,9 @@ def configure(service: LLMConfigService, openai_peer: OpenAIPeer, anthropic_peer
 
 
 def references(service: LLMConfigService) -> dict[str, tuple[str, str]]:
-    """Provider name -> (id, api_key_ref)."""
+    """Provider name -> (id, secret reference of its first key)."""
     with transaction(service.sessions) as session:
-        return {p.name: (p.id, p.api_key_ref) for p in session.scalars(select(Provider)) if p.api_key_ref}
+        return {p.name: (p.id, p.keys[0].secret_ref) for p in session.scalars(select(Provider)) if p.keys}
 
 
 def assert_key_decrypts_nothing(key: bytes, refs: dict[str, tuple[str, str]]) -> None:
@@ -126,7 +127,7 @@ def test_rotation_aborts_before_commit_naming_the_provider_whose_key_cannot_be_d
     claude_id = references(service)["claude"][0]
     foreign = LocalSecretBackend(os.urandom(32)).store(owner=claude_id, value=ANTHROPIC_PEER_KEY)
     with transaction(service.sessions, write=True) as session:
-        session.execute(update(Provider).where(Provider.id == claude_id).values(api_key_ref=foreign))
+        session.execute(update(ProviderKey).where(ProviderKey.provider_id == claude_id).values(secret_ref=foreign))
     key_file = service.settings.master_key_file
     key_before = key_file.read_bytes()
     before = references(service)
@@ -279,3 +280,42 @@ def test_previous_key_is_read_from_the_environment(
     monkeypatch.setenv("LLMCONFIG_MASTER_KEY_PREVIOUS", "not a key")
     with pytest.raises(SettingsError, match="LLMCONFIG_MASTER_KEY_PREVIOUS"):
         make_secret_backend(Settings(_env_file=None))  # type: ignore[call-arg]
+
+
+SECOND_KEY = "sk-canary-second-openai-4c1d8e2f"
+
+
+def test_rotation_and_the_check_cover_every_key_of_a_provider(
+    service: LLMConfigService, openai_peer: OpenAIPeer, anthropic_peer: AnthropicPeer
+) -> None:
+    configure(service, openai_peer, anthropic_peer)
+    openai_peer.accepted_keys.add(SECOND_KEY)
+    second = service.providers.keys.add("local", ProviderKeyCreate(api_key=SecretStr(SECOND_KEY)), actor="test")
+    with transaction(service.sessions) as session:
+        before = {key.id: key.secret_ref for key in session.scalars(select(ProviderKey))}
+    old_key = read_key_file(service.settings.master_key_file)
+
+    result = rotate_master_key(service.sessions, service.settings, actor="test")
+
+    assert result.reencrypted == 3 and sorted(result.providers) == ["claude", "local"]
+    with transaction(service.sessions) as session:
+        after = {key.id: (key.provider_id, key.secret_ref) for key in session.scalars(select(ProviderKey))}
+    assert after.keys() == before.keys() and all(after[k][1] != before[k] for k in before)
+    for provider_id, reference in after.values():
+        with pytest.raises(SecretDecryptionError):
+            LocalSecretBackend(old_key).load(reference, owner=provider_id)
+    llm = service.get_llm("reasoning")
+    for _ in range(2):
+        assert llm.invoke("hi").content == "Hello from openai-peer"
+    assert openai_peer.keys_sent("/v1/chat/completions")[-2:] == [OPENAI_PEER_KEY, SECOND_KEY]
+
+    # The check names each key: a second key that no longer decrypts is reported on its own.
+    foreign = LocalSecretBackend(os.urandom(32)).store(owner=after[second.key_id][0], value=SECOND_KEY)
+    with transaction(service.sessions, write=True) as session:
+        session.execute(update(ProviderKey).where(ProviderKey.id == second.key_id).values(secret_ref=foreign))
+    report = check_secrets(service.sessions, make_secret_backend(service.settings))
+    assert report.checked == 3 and report.failed == 1
+    (failed,) = [check for check in report.results if not check.ok]
+    assert failed.provider_name == "local" and failed.key_id == second.key_id and failed.status == "undecryptable"
+    assert failed.key_hint == SECOND_KEY[-4:] and SECOND_KEY not in report.model_dump_json()
+    assert_no_plaintext(service, SECOND_KEY.encode())

@@ -331,6 +331,7 @@ def test_the_tab_fits_a_phone_and_the_new_token_dialog_fits_its_screen(panel: Pa
         assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= MOBILE["width"], part
     token = dialog.get_by_label("New token").input_value()
     dialog.get_by_role("button", name="Done").click()
+    expect(dialog).to_be_hidden()  # closing is what empties the field
     assert_nowhere_in_the_page(page, token, console)
     expect(token_row(panel, "phone").get_by_role("cell").nth(1)).to_have_text("all")
     assert page.evaluate("() => document.documentElement.scrollWidth") <= MOBILE["width"]

@@ -39,6 +39,8 @@ KEEPALIVE = b": keep-alive\n\n"
 
 
 def change_event(announcement: Announcement) -> bytes:
+    if announcement.revision is None:  # known only to this process (a budget became spent): nothing to resume
+        return f"event: change\ndata: {announcement.to_json()}\n\n".encode()
     return f"id: {announcement.revision}\nevent: change\ndata: {announcement.to_json()}\n\n".encode()
 
 
@@ -133,6 +135,11 @@ class ChangeStream:
 
     def _publish(self, announcement: Announcement) -> None:
         revision = announcement.revision
+        if announcement.change.kind is ChangeKind.SPEND:
+            event = change_event(announcement)
+            for client in self._clients:
+                self._offer(client, event)
+            return
         if announcement.change.kind is ChangeKind.EVERYTHING or revision is None:
             # The feed itself lost track (a listener that reconnected): so does every client.
             self._resync(self._latest)
@@ -161,11 +168,15 @@ class ChangeStream:
             client.overflowed = True
 
     async def _poll(self) -> None:
-        """Find changes the feed did not push; announce them as resync once they stay unannounced."""
+        """Find changes the feed did not push; announce them as resync once they stay unannounced.
+
+        Only while some client is connected: an idle server reads nothing, and a client that connects later
+        with an older ``Last-Event-ID`` than the database gets a resync from its catch-up or the next polls.
+        """
         suspect: int | None = None
         while True:
             await asyncio.sleep(self._poll_interval)
-            if self._services.changes.pushed:
+            if self._services.changes.pushed or not self._clients:
                 suspect = None
                 continue
             try:

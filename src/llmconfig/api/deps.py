@@ -7,12 +7,13 @@ Routers declare the access an operation needs with one of ``ReaderDep``, ``Admin
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, HTTPException, Query, Request, Security
+from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.routing import APIRoute
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.base import SecurityBase
+from starlette.concurrency import run_in_threadpool
 
 from llmconfig.api import authz
 from llmconfig.api.authz import Access
@@ -25,7 +26,7 @@ API_PREFIX = "/api/v1/llm"
 
 
 # Dependencies that do not block are coroutines: a plain function would cost a trip through the thread pool
-# on every request. ``authenticate`` stays a function: refreshing the token snapshot reads the database.
+# on every request.
 async def get_service(request: Request) -> LLMConfigService:
     service: LLMConfigService = request.app.state.service
     return service
@@ -39,43 +40,60 @@ async def get_tokens(request: Request) -> TokenService:
 ServiceDep = Annotated[LLMConfigService, Depends(get_service)]
 TokensDep = Annotated[TokenService, Depends(get_tokens)]
 
-_bearer = HTTPBearer(
-    auto_error=False,
-    description="An API token: `llmconfig tokens create --role admin|viewer|client` or `POST /api/v1/llm/tokens`",
-)
+_TOKEN_HELP = "An API token: `llmconfig tokens create --role admin|viewer|client` or `POST /api/v1/llm/tokens`"
 
 
-def authenticate(
-    request: Request,
-    tokens: TokensDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Caller:
-    return identify(request, tokens, credentials.credentials if credentials else None)
+async def authenticate(request: Request) -> Caller:
+    """The caller the request's bearer token stands for; 401 otherwise, 429 once a client has failed too often.
+
+    A dictionary lookup in the token snapshot; only when that is due to be read again (or a token's last use
+    to be written) does the check go to the database, in a worker thread.
+    """
+    token = bearer_token(request)
+    if not token:
+        raise _no_token()
+    tokens: TokenService = request.app.state.tokens
+    known, caller = tokens.authenticate_cached(token)
+    if not known:
+        caller = await run_in_threadpool(tokens.authenticate, token)
+    if caller is None:
+        raise _failed(request)
+    return caller
 
 
 def identify(request: Request, tokens: TokenService, token: str | None) -> Caller:
     """The caller a bearer token stands for; 401 otherwise, 429 once a client has failed too often.
 
-    The token is checked first: a valid one always passes, and only wrong ones are counted.
+    The token is checked first: a valid one always passes, and only wrong ones are counted. It may read the
+    database (see :func:`authenticate` for the non-blocking check).
     """
     if not token:
-        raise HTTPException(
-            401, "Send an API token as 'Authorization: Bearer <token>'", headers={"WWW-Authenticate": "Bearer"}
-        )
+        raise _no_token()
     caller = tokens.authenticate(token)
-    if caller is not None:
-        return caller
+    if caller is None:
+        raise _failed(request)
+    return caller
+
+
+def _no_token() -> HTTPException:
+    return HTTPException(
+        401, "Send an API token as 'Authorization: Bearer <token>'", headers={"WWW-Authenticate": "Bearer"}
+    )
+
+
+def _failed(request: Request) -> HTTPException:
+    """The refusal of a wrong token, counted against its client: 401, or 429 past the limit."""
     limiter: FailedAuthLimiter = request.app.state.auth_limiter
     proxies: TrustedProxies = request.app.state.trusted_proxies
     client = proxies.client_of(request.client.host if request.client else None, request.headers)
     retry_after = limiter.failed(client)
     if retry_after is not None:
-        raise HTTPException(
+        return HTTPException(
             429,
             f"Too many failed authentication attempts; try again in {retry_after} s",
             headers={"Retry-After": str(retry_after)},
         )
-    raise HTTPException(401, "Unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
+    return HTTPException(401, "Unknown or revoked token", headers={"WWW-Authenticate": "Bearer"})
 
 
 def bearer_token(request: Request) -> str | None:
@@ -83,23 +101,26 @@ def bearer_token(request: Request) -> str | None:
     return token.strip() if scheme.lower() == "bearer" else None
 
 
-# The access each authorization dependency stands for, so that a refusal can be given before the
-# dependencies run (see errors._refusal: FastAPI parses the body first).
-ACCESS_OF: dict[Callable[..., Any], Access] = {}
+class TokenCheck(SecurityBase):
+    """The check of one access level: the bearer token's caller, admitted by the policy (``authz``) or 403.
 
+    One dependency instead of a chain (bearer scheme, token service, caller, role check): FastAPI solves every
+    dependency of a route on every request. It is declared in /openapi.json as the ``HTTPBearer`` scheme, with
+    the roles it admits as the requirement's role list.
+    """
 
-def _needs(access: Access) -> Callable[[Caller], Coroutine[Any, Any, Caller]]:
-    async def authorize(caller: Annotated[Caller, Depends(authenticate)]) -> Caller:
-        return authz.require(caller, access)
+    def __init__(self, access: Access) -> None:
+        self.model = HTTPBearerModel(description=_TOKEN_HELP)
+        self.scheme_name = "HTTPBearer"
+        self.access = access
 
-    authorize.__name__ = f"needs_{access.value}"
-    ACCESS_OF[authorize] = access
-    return authorize
+    async def __call__(self, request: Request) -> Caller:
+        return authz.require(await authenticate(request), self.access)
 
 
 def _declared(access: Access) -> Any:
     # Security rather than Depends: the roles go into the operation's security requirement in /openapi.json.
-    return Security(_needs(access), scopes=list(authz.POLICY[access]))
+    return Security(TokenCheck(access), scopes=list(authz.POLICY[access]))
 
 
 ReaderDep = Annotated[Caller, _declared(Access.READ)]
@@ -114,8 +135,8 @@ def access_of(route: Any) -> Access | None:
     pending = list(route.dependant.dependencies)
     while pending:
         dependant = pending.pop()
-        if dependant.call in ACCESS_OF:
-            return ACCESS_OF[dependant.call]
+        if isinstance(dependant.call, TokenCheck):
+            return dependant.call.access
         pending.extend(dependant.dependencies)
     return None
 
@@ -143,13 +164,16 @@ async def client_for_type(interaction_type: str, caller: ClientDep) -> Caller:
 ClientForTypeDep = Annotated[Caller, Depends(client_for_type)]
 
 
+_IF_MATCH = re.compile(r'\s*(?:W/)?"?(\d{1,9})"?\s*')
+
+
 async def expected_version(
     if_match: Annotated[str | None, Header(description="Expected version, as 'If-Match: 3'")] = None,
 ) -> int | None:
     """The version an ``If-Match`` header asks for (``3``, ``"3"`` or ``W/"3"``), or None."""
     if if_match is None:
         return None
-    match = re.fullmatch(r'\s*(?:W/)?"?(\d{1,9})"?\s*', if_match)
+    match = _IF_MATCH.fullmatch(if_match)
     if match is None:
         raise HTTPException(422, f"If-Match must be a version number, got {if_match[:20]!r}")
     return int(match.group(1))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 from fastapi import FastAPI, Response
@@ -32,6 +33,9 @@ class RequestMetrics:
         self.app = app
         self.requests = requests
         self.latency = latency
+        # The labelled series, looked up once: ``labels()`` validates and locks on every call. Bounded by
+        # methods × route templates × statuses.
+        self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -58,8 +62,14 @@ class RequestMetrics:
         finally:
             # The route template, not the path, so that ids do not explode the number of series.
             route = getattr(scope.get("route"), "path", "unmatched")
-            self.requests.labels(scope["method"], route, str(status)).inc()
-            self.latency.labels(scope["method"], route).observe(time.perf_counter() - started)
+            series = self._series.get((scope["method"], route, status))
+            if series is None:
+                series = self._series[(scope["method"], route, status)] = (
+                    self.requests.labels(scope["method"], route, str(status)),
+                    self.latency.labels(scope["method"], route),
+                )
+            series[0].inc()
+            series[1].observe(time.perf_counter() - started)
 
 
 def install_operations(app: FastAPI, svc: LLMConfigService) -> None:
@@ -78,7 +88,8 @@ def install_operations(app: FastAPI, svc: LLMConfigService) -> None:
 
     @app.get("/health", tags=["operations"], responses={503: {"description": "Database or secret backend down"}})
     def health() -> JSONResponse:
-        """200 when the database and the secret backend answer; 503 naming what does not. No token needed."""
+        """200 when the database and the secret backend answer, with the answering process's pid; 503 naming what
+        does not. No token needed."""
         problems: dict[str, str] = {}
         try:
             with svc.engine.connect() as connection:
@@ -93,7 +104,8 @@ def install_operations(app: FastAPI, svc: LLMConfigService) -> None:
             problems["secrets"] = str(exc)
         if problems:
             return JSONResponse({"status": "unavailable", "problems": problems}, status_code=503)
-        return JSONResponse({"status": "ok", "version": __version__})
+        # The pid says which worker process answered (LLMCONFIG_WORKERS): what an operator needs to tell them apart.
+        return JSONResponse({"status": "ok", "version": __version__, "pid": os.getpid()})
 
     @app.get("/metrics", tags=["operations"], response_class=Response)
     def metrics() -> Response:

@@ -18,7 +18,6 @@ import hashlib
 import re
 from collections.abc import Iterable
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _COMMON_DIRECTIVES = ("object-src 'none'", "base-uri 'none'", "form-action 'self'", "frame-ancestors 'none'")
@@ -132,10 +131,25 @@ class SecurityHeaders:
         await self.app(scope, receive, send_after_body)
 
 
+def _encoded(policy: str) -> tuple[tuple[bytes, bytes], ...]:
+    return tuple(
+        (name.encode("latin-1"), value.encode("latin-1"))
+        for name, value in (("content-security-policy", policy), *OTHER_HEADERS)
+    )
+
+
+# Encoded once: every response of the panel and the API gets these.
+_PANEL_HEADERS = _encoded(PANEL_POLICY)
+_PANEL_NAMES = frozenset(name for name, _ in _PANEL_HEADERS)
+
+
 def _add_headers(start: Message, policy: str) -> None:
-    headers = MutableHeaders(scope=start)
-    if "content-security-policy" not in headers:
-        headers.append("content-security-policy", policy)
-    for name, value in OTHER_HEADERS:
-        if name not in headers:
-            headers.append(name, value)
+    ours = _PANEL_HEADERS if policy is PANEL_POLICY else _encoded(policy)
+    # ASGI header names are lower case. A new list: the one in the message may be a response's own.
+    given = list(start.get("headers", ()))
+    if _PANEL_NAMES.isdisjoint(name for name, _ in given):
+        given.extend(ours)  # the usual case: the app set none of them
+    else:
+        present = {bytes(name).lower() for name, _ in given}
+        given.extend(header for header in ours if header[0] not in present)
+    start["headers"] = given

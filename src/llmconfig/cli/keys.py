@@ -48,7 +48,7 @@ def keys_rotate(
 
 @keys_app.command("check")
 def keys_check(as_json: JsonFlag = False) -> None:
-    """Try to decrypt every stored API key; name each provider whose key fails. Exit 1 if any fails."""
+    """Try to decrypt every stored API key (every key of every provider); name each that fails. Exit 1 if any fails."""
     from llmconfig.secrets import build_backend
     from llmconfig.secrets.maintenance import check_secrets
 
@@ -59,8 +59,10 @@ def keys_check(as_json: JsonFlag = False) -> None:
     else:
         for check in report.results:
             mark = {"ok": "[green]✓[/green]", "old_key": "[yellow]![/yellow]"}.get(check.status, "[red]✗[/red]")
+            key = f"key …{check.key_hint}" if check.key_hint else f"key {check.key_id}"
             out.print(
-                f"{mark} {check.provider_name} ({check.provider_id}, {check.backend}): {check.detail}", highlight=False
+                f"{mark} {check.provider_name} ({check.provider_id}, {key}, {check.backend}): {check.detail}",
+                highlight=False,
             )
         if not report.results:
             out.print("No stored API keys.")
@@ -77,7 +79,7 @@ def secrets_migrate(
     to: Annotated[SecretBackendChoice, typer.Option("--to", help="The backend to move every key into")],
     as_json: JsonFlag = False,
 ) -> None:
-    """Move every stored API key into another backend, one provider at a time; running it again changes nothing.
+    """Move every stored API key into another backend, one key at a time; running it again changes nothing.
 
     Keys pass through memory only; each old copy is deleted after its provider points at the new one.
     """

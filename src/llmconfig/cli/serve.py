@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+from typing import Any
 
 import typer
 from pydantic import ValidationError
@@ -17,7 +19,10 @@ __all__ = ["register"]
 
 
 def serve() -> None:
-    """Migrate the database, then serve the API (and UI) on LLMCONFIG_HOST:LLMCONFIG_PORT."""
+    """Migrate the database, then serve the API (and UI) on LLMCONFIG_HOST:LLMCONFIG_PORT.
+
+    With LLMCONFIG_WORKERS above 1, that many worker processes share the port.
+    """
     import uvicorn
 
     from llmconfig.api import create_app
@@ -37,18 +42,54 @@ def serve() -> None:
             "Create more with `llmconfig tokens create --role admin|viewer|client`.\n",
             highlight=False,
         )
-    uvicorn.run(
-        create_app(settings, service=svc),
-        host=settings.host,
-        port=settings.port,
-        log_level="info",
+    options = server_options(settings.host, settings.port)
+    err.print(
+        f"Serving with {options['loop']} and {options['http']}, {plural(settings.workers, 'worker process')}.",
+        highlight=False,
+    )
+    if settings.workers == 1:
+        uvicorn.run(create_app(settings, service=svc), **options)
+        return
+    # Each worker builds its own services from the environment; the parent only supervises them, and stops
+    # them all on SIGTERM or SIGINT.
+    svc.close()
+    uvicorn.run(WORKER_APP, factory=True, workers=settings.workers, **options)
+
+
+# What each worker process imports (see llmconfig.api.asgi).
+WORKER_APP = "llmconfig.api.asgi:create_worker_app"
+
+
+def server_options(host: str, port: int) -> dict[str, Any]:
+    """How ``llmconfig serve`` runs uvicorn (the benchmark serves its bare comparison app the same way)."""
+    loop, http = server_stack()
+    return {
+        "host": host,
+        "port": port,
+        "log_level": "info",
+        "loop": loop,
+        "http": http,
         # The app reads Forwarded / X-Forwarded-For itself, from LLMCONFIG_TRUSTED_PROXIES only; uvicorn's
         # default would trust them from 127.0.0.1 and rewrite the client address before the app sees it.
-        proxy_headers=False,
+        "proxy_headers": False,
         # Change streams stay open until their clients leave: give them this long, then end them (their clients
         # reconnect with Last-Event-ID, to another replica or to this one restarted).
-        timeout_graceful_shutdown=5,
-    )
+        "timeout_graceful_shutdown": 5,
+    }
+
+
+def server_stack() -> tuple[str, str]:
+    """The event loop and HTTP parser to serve with: uvloop and httptools (``uvicorn[standard]``) when present.
+
+    Both are dependencies; asyncio and h11 are uvicorn's fallbacks where they cannot be installed.
+    """
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    http = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    return loop, http
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}es" if noun.endswith("s") else f"{count} {noun}s"
 
 
 def migrate(as_json: JsonFlag = False) -> None:

@@ -13,9 +13,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from llmconfig.config.schemas import ConfigEntry, ConfigSource, ConfigUpdate, FallbackTarget, VariantUpdate
-from llmconfig.db.models import GlobalConfig, GroupConfig, Provider, ProviderModel, UserConfig
-from llmconfig.errors import ConflictError, NotFoundError, ValidationError
-from llmconfig.providers.service import find_provider
+from llmconfig.db.models import GlobalConfig, GroupConfig, Provider, UserConfig
+from llmconfig.errors import ConflictError, ValidationError
+from llmconfig.providers.service import usable_provider
 
 EntryRow = GlobalConfig | UserConfig | GroupConfig
 DEFAULT_WEIGHT = 100
@@ -80,9 +80,13 @@ def check_version(what: str, row: EntryRow | None, version: int | None) -> None:
         )
 
 
-def checked_values(session: Session, kind: str, update: ConfigUpdate, *, current: EntryRow | None) -> dict[str, Any]:
-    """The column values ``update`` stores, every provider and model checked; fields left out keep ``current``'s."""
-    provider = usable_provider(session, update.provider_id, kind, update.model_name)
+def checked_values(
+    session: Session, kind: str, update: ConfigUpdate, *, current: EntryRow | None
+) -> tuple[dict[str, Any], Provider]:
+    """The column values ``update`` stores, every provider and model checked (fields left out keep
+    ``current``'s), and the entry's provider."""
+    known = current.provider if current is not None else None
+    provider = usable_provider(session, update.provider_id, kind, update.model_name, known=known)
     given = update.model_fields_set
     values: dict[str, Any] = {
         "provider_id": provider.id,
@@ -95,18 +99,20 @@ def checked_values(session: Session, kind: str, update: ConfigUpdate, *, current
     if "fallbacks" not in given and current is not None:
         values["fallbacks"] = current.fallbacks
     else:
-        values["fallbacks"] = _checked_fallbacks(session, kind, update.fallbacks or [])
+        values["fallbacks"] = _checked_fallbacks(session, kind, update.fallbacks or [], known=provider)
     if "variants" not in given and current is not None:
         values["variants"] = current.variants or []
     else:
         values["variants"] = [_checked_variant(session, kind, variant) for variant in update.variants or []]
-    return values
+    return values, provider
 
 
-def _checked_fallbacks(session: Session, kind: str, fallbacks: list[FallbackTarget]) -> list[dict[str, str]]:
+def _checked_fallbacks(
+    session: Session, kind: str, fallbacks: list[FallbackTarget], *, known: Provider | None = None
+) -> list[dict[str, str]]:
     checked: list[dict[str, str]] = []
     for fallback in fallbacks:
-        target = usable_provider(session, fallback.provider_id, kind, fallback.model_name)
+        target = usable_provider(session, fallback.provider_id, kind, fallback.model_name, known=known)
         checked.append(FallbackTarget(provider_id=target.id, model_name=fallback.model_name).model_dump())
     return checked
 
@@ -127,43 +133,6 @@ def _checked_variant(session: Session, kind: str, variant: VariantUpdate) -> dic
         "fallbacks": fallbacks,
         "weight": variant.weight,
     }
-
-
-def usable_provider(session: Session, ref: str, kind: str, model_name: str) -> Provider:
-    """The provider ``ref`` (id or name), checked to serve ``model_name`` for a type of ``kind``."""
-    try:
-        provider = find_provider(session, ref)
-    except NotFoundError:
-        raise ValidationError(
-            f"Provider {ref!r} does not exist; add it first or pick one from `llmconfig providers list`"
-        ) from None
-    if not provider.enabled:
-        raise ValidationError(f"Provider {provider.name!r} is disabled; enable it or choose another provider")
-    if kind == "embeddings" and provider.provider_type == "anthropic":
-        raise ValidationError(
-            f"Provider {provider.name!r} is an Anthropic provider, which has no embeddings API; "
-            "choose an openai or custom provider"
-        )
-    catalog = dict(
-        session.execute(
-            select(ProviderModel.model_name, ProviderModel.kind).where(ProviderModel.provider_id == provider.id)
-        ).all()
-    )
-    if catalog:
-        if model_name not in catalog:
-            suitable = sorted(name for name, model_kind in catalog.items() if model_kind == kind)
-            shown = ", ".join(suitable[:10]) + (" …" if len(suitable) > 10 else "")
-            raise ValidationError(
-                f"Provider {provider.name!r} does not offer model {model_name!r}; "
-                f"its {kind} models are: {shown or 'none'} (refresh with `llmconfig providers models "
-                f"{provider.name} --refresh`)"
-            )
-        if catalog[model_name] != kind:
-            raise ValidationError(
-                f"{model_name!r} is listed as a model of kind {catalog[model_name]!r}, "
-                f"but this interaction type takes {kind} models"
-            )
-    return provider
 
 
 def _pick(name: str, update: ConfigUpdate, current: EntryRow | None, given: set[str]) -> Any:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, joinedload, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from llmconfig.config.checks import EntryRow, check_version, checked_values, provider_names, to_entry, update_of
@@ -69,19 +69,20 @@ class Scope:
         return repr(interaction_type)
 
     def row(self, session: Session, interaction_type: str) -> EntryRow | None:
+        """The stored entry, with its provider in the same statement (the entry before a change names it)."""
         if self.user_id is not None:
             return session.scalar(
-                select(UserConfig).where(
-                    UserConfig.user_id == self.user_id, UserConfig.interaction_type == interaction_type
-                )
+                select(UserConfig)
+                .where(UserConfig.user_id == self.user_id, UserConfig.interaction_type == interaction_type)
+                .options(joinedload(UserConfig.provider))
             )
         if self.group is not None:
             return session.scalar(
-                select(GroupConfig).where(
-                    GroupConfig.group_name == self.group, GroupConfig.interaction_type == interaction_type
-                )
+                select(GroupConfig)
+                .where(GroupConfig.group_name == self.group, GroupConfig.interaction_type == interaction_type)
+                .options(joinedload(GroupConfig.provider))
             )
-        return session.get(GlobalConfig, interaction_type)
+        return session.get(GlobalConfig, interaction_type, options=[joinedload(GlobalConfig.provider)])
 
     def new_row(self, session: Session, interaction_type: str, values: dict[str, object]) -> EntryRow:
         if self.user_id is not None:
@@ -295,9 +296,11 @@ class EntryService:
                 kind = find_interaction_type(session, interaction_type).kind
                 row = scope.row(session, interaction_type)
                 check_version(what, row, update.version)
-                names = provider_names(session)
+                # Names of other providers are needed only to show an entry's variants.
+                has_variants = (row is not None and row.variants) or ("variants" in update.model_fields_set)
+                names = provider_names(session) if has_variants else {}
                 before = None if row is None else to_entry(row, kind, source=scope.source, names=names)
-                values = checked_values(session, kind, update, current=row)
+                values, provider = checked_values(session, kind, update, current=row)
                 if row is None:
                     row = scope.new_row(session, interaction_type, values)
                     session.add(row)
@@ -308,9 +311,12 @@ class EntryService:
                         # Saving what is already there is not a new version: no audit entry, no cache drop.
                         assert before is not None  # the row existed
                         return before
+                # The relationship follows provider_id, so the entry after the change is known without reading
+                # the row back: every other column is set here or by a Python-side default at flush.
+                if row.provider is not provider:
+                    row.provider = provider
                 row.updated_by = actor
                 session.flush()
-                session.refresh(row)
                 after = to_entry(row, kind, source=scope.source, names=names)
                 change = scope.change(interaction_type)
                 record_change(

@@ -26,7 +26,7 @@ from llmconfig.config.schemas import (
 )
 from llmconfig.db.changes import Change, record_change
 from llmconfig.db.engine import transaction
-from llmconfig.db.models import Group, GroupConfig, GroupMember, InteractionType, utcnow
+from llmconfig.db.models import Budget, Group, GroupConfig, GroupMember, InteractionType, utcnow
 from llmconfig.errors import ConcurrentChangeError, ConflictError, NotFoundError
 
 
@@ -150,6 +150,11 @@ class GroupService:
     def _delete(self, name: str, *, actor: str) -> None:
         with transaction(self._sessions, write=True) as session:
             group = find_group(session, name)
+            if session.get(Budget, f"group:{name}") is not None:
+                raise ConflictError(
+                    f"Group {name!r} is in use by the budget of group:{name}; remove that budget first "
+                    f"(DELETE /budgets/group:{name})"
+                )
             kinds = dict(session.execute(select(InteractionType.name, InteractionType.kind)).all())
             names = provider_names(session)
             entries = session.scalars(select(GroupConfig).where(GroupConfig.group_name == name)).all()

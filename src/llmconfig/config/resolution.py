@@ -1,13 +1,14 @@
 """What a ``get_llm`` call resolves to, and the resolver that reads it from the database.
 
 A :class:`Resolution` holds plain, hashable values, so it can key the object cache. It holds everything an
-object is built from except the decrypted key: the key is identified by its secret reference and the
-provider's version (which changes whenever the key does).
+object is built from except the decrypted keys: each key is identified by its id and secret reference, and
+the provider's version changes whenever its keys do.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -21,17 +22,20 @@ from llmconfig.config.variants import MAIN
 from llmconfig.db.changes import read_revision
 from llmconfig.db.engine import reading, transaction
 from llmconfig.db.models import (
+    Budget,
     ConfigRevision,
     GlobalConfig,
     GroupConfig,
     GroupMember,
     InteractionType,
     Provider,
+    ProviderKey,
     UserConfig,
 )
 from llmconfig.errors import LLMConfigError
 from llmconfig.providers.adapters import adapter_for
 from llmconfig.providers.catalog import ModelKind
+from llmconfig.providers.keys import KeyRef
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +47,9 @@ class Target:
     provider_type: str
     provider_version: int
     base_url: str
-    api_key_ref: str | None
     model_name: str
+    # The provider's keys, the first one first (empty: the provider has none).
+    api_keys: tuple[KeyRef, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,13 +70,22 @@ class VariantResolution:
 
 
 @dataclass(frozen=True, slots=True)
+class BudgetRule:
+    """A budget that applies to a resolution: its scope, and the model to use once it is spent (None: fail)."""
+
+    scope: str
+    on_exceed: Target | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Resolution:
     """What an interaction type resolves to for a request.
 
     ``variants`` are the entry's other variants (its own model is ``main``, with ``weight``); a resolution
     narrowed to one of them (:meth:`narrow`) has none and names it in ``variant``. ``groups`` are the user's
     groups when it was read, for the caches to know which changes affect it; it does not take part in
-    equality, so users in different groups who resolve alike still share one built object.
+    equality, so users in different groups who resolve alike still share one built object. ``budgets`` are
+    those that apply, most specific first.
     """
 
     interaction_type: str
@@ -86,6 +100,7 @@ class Resolution:
     variants: tuple[VariantResolution, ...] = ()
     variant: str | None = None
     groups: tuple[str, ...] = field(default=(), compare=False)
+    budgets: tuple[BudgetRule, ...] = ()
 
     @property
     def extra_params(self) -> dict[str, Any]:
@@ -110,16 +125,28 @@ class Resolution:
             ids.update(target.provider_id for target in (*filter(None, [variant.target]), *variant.fallbacks))
         return frozenset(ids)
 
+    @property
+    def exceed_targets(self) -> tuple[Target, ...]:
+        """The distinct models the budgets send calls to once spent, in the order of the budgets."""
+        seen: list[Target] = []
+        for rule in self.budgets:
+            if rule.on_exceed is not None and rule.on_exceed not in seen:
+                seen.append(rule.on_exceed)
+        return tuple(seen)
+
     def narrow(self, name: str) -> Resolution:
         """The resolution of variant ``name`` alone (``variant`` set, no variants); itself without variants.
 
-        An unknown name, and a variant whose provider is disabled, narrow to ``main``.
+        An unknown name, and a variant whose provider is disabled, narrow to ``main``. The budgets of
+        providers only other variants call are left out.
         """
         if not self.variants:
             return self
         chosen = next((v for v in self.variants if v.name == name and v.target is not None), None)
         if chosen is None or chosen.target is None:
-            return replace(self, weight=DEFAULT_WEIGHT, variants=(), variant=MAIN)
+            main = self.targets
+            return replace(self, weight=DEFAULT_WEIGHT, variants=(), variant=MAIN, budgets=self._budgets_of(main))
+        chain = (chosen.target, *chosen.fallbacks)
         return Resolution(
             interaction_type=self.interaction_type,
             kind=self.kind,
@@ -131,7 +158,24 @@ class Resolution:
             fallbacks=chosen.fallbacks,
             variant=chosen.name,
             groups=self.groups,
+            budgets=self._budgets_of(chain),
         )
+
+    def _budgets_of(self, chain: tuple[Target, ...]) -> tuple[BudgetRule, ...]:
+        called = {f"provider:{target.provider_id}" for target in chain}
+        return tuple(r for r in self.budgets if not r.scope.startswith("provider:") or r.scope in called)
+
+
+def budget_scopes(
+    interaction_type: str, user_id: str | None, provider_ids: Iterable[str], groups: Iterable[str] = ()
+) -> list[str]:
+    """The scopes of the budgets that may apply to a call, most specific first: the user, the user's groups in
+    order, the interaction type, the providers."""
+    scopes = [f"user:{user_id}"] if user_id is not None else []
+    scopes.extend(f"group:{group}" for group in groups)
+    scopes.append(f"type:{interaction_type}")
+    scopes.extend(dict.fromkeys(f"provider:{provider_id}" for provider_id in provider_ids))
+    return scopes
 
 
 def freeze_params(params: dict[str, Any]) -> str:
@@ -144,7 +188,6 @@ _PROVIDER_COLUMNS = (
     Provider.provider_type,
     Provider.version,
     Provider.api_base_url,
-    Provider.api_key_ref,
     Provider.enabled,
 )
 
@@ -203,23 +246,41 @@ _PROVIDERS = select(*_PROVIDER_COLUMNS).where(
 )
 
 
-def _target(provider: Any, model_name: str) -> Target:
-    """A Target from anything with the provider's attributes (an ORM row or a Core row)."""
+_BUDGETS = select(Budget.scope, Budget.on_exceed).where(Budget.scope.in_(bindparam("scopes", expanding=True)))
+_PROVIDER_KEYS = (
+    select(ProviderKey.provider_id, ProviderKey.id, ProviderKey.secret_ref, ProviderKey.hint)
+    .where(ProviderKey.provider_id.in_(bindparam("provider_ids", expanding=True)))
+    .order_by(ProviderKey.created_at, ProviderKey.id)
+)
+
+
+def _target(provider: Any, model_name: str, keys: dict[str, tuple[KeyRef, ...]] | None = None) -> Target:
+    """A Target from anything with the provider's attributes (an ORM row or a Core row), with its keys."""
     return Target(
         provider_id=provider.id,
         provider_name=provider.name,
         provider_type=provider.provider_type,
         provider_version=provider.version,
         base_url=provider.api_base_url or adapter_for(provider.provider_type).normalise_base_url(None),
-        api_key_ref=provider.api_key_ref,
         model_name=model_name,
+        api_keys=(keys or {}).get(provider.id, ()),
     )
 
 
-def _chain(fallbacks: list[dict[str, str]], providers: dict[str, Any]) -> tuple[Target, ...]:
+def _keys_of(connection: Any, provider_ids: Iterable[str]) -> dict[str, tuple[KeyRef, ...]]:
+    """The keys of these providers, each provider's first key first."""
+    keys: dict[str, list[KeyRef]] = {}
+    for row in connection.execute(_PROVIDER_KEYS, {"provider_ids": sorted(provider_ids)}):
+        keys.setdefault(row.provider_id, []).append(KeyRef(row.id, row.secret_ref, row.hint))
+    return {provider_id: tuple(refs) for provider_id, refs in keys.items()}
+
+
+def _chain(
+    fallbacks: list[dict[str, str]], providers: dict[str, Any], keys: dict[str, tuple[KeyRef, ...]]
+) -> tuple[Target, ...]:
     """The fallback chain's targets whose providers are enabled (the others are skipped)."""
     return tuple(
-        _target(providers[f["provider_id"]], f["model_name"]) for f in fallbacks if f["provider_id"] in providers
+        _target(providers[f["provider_id"]], f["model_name"], keys) for f in fallbacks if f["provider_id"] in providers
     )
 
 
@@ -244,8 +305,9 @@ class Resolver:
         and the revision read.
 
         Returns ``(None, revision)`` when the type exists but nothing is configured for it. This is the
-        cold path of ``get_llm``: one statement without a user id, two with one (one more when fallbacks or
-        variants use other providers), prepared at import and run on a plain connection.
+        cold path of ``get_llm``: three statements without a user id (the entry, the providers' keys, the
+        budgets), four with one (one more when fallbacks or variants use other providers), prepared at import
+        and run on a plain connection.
         """
         with reading(self._sessions) as connection:
             head = connection.execute(_RESOLVE_GLOBAL, {"interaction_type": interaction_type}).first()
@@ -256,9 +318,11 @@ class Resolver:
             row: Any = None
             source: ConfigSource = "global"
             groups: tuple[str, ...] = ()
-            # No override or membership can be stored for an id the database refuses (PostgreSQL rejects NUL):
+            # No override, membership or budget can be stored for an id the database refuses (PostgreSQL rejects NUL):
             # such a user simply follows the global entry, rather than failing the agent's call.
-            if user_id is not None and storable_user_id(user_id):
+            if user_id is not None and not storable_user_id(user_id):
+                user_id = None
+            if user_id is not None:
                 layers = connection.execute(
                     _RESOLVE_USER, {"user_id": user_id, "interaction_type": interaction_type}
                 ).all()
@@ -275,14 +339,21 @@ class Resolver:
                     f"{interaction_type!r} uses provider {row.name!r}, which is disabled; "
                     "enable it or configure another provider"
                 )
-            return self._resolution(connection, interaction_type, head.kind, source, row, groups), head.revision
+            resolution = self._resolution(connection, interaction_type, head.kind, source, row, groups, user_id)
+            return resolution, head.revision
 
     @staticmethod
     def _resolution(
-        connection: Connection, interaction_type: str, kind: ModelKind, source: str, row: Any, groups: tuple[str, ...]
+        connection: Connection,
+        interaction_type: str,
+        kind: ModelKind,
+        source: ConfigSource,
+        row: Any,
+        groups: tuple[str, ...],
+        user_id: str | None,
     ) -> Resolution:
-        """The resolution of the winning entry ``row``; one more statement when its fallbacks or variants use
-        other providers than its own."""
+        """The resolution of the winning entry ``row``: one statement for the providers' keys, one more when
+        its fallbacks or variants use other providers than its own, and one for the budgets."""
         fallbacks: list[dict[str, str]] = row.fallbacks or []
         variants: list[dict[str, Any]] = row.variants or []
         wanted = {f["provider_id"] for f in fallbacks}
@@ -293,32 +364,58 @@ class Resolver:
         wanted.discard(row.id)
         if wanted:
             providers.update((p.id, p) for p in connection.execute(_PROVIDERS, {"provider_ids": sorted(wanted)}))
+        keys = _keys_of(connection, providers)
         extra_params = row.extra_params or {}
-        return Resolution(
+        resolution = Resolution(
             interaction_type=interaction_type,
             kind=kind,
             source=source,
-            target=_target(row, row.model_name),
+            target=_target(row, row.model_name, keys),
             temperature=row.temperature,
             max_tokens=row.max_tokens,
             extra_params_json=freeze_params(extra_params),
-            fallbacks=_chain(fallbacks, providers),
+            fallbacks=_chain(fallbacks, providers, keys),
             weight=row.weight or DEFAULT_WEIGHT,
             variants=tuple(
                 VariantResolution(
                     name=variant["name"],
                     weight=variant["weight"],
                     target=(
-                        _target(providers[variant["provider_id"]], variant["model_name"])
+                        _target(providers[variant["provider_id"]], variant["model_name"], keys)
                         if variant["provider_id"] in providers
                         else None
                     ),
                     temperature=_own(variant.get("temperature"), row.temperature),
                     max_tokens=_own(variant.get("max_tokens"), row.max_tokens),
                     extra_params_json=freeze_params(_own(variant.get("extra_params"), extra_params)),
-                    fallbacks=_chain(_own(variant.get("fallbacks"), fallbacks), providers),
+                    fallbacks=_chain(_own(variant.get("fallbacks"), fallbacks), providers, keys),
                 )
                 for variant in variants
             ),
             groups=groups,
         )
+        budgets = _budgets(connection, interaction_type, user_id, groups, resolution.provider_ids)
+        return replace(resolution, budgets=budgets) if budgets else resolution
+
+
+def _budgets(
+    connection: Any, interaction_type: str, user_id: str | None, groups: tuple[str, ...], provider_ids: Iterable[str]
+) -> tuple[BudgetRule, ...]:
+    """The budgets that apply to a call of a resolution, most specific first, with their models."""
+    scopes = budget_scopes(interaction_type, user_id, sorted(provider_ids), groups)
+    rows = {row.scope: row.on_exceed for row in connection.execute(_BUDGETS, {"scopes": scopes})}
+    if not rows:
+        return ()
+    wanted = [on_exceed["provider_id"] for on_exceed in rows.values() if on_exceed]
+    providers = {p.id: p for p in connection.execute(_PROVIDERS, {"provider_ids": wanted})} if wanted else {}
+    keys = _keys_of(connection, providers) if providers else {}
+    rules = []
+    for scope in scopes:
+        if scope not in rows:
+            continue
+        on_exceed = rows[scope]
+        provider = providers.get(on_exceed["provider_id"]) if on_exceed else None
+        rules.append(
+            BudgetRule(scope, _target(provider, on_exceed["model_name"], keys) if provider and on_exceed else None)
+        )
+    return tuple(rules)

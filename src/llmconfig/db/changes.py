@@ -7,6 +7,8 @@ One call, inside the transaction that makes the change:
 3. announces the change: to this process once the transaction commits (so it sees its own writes at once),
    and on PostgreSQL to every other process with ``NOTIFY``, which the server delivers only on commit.
 
+What changes without anyone editing it (a provider's validation outcome) skips the audit: :func:`announce`.
+
 Whoever listens (the model cache, the server's read snapshot, the change stream) decodes the same
 :class:`Change` it was sent, so what a write announces and what a cache drops cannot drift apart.
 Audit snapshots are the public shapes of the changed objects (``ProviderPublic``, ``ConfigEntry`` …), which
@@ -21,7 +23,7 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, String, Text, bindparam, cast, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from llmconfig.db.models import AuditEntry, ConfigRevision
@@ -44,6 +46,8 @@ class ChangeKind(StrEnum):
     PROVIDER = "provider"  # address, key, enabled flag or catalog of a provider
     TOKEN = "token"  # an API token (created, revoked)
     PRICE = "price"  # the price of a model, for usage costs
+    BUDGET = "budget"  # a budget (created, changed, removed)
+    SPEND = "spend"  # a budget became spent, or is no longer (announced by each process, never stored)
     SECRETS = "secrets"  # the secret store as a whole (a master key rotation)
     EVERYTHING = "*"  # anything may have changed: drop everything (a listener's resync, an unknown change)
 
@@ -94,6 +98,14 @@ class Change:
     @classmethod
     def price(cls, model_name: str) -> Change:
         return cls(ChangeKind.PRICE, model_name)
+
+    @classmethod
+    def budget(cls, scope: str) -> Change:
+        return cls(ChangeKind.BUDGET, scope)
+
+    @classmethod
+    def spend(cls, scope: str) -> Change:
+        return cls(ChangeKind.SPEND, scope)
 
     @classmethod
     def secrets(cls, what: str) -> Change:
@@ -188,26 +200,45 @@ def record_change(
     Returns the revision the change commits at.
     """
     target_type, target_id = change.audit_target
-    session.add(
-        AuditEntry(
-            actor=actor,
-            action=action,
-            target_type=target_type,
-            target_id=target_id,
-            before=snapshot(before),
-            after=snapshot(after),
-        )
+    # Core statements on the session's connection, built once: the ORM's unit of work and its bulk-update
+    # machinery cost more than the statements themselves, on the path of every write.
+    session.connection().execute(
+        _AUDIT,
+        {
+            "actor": actor,
+            "action": action,
+            "target_type": target_type,
+            "target_id": target_id,
+            "before": snapshot(before),
+            "after": snapshot(after),
+        },
     )
-    revision: int = session.execute(
-        update(ConfigRevision)
-        .where(ConfigRevision.id == 1)
-        .values(revision=ConfigRevision.revision + 1)
-        .returning(ConfigRevision.revision)
-    ).scalar_one()
-    announcement = Announcement(change, revision)
-    session.info.setdefault(PENDING_KEY, []).append(announcement)
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(select(func.pg_notify(CHANGES_CHANNEL, announcement.to_json())))
+    return announce(session, change)
+
+
+_AUDIT = insert(AuditEntry)
+_BUMP = update(ConfigRevision).where(ConfigRevision.id == 1).values(revision=ConfigRevision.revision + 1)
+# On PostgreSQL the statement that bumps the revision also sends the NOTIFY (delivered on commit) with the
+# revision it returns: one round trip instead of two. The payload has the keys Announcement.to_json writes.
+_PAYLOAD = func.json_build_object("change", bindparam("change", type_=String()), "revision", ConfigRevision.revision)
+_BUMP_AND_NOTIFY = _BUMP.returning(ConfigRevision.revision, func.pg_notify(CHANGES_CHANNEL, cast(_PAYLOAD, Text)))
+_BUMP_ONLY = _BUMP.returning(ConfigRevision.revision)
+
+
+def announce(session: Session, change: Change) -> int:
+    """Bump the revision and announce ``change``, without an audit entry; call inside its transaction.
+
+    For what changes without anyone editing it (a provider's validation outcome and refreshed catalog): what
+    is derived from it (the server's read snapshot) must still be dropped, here and in every other process.
+    Returns the revision the change commits at.
+    """
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        result = connection.execute(_BUMP_AND_NOTIFY, {"change": change.encode()})
+    else:
+        result = connection.execute(_BUMP_ONLY)
+    revision: int = result.scalars().one()
+    session.info.setdefault(PENDING_KEY, []).append(Announcement(change, revision))
     return revision
 
 

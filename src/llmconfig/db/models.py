@@ -17,6 +17,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -89,9 +90,6 @@ class Provider(Timestamped, Base):
     name: Mapped[str] = mapped_column(String(100), unique=True)
     provider_type: Mapped[str] = mapped_column(String(16))  # "openai" | "anthropic" | "custom"
     api_base_url: Mapped[str | None] = mapped_column(String(2048))
-    # A reference into the secret backend, never the key itself.
-    api_key_ref: Mapped[str | None] = mapped_column(Text)
-    api_key_hint: Mapped[str | None] = mapped_column(String(8))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     validation_status: Mapped[str] = mapped_column(String(16), default="never")
     validation_error: Mapped[str | None] = mapped_column(Text)
@@ -101,8 +99,30 @@ class Provider(Timestamped, Base):
     models: Mapped[list[ProviderModel]] = relationship(
         back_populates="provider", cascade="all, delete-orphan", order_by="ProviderModel.model_name"
     )
+    # Its API keys, the first one first; loaded with the provider (every public view shows the first's hint).
+    keys: Mapped[list[ProviderKey]] = relationship(
+        back_populates="provider",
+        cascade="all, delete-orphan",
+        order_by="(ProviderKey.created_at, ProviderKey.id)",
+        lazy="selectin",
+    )
 
     __mapper_args__ = {"version_id_col": version}
+
+
+class ProviderKey(Base):
+    """One API key of a provider: a reference into the secret backend (bound to the provider), never the key."""
+
+    __tablename__ = "provider_keys"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    provider_id: Mapped[str] = mapped_column(ForeignKey("providers.id", ondelete="CASCADE"), index=True)
+    secret_ref: Mapped[str] = mapped_column(Text)
+    # The last four characters of keys of 12 characters or more, so that operators can tell keys apart.
+    hint: Mapped[str | None] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    provider: Mapped[Provider] = relationship(back_populates="keys")
 
 
 class ProviderModel(Base):
@@ -253,6 +273,12 @@ class UsageRecord(Base):
     """One call made through an object from get_llm / get_embeddings."""
 
     __tablename__ = "usage_records"
+    # Budgets sum spend per period by the column their scope names (llmconfig.usage.budgets).
+    __table_args__ = (
+        Index("ix_usage_records_user_id_at", "user_id", "at"),
+        Index("ix_usage_records_provider_id_at", "provider_id", "at"),
+        Index("ix_usage_records_interaction_type_at", "interaction_type", "at"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
@@ -267,6 +293,8 @@ class UsageRecord(Base):
     latency_ms: Mapped[float] = mapped_column(Float)
     success: Mapped[bool] = mapped_column(Boolean)
     error_class: Mapped[str | None] = mapped_column(String(100))
+    # The hint of the provider key that served the call (None: no key, or one too short for a hint).
+    key_hint: Mapped[str | None] = mapped_column(String(8))
     cost_usd: Mapped[float | None] = mapped_column(Float)
     # The variant of the entry that made the call ("main" for its own model); NULL when the entry has none.
     variant: Mapped[str | None] = mapped_column(String(64))
@@ -281,6 +309,26 @@ class ModelPrice(Base):
     input_per_million: Mapped[float] = mapped_column(Float)
     output_per_million: Mapped[float] = mapped_column(Float)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __mapper_args__ = {"version_id_col": version}
+
+
+class Budget(Base):
+    """A cap on what one scope may spend per period, in USD and/or tokens (see llmconfig.usage.budgets)."""
+
+    __tablename__ = "budgets"
+
+    # "type:<interaction type>", "user:<user id>", "group:<group>" or "provider:<provider id>".
+    scope: Mapped[str] = mapped_column(String(300), primary_key=True)
+    period: Mapped[str] = mapped_column(String(8))  # "hour" | "day" | "month", in UTC
+    limit_usd: Mapped[float | None] = mapped_column(Float)
+    limit_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    # {"provider_id", "model_name"}: the model calls go to once the budget is spent; None: they fail.
+    on_exceed: Mapped[dict[str, str] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    updated_by: Mapped[str | None] = mapped_column(String(255))
     version: Mapped[int] = mapped_column(Integer, default=1)
 
     __mapper_args__ = {"version_id_col": version}

@@ -128,8 +128,8 @@ class ModelCache:
         """Drop the entries a committed change can affect (called from the thread that delivers it)."""
         change = announcement.change
         with self._lock:
-            if change.kind in (ChangeKind.TOKEN, ChangeKind.PRICE):
-                return  # neither changes what a model is built from
+            if change.kind in (ChangeKind.TOKEN, ChangeKind.PRICE, ChangeKind.SPEND):
+                return  # none changes what an object is built from (spend is checked on every call)
             self._generation += 1
             if change.kind in (ChangeKind.CONFIG, ChangeKind.INTERACTION_TYPE):
                 doomed = [key for key in self._hot if key[0] == change.subject]

@@ -17,10 +17,11 @@ environment fallback.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -28,7 +29,7 @@ import httpx2
 
 from llmconfig.config.resolution import Resolution, Target
 from llmconfig.config.schemas import storable_user_id
-from llmconfig.db.changes import RESYNC, Announcement
+from llmconfig.db.changes import RESYNC, Announcement, ChangeKind
 from llmconfig.errors import (
     LLMConfigError,
     NotConfiguredError,
@@ -36,11 +37,16 @@ from llmconfig.errors import (
     ServerUnavailableError,
     SettingsError,
 )
-from llmconfig.llm.resolved import ResolvedConfig
+from llmconfig.llm.resolved import ResolvedConfig, server_key_ref
+from llmconfig.providers.keys import ApiKey
 from llmconfig.settings import Settings
-from llmconfig.usage.recorder import UsageEvent
+from llmconfig.usage.recorder import UsageEvent, event_fields
+from llmconfig.usage.spend import SpentBudget
 
 log = logging.getLogger("llmconfig.client")
+
+# Usage event fields the first servers did not know (their batches are refused with an unknown field).
+_NEWER = frozenset({"variant", "key_hint"})
 
 API_PREFIX = "/api/v1/llm"
 MAX_BACKOFF = 5.0
@@ -124,18 +130,15 @@ def _detail(response: httpx2.Response) -> str:
     return str(body.get("detail") or body) if isinstance(body, dict) else str(body)
 
 
-def key_ref(provider_id: str, provider_version: int) -> str:
-    return f"server:{provider_id}:{provider_version}"
-
-
 class ServerSource:
     """The model cache's source in client mode; see the module docstring."""
 
-    def __init__(self, settings: Settings, connection: ServerConnection) -> None:
+    def __init__(self, settings: Settings, connection: ServerConnection, spend: ServerSpend | None = None) -> None:
         self._connection = connection
+        self._spend = spend
         self._heartbeat = settings.stream_heartbeat
-        # Keys by reference (provider id and version), as the last resolutions handed them over.
-        self._keys: dict[str, str | None] = {}
+        # Keys by reference (provider id and version, key id), as the last resolutions handed them over.
+        self._keys: dict[str, ApiKey] = {}
         self._revision: int | None = None
         self._subscribers: tuple[Callable[[Announcement], None], ...] = ()
         self._lock = threading.Lock()
@@ -158,8 +161,9 @@ class ServerSource:
             raise LLMConfigError(f"The llmconfig server answered {response.status_code}: {_detail(response)}")
         resolved = ResolvedConfig.model_validate_json(response.content)
         with self._lock:
-            for target in (*resolved.targets, *(t for variant in resolved.variants for t in variant.targets)):
-                self._keys[key_ref(target.provider_id, target.provider_version)] = target.api_key
+            for target in resolved.all_targets():
+                for key in target.pool_keys():
+                    self._keys[server_key_ref(target.provider_id, target.provider_version, key.key_id)] = key
             self._note_revision(resolved.revision)
         return resolved.resolution(), resolved.revision
 
@@ -170,8 +174,8 @@ class ServerSource:
             self._note_revision(revision)
         return revision
 
-    def api_key(self, target: Target) -> str | None:
-        return None if target.api_key_ref is None else self._keys.get(target.api_key_ref)
+    def api_keys(self, target: Target) -> tuple[ApiKey, ...]:
+        return tuple(key for stored in target.api_keys if (key := self._keys.get(stored.reference)) is not None)
 
     def subscribe(self, subscriber: Callable[[Announcement], None]) -> None:
         with self._lock:
@@ -239,6 +243,8 @@ class ServerSource:
                 return
             if event.name == "change":
                 announcement = Announcement.from_json(event.data)
+                if announcement.change.kind is ChangeKind.SPEND and self._spend is not None:
+                    self._spend.changed()
             elif event.name == "resync":
                 announcement = RESYNC
             else:
@@ -248,6 +254,59 @@ class ServerSource:
             self._deliver(announcement)
 
 
+class ServerSpend:
+    """Which budgets are spent, as the server says (``GET /spend``): read again every ``budget_refresh`` seconds
+    on a background thread once a resolution carried budgets, and at once when the change stream says so."""
+
+    def __init__(self, settings: Settings, connection: ServerConnection) -> None:
+        self._connection = connection
+        self._refresh = settings.budget_refresh
+        self._spent: dict[str, SpentBudget] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+
+    def spent(self, scope: str) -> SpentBudget | None:
+        if self._thread is None:
+            self._start()
+        return self._spent.get(scope)
+
+    def read(self) -> None:
+        response = self._connection.request("GET", "/spend")
+        if response.status_code == 200:
+            self._spent = {item["scope"]: SpentBudget(**item) for item in response.json()["spent"]}
+
+    def changed(self) -> None:
+        """A budget became spent or is no longer: read again now."""
+        self._wake.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is not None:
+                return
+            # The first check answers from the server rather than from nothing.
+            with contextlib.suppress(LLMConfigError):
+                self.read()
+            self._thread = threading.Thread(target=self._follow, name="llmconfig-spend", daemon=True)
+            self._thread.start()
+
+    def _follow(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self._refresh)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.read()
+            except LLMConfigError as exc:  # keep the last figures while the server cannot say
+                log.debug("Cannot read the spend of the budgets from the server: %s", exc)
+
+
 class ServerUsageSink:
     """Posts a batch of usage events to the server (called on the usage recorder's thread)."""
 
@@ -255,9 +314,9 @@ class ServerUsageSink:
         self._connection = connection
 
     def __call__(self, batch: list[UsageEvent]) -> None:
-        # Without a variant the field is left out, so that servers from before variants accept the batch.
+        # Fields newer than the first servers are left out when unset, so that those servers accept the batch.
         events = [
-            {name: value for name, value in asdict(event).items() if name != "variant" or value is not None}
+            {name: value for name, value in event_fields(event).items() if value is not None or name not in _NEWER}
             | {"at": event.at.isoformat()}
             for event in batch
         ]

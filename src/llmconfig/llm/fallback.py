@@ -37,6 +37,7 @@ from langchain_core.tools import BaseTool
 from pydantic import ConfigDict, Field
 
 from llmconfig.errors import ProviderError, ProviderUnauthorizedError
+from llmconfig.usage.spend import BudgetGate
 from llmconfig.usage.tracking import ATTEMPT_KEY
 
 log = logging.getLogger("llmconfig.fallback")
@@ -84,7 +85,11 @@ def _summary(error: BaseException) -> str:
 
 
 class FallbackChatModel(BaseChatModel):
-    """Tries ``models`` in order; see the module docstring for when it moves on."""
+    """Tries ``models`` in order; see the module docstring for when it moves on.
+
+    With a ``gate``, only the first ``active`` models form the chain; those after them are the models budgets
+    send calls to once spent, one of which answers alone while its budget is spent.
+    """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -92,6 +97,8 @@ class FallbackChatModel(BaseChatModel):
     labels: list[str] = Field(default_factory=list)
     # Per-model keyword arguments, set by bind_tools: each provider formats tools its own way.
     bound_kwargs: list[dict[str, Any]] = Field(default_factory=list)
+    gate: BudgetGate | None = None
+    active: int | None = None
 
     @property
     def _llm_type(self) -> str:
@@ -127,15 +134,17 @@ class FallbackChatModel(BaseChatModel):
     # -- calls -------------------------------------------------------------------------------------
 
     def _attempts(self, kwargs: dict[str, Any]) -> Iterator[tuple[int, BaseChatModel, dict[str, Any]]]:
-        for index, model in enumerate(self.models):
+        instead = self.gate.route() if self.gate is not None else None  # before anything reaches a provider
+        members = range(self.active or len(self.models)) if instead is None else (instead,)
+        for index in members:
             extra = self.bound_kwargs[index] if self.bound_kwargs else {}
-            yield index, model, {**kwargs, **extra}
+            yield index, self.models[index], {**kwargs, **extra}
 
     def _label(self, index: int) -> str:
         return self.labels[index] if index < len(self.labels) else f"model {index + 1}"
 
     def _note(self, index: int, error: BaseException) -> None:
-        if index + 1 < len(self.models):
+        if index + 1 < (self.active or len(self.models)):
             log.warning("%s failed (%s); trying %s", self._label(index), type(error).__name__, self._label(index + 1))
 
     def _exhausted(self, failures: list[tuple[int, BaseException]]) -> BaseException:

@@ -12,16 +12,30 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from llmconfig.config.checks import DEFAULT_WEIGHT
-from llmconfig.config.resolution import Resolution, Target, VariantResolution, freeze_params
+from llmconfig.config.resolution import BudgetRule, Resolution, Target, VariantResolution, freeze_params
 from llmconfig.config.schemas import SOURCE_PATTERN, ConfigSource
 from llmconfig.config.variants import MAIN, choose
 from llmconfig.errors import NotConfiguredError
 from llmconfig.llm.building import KeyLookup
 from llmconfig.providers.catalog import ModelKind
+from llmconfig.providers.keys import ApiKey, KeyRef
+
+
+class ResolvedKey(BaseModel):
+    """One key of a target's provider: its id (what its rest is kept by), its hint, and the key."""
+
+    key_id: str
+    hint: str | None
+    api_key: str
+
+    def __repr__(self) -> str:  # never the key
+        return f"ResolvedKey({self.key_id}, hint={self.hint!r})"
+
+    __str__ = __repr__
 
 
 class ResolvedTarget(BaseModel):
-    """One (provider, model) to call, with the key to call it with."""
+    """One (provider, model) to call, with the keys to call it with (``api_key``: the first of them)."""
 
     provider_id: str
     provider_name: str
@@ -31,6 +45,16 @@ class ResolvedTarget(BaseModel):
     base_url: str
     model_name: str
     api_key: str | None
+    # Every key of the provider, the first one (``api_key``) first: calls take them in turn.
+    api_keys: list[ResolvedKey] = []
+
+    def pool_keys(self) -> tuple[ApiKey, ...]:
+        """The keys as a key pool takes them (the first one alone for a payload without ``api_keys``)."""
+        if self.api_keys:
+            return tuple(ApiKey(key.key_id, key.hint, key.api_key) for key in self.api_keys)
+        if self.api_key is None:
+            return ()
+        return (ApiKey(f"{self.provider_id}:{self.provider_version}", None, self.api_key),)
 
     def __repr__(self) -> str:  # never the key, even in a traceback or a debugger
         return f"ResolvedTarget({self.provider_name}/{self.model_name} at {self.base_url})"
@@ -48,6 +72,13 @@ class ResolvedVariant(BaseModel):
     max_tokens: int | None
     extra_params: dict[str, Any]
     targets: list[ResolvedTarget]
+
+
+class ResolvedBudget(BaseModel):
+    """A budget that applies: its scope, and the model calls go to once it is spent (None: they fail)."""
+
+    scope: str
+    on_exceed: ResolvedTarget | None = None
 
 
 class ResolvedConfig(BaseModel):
@@ -71,6 +102,8 @@ class ResolvedConfig(BaseModel):
     variant: str | None = None
     variants: list[ResolvedVariant] = []
     groups: list[str] = []
+    # Most specific first; whether each is spent is asked of GET /spend (it changes without a new revision).
+    budgets: list[ResolvedBudget] = []
 
     @property
     def variant_weights(self) -> list[tuple[str, int]]:
@@ -99,20 +132,19 @@ class ResolvedConfig(BaseModel):
         )
 
     @classmethod
-    def of(cls, resolution: Resolution, revision: int, api_key: KeyLookup) -> ResolvedConfig:
-        def targets(chain: tuple[Target, ...]) -> list[ResolvedTarget]:
-            return [
-                ResolvedTarget(
-                    provider_id=target.provider_id,
-                    provider_name=target.provider_name,
-                    provider_type=target.provider_type,
-                    provider_version=target.provider_version,
-                    base_url=target.base_url,
-                    model_name=target.model_name,
-                    api_key=api_key(target),
-                )
-                for target in chain
-            ]
+    def of(cls, resolution: Resolution, revision: int, api_keys: KeyLookup) -> ResolvedConfig:
+        def resolved(target: Target) -> ResolvedTarget:
+            keys = api_keys(target)
+            return ResolvedTarget(
+                provider_id=target.provider_id,
+                provider_name=target.provider_name,
+                provider_type=target.provider_type,
+                provider_version=target.provider_version,
+                base_url=target.base_url,
+                model_name=target.model_name,
+                api_key=keys[0].value if keys else None,
+                api_keys=[ResolvedKey(key_id=k.key_id, hint=k.hint, api_key=k.value) for k in keys],
+            )
 
         return cls(
             interaction_type=resolution.interaction_type,
@@ -122,7 +154,7 @@ class ResolvedConfig(BaseModel):
             temperature=resolution.temperature,
             max_tokens=resolution.max_tokens,
             extra_params=resolution.extra_params,
-            targets=targets(resolution.targets),
+            targets=[resolved(target) for target in resolution.targets],
             weight=resolution.weight,
             variant=resolution.variant,
             variants=[
@@ -132,16 +164,23 @@ class ResolvedConfig(BaseModel):
                     temperature=variant.temperature,
                     max_tokens=variant.max_tokens,
                     extra_params=json.loads(variant.extra_params_json),
-                    targets=targets((variant.target, *variant.fallbacks) if variant.target is not None else ()),
+                    targets=[
+                        resolved(target)
+                        for target in ((variant.target, *variant.fallbacks) if variant.target is not None else ())
+                    ],
                 )
                 for variant in resolution.variants
             ],
             groups=list(resolution.groups),
+            budgets=[
+                ResolvedBudget(scope=rule.scope, on_exceed=None if rule.on_exceed is None else resolved(rule.on_exceed))
+                for rule in resolution.budgets
+            ],
         )
 
     def resolution(self) -> Resolution:
-        """The plain resolution (keys left out: each target's key reference names its provider version)."""
-        main = _targets(self.targets)
+        """The plain resolution (keys left out: each key's reference names it and its provider version)."""
+        main = tuple(_target(t) for t in self.targets)
         return Resolution(
             interaction_type=self.interaction_type,
             kind=self.kind,
@@ -163,37 +202,53 @@ class ResolvedConfig(BaseModel):
                     fallbacks=chain[1:],
                 )
                 for variant in self.variants
-                for chain in [_targets(variant.targets)]
+                for chain in [tuple(_target(t) for t in variant.targets)]
             ),
             variant=self.variant,
             groups=tuple(self.groups),
+            budgets=tuple(
+                BudgetRule(b.scope, None if b.on_exceed is None else _target(b.on_exceed)) for b in self.budgets
+            ),
         )
 
+    def all_targets(self) -> list[ResolvedTarget]:
+        """Every target whose keys this payload carries: the chain, the variants', then the budgets' models."""
+        return [
+            *self.targets,
+            *(target for variant in self.variants for target in variant.targets),
+            *(b.on_exceed for b in self.budgets if b.on_exceed is not None),
+        ]
 
-def _targets(resolved: list[ResolvedTarget]) -> tuple[Target, ...]:
-    return tuple(
-        Target(
-            provider_id=t.provider_id,
-            provider_name=t.provider_name,
-            provider_type=t.provider_type,
-            provider_version=t.provider_version,
-            base_url=t.base_url,
-            api_key_ref=None if t.api_key is None else f"server:{t.provider_id}:{t.provider_version}",
-            model_name=t.model_name,
-        )
-        for t in resolved
+
+def _target(target: ResolvedTarget) -> Target:
+    return Target(
+        provider_id=target.provider_id,
+        provider_name=target.provider_name,
+        provider_type=target.provider_type,
+        provider_version=target.provider_version,
+        base_url=target.base_url,
+        model_name=target.model_name,
+        api_keys=tuple(
+            KeyRef(key.key_id, server_key_ref(target.provider_id, target.provider_version, key.key_id), key.hint)
+            for key in target.pool_keys()
+        ),
     )
+
+
+def server_key_ref(provider_id: str, provider_version: int, key_id: str) -> str:
+    """How a client process refers to a key the server handed it (kept in memory by its source)."""
+    return f"server:{provider_id}:{provider_version}:{key_id}"
 
 
 class ResolvedBuilder:
     """The server's materialiser: resolutions become :class:`ResolvedConfig` payloads, keys decrypted once."""
 
-    def __init__(self, api_key: KeyLookup) -> None:
-        self._api_key = api_key
+    def __init__(self, api_keys: KeyLookup) -> None:
+        self._api_keys = api_keys
 
     def build(self, resolution: Resolution) -> ResolvedConfig:
         # The revision is filled in when the payload is served (see LLMConfigService.resolve).
-        return ResolvedConfig.of(resolution, 0, self._api_key)
+        return ResolvedConfig.of(resolution, 0, self._api_keys)
 
     def tracked(self, built: Any, resolution: Resolution, user_id: str | None) -> Any:
         # Users who resolve alike share one payload; each gets their own groups on it.

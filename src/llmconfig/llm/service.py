@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from llmconfig.errors import LLMConfigError, SettingsError
 from llmconfig.llm.building import ModelBuilder
 from llmconfig.llm.cache import HotKey, ModelCache
-from llmconfig.llm.resolved import ResolvedBuilder, ResolvedConfig
+from llmconfig.llm.resolved import ResolvedBuilder, ResolvedConfig, ResolvedTarget
 from llmconfig.llm.sources import ResolutionSource
 from llmconfig.settings import Settings, get_settings
 
@@ -20,10 +20,13 @@ if TYPE_CHECKING:
     from llmconfig.audit import AuditService
     from llmconfig.config import EntryService, GroupService, InteractionTypeService, Resolver
     from llmconfig.providers import ProviderService
+    from llmconfig.providers.clients import ModelClients
+    from llmconfig.providers.keys import KeyPool
     from llmconfig.secrets import SecretBackend
     from llmconfig.services import Services
     from llmconfig.tokens import TokenService
     from llmconfig.usage import UsageRecorder, UsageService
+    from llmconfig.usage.budgets import BudgetService
 
 T = TypeVar("T")
 
@@ -55,6 +58,7 @@ class LLMConfigService:
         self._services: Services | None = None
         self._closers: list[Any] = []
         self._recorder: UsageRecorder | None = None
+        self._client_mode_clients: ModelClients | None = None
         source: ResolutionSource
         if self.settings.client_mode and services is None:
             source, builder = self._client_mode()
@@ -81,27 +85,31 @@ class LLMConfigService:
         source = DatabaseSource(self._services)
         builder = ModelBuilder(
             self.settings,
-            api_key=source.api_key,
+            api_keys=source.api_keys,
             clients=self._services.providers.model_clients,
             recorder=self._services.usage_recorder,
+            spend=self._services.spend,
         )
         return source, builder
 
     def _client_mode(self) -> tuple[ResolutionSource, ModelBuilder]:
         """Resolutions from the server (LLMCONFIG_SERVER_URL): no database, no master key in this process."""
-        from llmconfig.llm.client import ServerConnection, ServerSource, ServerUsageSink
+        from llmconfig.llm.client import ServerConnection, ServerSource, ServerSpend, ServerUsageSink
         from llmconfig.providers.clients import ModelClients
         from llmconfig.providers.outbound import OutboundPolicy
         from llmconfig.usage.recorder import UsageRecorder
 
         connection = ServerConnection(self.settings)
-        source = ServerSource(self.settings, connection)
+        spend = ServerSpend(self.settings, connection)
+        source = ServerSource(self.settings, connection, spend)
         policy = OutboundPolicy(allow=self.settings.outbound_allow, deny=self.settings.outbound_deny)
         clients = ModelClients(policy, max_response_bytes=self.settings.model_max_response_bytes)
         recorder = self._recorder = UsageRecorder(ServerUsageSink(connection))
         # Closed in this order: the recorder posts what is queued before the connection goes.
-        self._closers = [source.close, lambda: recorder.flush(timeout=5), connection.close, clients.close]
-        return source, ModelBuilder(self.settings, api_key=source.api_key, clients=clients, recorder=recorder)
+        self._closers = [source.close, spend.close, lambda: recorder.flush(timeout=5), connection.close, clients.close]
+        self._client_mode_clients = clients
+        builder = ModelBuilder(self.settings, api_keys=source.api_keys, clients=clients, recorder=recorder, spend=spend)
+        return source, builder
 
     @property
     def services(self) -> Services:
@@ -153,9 +161,19 @@ class LLMConfigService:
     def _payload_cache(self) -> ModelCache:
         if self._payloads is None:
             self._payloads = ModelCache(
-                self._source, ResolvedBuilder(self._source.api_key), ttl=self.settings.cache_ttl
+                self._source, ResolvedBuilder(self._source.api_keys), ttl=self.settings.cache_ttl
             )
         return self._payloads
+
+    def key_pool(self, target: ResolvedTarget) -> KeyPool:
+        """The key pool of a resolved target's provider: the one this process's model objects call it with.
+
+        For callers with an HTTP client of their own (the OpenAI-compatible face): take ``key = pool.choose()``
+        for each request, send ``pool.credentials(key)`` as its headers, and report the answer with
+        ``pool.observe(key, status, headers)``; a key answered 429/401/403 then rests here for every caller.
+        """
+        clients = self._client_mode_clients or self.services.providers.model_clients
+        return clients.key_pools.pool(target.provider_id, target.provider_type, target.pool_keys())
 
     @staticmethod
     def _stamped(payloads: ModelCache, resolved: ResolvedConfig) -> ResolvedConfig:
@@ -202,4 +220,5 @@ class LLMConfigService:
     audit: _OfServices[AuditService] = _OfServices()
     usage: _OfServices[UsageService] = _OfServices()
     usage_recorder: _OfServices[UsageRecorder] = _OfServices()
+    budgets: _OfServices[BudgetService] = _OfServices()
     tokens: _OfServices[TokenService] = _OfServices()

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from llmconfig.config.resolution import Resolution, Target
 from llmconfig.db.changes import Announcement
+from llmconfig.providers.keys import ApiKey
 
 if TYPE_CHECKING:
     from llmconfig.services import Services
@@ -31,8 +32,8 @@ class ResolutionSource(Protocol):
         """A counter that changes whenever anything that is served may have changed; cheap to read."""
         ...
 
-    def api_key(self, target: Target) -> str | None:
-        """The key to call ``target`` with; the caller must not keep or log it."""
+    def api_keys(self, target: Target) -> tuple[ApiKey, ...]:
+        """The keys to call ``target`` with, the first one first; the caller must not log them."""
         ...
 
     def subscribe(self, subscriber: Callable[[Announcement], None]) -> None:
@@ -59,10 +60,15 @@ class DatabaseSource:
     def revision(self) -> int:
         return self._resolver.revision()
 
-    def api_key(self, target: Target) -> str | None:
-        return self._providers.decrypt_key(
-            target.api_key_ref, provider_id=target.provider_id, provider_name=target.provider_name
-        )
+    def api_keys(self, target: Target) -> tuple[ApiKey, ...]:
+        keys: list[ApiKey] = []
+        for stored in target.api_keys:
+            value = self._providers.decrypt_key(
+                stored.reference, provider_id=target.provider_id, provider_name=target.provider_name
+            )
+            if value is not None:
+                keys.append(ApiKey(stored.key_id, stored.hint, value))
+        return tuple(keys)
 
     def subscribe(self, subscriber: Callable[[Announcement], None]) -> None:
         self._changes.subscribe(subscriber)

@@ -3,8 +3,9 @@
 An adapter is stateless. It receives the provider's base URL and decrypted key for one call and forgets
 them; keys are never logged, never put in exception messages, and never kept outside the LangChain
 object the caller asked for. The objects it builds make their calls through the service's
-:class:`~llmconfig.providers.clients.ModelClients`, so every model call passes the outbound guard and the
-answer checks, as validation and discovery do.
+:class:`~llmconfig.providers.clients.ModelClients` (with the provider's key pool, see
+:mod:`llmconfig.providers.keys`), so every model call passes the outbound guard and the answer checks, as
+validation and discovery do.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
     from langchain_core.language_models import BaseChatModel
 
-    from llmconfig.providers.clients import ModelClients
+    from llmconfig.providers.clients import HTTPClients
 
 ANTHROPIC_API_VERSION = "2023-06-01"
 OPENAI_DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -69,7 +70,7 @@ class ProviderAdapter(Protocol):
         max_tokens: int | None,
         extra_params: dict[str, Any],
         timeout: float | None,
-        clients: ModelClients,
+        clients: HTTPClients,
         fail_fast: bool = False,
     ) -> BaseChatModel: ...
 
@@ -81,7 +82,7 @@ class ProviderAdapter(Protocol):
         model: str,
         extra_params: dict[str, Any],
         timeout: float | None,
-        clients: ModelClients,
+        clients: HTTPClients,
     ) -> Embeddings: ...
 
 
@@ -305,7 +306,7 @@ class OpenAICompatibleAdapter:
         max_tokens: int | None,
         extra_params: dict[str, Any],
         timeout: float | None,
-        clients: ModelClients,
+        clients: HTTPClients,
         fail_fast: bool = False,
     ) -> BaseChatModel:
         import openai
@@ -341,7 +342,7 @@ class OpenAICompatibleAdapter:
         model: str,
         extra_params: dict[str, Any],
         timeout: float | None,
-        clients: ModelClients,
+        clients: HTTPClients,
     ) -> Embeddings:
         from langchain_openai import OpenAIEmbeddings
 
@@ -363,7 +364,7 @@ class OpenAICompatibleAdapter:
         return False
 
 
-def _openai_clients(clients: ModelClients) -> dict[str, Any]:
+def _openai_clients(clients: HTTPClients) -> dict[str, Any]:
     return {
         "http_client": clients.sync_client,
         "http_async_client": clients.async_client,
@@ -415,7 +416,7 @@ class AnthropicAdapter:
         max_tokens: int | None,
         extra_params: dict[str, Any],
         timeout: float | None,
-        clients: ModelClients,
+        clients: HTTPClients,
         fail_fast: bool = False,
     ) -> BaseChatModel:
         from llmconfig.providers.anthropic_chat import GuardedChatAnthropic
@@ -448,7 +449,7 @@ class AnthropicAdapter:
         model: str,
         extra_params: dict[str, Any],
         timeout: float | None,
-        clients: ModelClients,
+        clients: HTTPClients,
     ) -> Embeddings:
         raise ValidationError(
             "Anthropic has no embeddings API; configure the embeddings interaction type with an openai "

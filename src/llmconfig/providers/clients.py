@@ -15,11 +15,14 @@ would carry ``x-api-key`` to whatever host a redirect names.
 from __future__ import annotations
 
 import socket
-from typing import Any
+import threading
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import httpx2
 
 from llmconfig.providers.answers import AnswerChecks
+from llmconfig.providers.keys import ApiKey, KeyPool, KeyPools
 from llmconfig.providers.outbound import OutboundPolicy
 from llmconfig.providers.transport import AsyncGuardedTransport, GuardedTransport
 
@@ -43,8 +46,31 @@ MODEL_SOCKET_OPTIONS: tuple[tuple[int, int, int], ...] = tuple(
 MODEL_TIMEOUT = httpx2.Timeout(600.0, connect=5.0)
 
 
+class HTTPClients(Protocol):
+    """What a model object is built on: one sync and one async httpx2 client."""
+
+    @property
+    def sync_client(self) -> httpx2.Client: ...
+
+    @property
+    def async_client(self) -> httpx2.AsyncClient: ...
+
+
+class ProviderClients:
+    """The clients of one provider's models: the service's transports, with the provider's key pool as auth."""
+
+    def __init__(self, pool: KeyPool, sync_client: httpx2.Client, async_client: httpx2.AsyncClient) -> None:
+        self.pool = pool
+        self.sync_client = sync_client
+        self.async_client = async_client
+
+
 class ModelClients:
-    """One sync and one async httpx2 client for all model calls of a service; thread-safe."""
+    """One sync and one async httpx2 client for all model calls of a service; thread-safe.
+
+    :meth:`for_provider` hands out clients over the same transports (so the same connection pools) that
+    send each request with a key from the provider's :class:`~llmconfig.providers.keys.KeyPool`.
+    """
 
     def __init__(
         self,
@@ -63,8 +89,9 @@ class ModelClients:
         }
         self._async_transport = AsyncGuardedTransport(policy, **shared)
         # trust_env=False: no proxy (nor .netrc credentials) from the environment; see the outbound module.
+        self._sync_transport = GuardedTransport(policy, **shared)
         self.sync_client = httpx2.Client(
-            transport=GuardedTransport(policy, **shared),
+            transport=self._sync_transport,
             trust_env=False,
             follow_redirects=False,
             timeout=MODEL_TIMEOUT,
@@ -74,6 +101,40 @@ class ModelClients:
         )
         self.policy = policy
         self.max_response_bytes = max_response_bytes
+        #: The key pools of every provider whose models are built on these clients.
+        self.key_pools = KeyPools()
+        self._per_provider: dict[str, ProviderClients] = {}
+        self._lock = threading.Lock()
+
+    def for_provider(self, provider_id: str, provider_type: str, keys: Sequence[ApiKey]) -> ProviderClients:
+        """Clients whose requests carry the provider's keys in turn (see :mod:`llmconfig.providers.keys`).
+
+        Built once per provider: a change of its keys updates the pool in place, so models already built
+        keep their clients and follow the change.
+        """
+        pool = self.key_pools.pool(provider_id, provider_type, keys)
+        with self._lock:
+            clients = self._per_provider.get(provider_id)
+            if clients is None or clients.pool is not pool:
+                clients = self._per_provider[provider_id] = ProviderClients(
+                    pool,
+                    # The shared transports: closing these clients is left to the service's own ones.
+                    httpx2.Client(
+                        transport=self._sync_transport,
+                        auth=pool.auth,
+                        trust_env=False,
+                        follow_redirects=False,
+                        timeout=MODEL_TIMEOUT,
+                    ),
+                    httpx2.AsyncClient(
+                        transport=self._async_transport,
+                        auth=pool.auth,
+                        trust_env=False,
+                        follow_redirects=False,
+                        timeout=MODEL_TIMEOUT,
+                    ),
+                )
+            return clients
 
     def close(self) -> None:
         """Close the connections; model objects built on these clients cannot be used afterwards.
@@ -90,4 +151,12 @@ class ModelClients:
         await self.async_client.aclose()
 
 
-__all__ = ["DEFAULT_MODEL_MAX_RESPONSE_BYTES", "MODEL_LIMITS", "MODEL_SOCKET_OPTIONS", "MODEL_TIMEOUT", "ModelClients"]
+__all__ = [
+    "DEFAULT_MODEL_MAX_RESPONSE_BYTES",
+    "MODEL_LIMITS",
+    "MODEL_SOCKET_OPTIONS",
+    "MODEL_TIMEOUT",
+    "HTTPClients",
+    "ModelClients",
+    "ProviderClients",
+]

@@ -91,6 +91,38 @@ class ProviderPublic(BaseModel):
     version: int
 
 
+class ProviderKeyCreate(BaseModel):
+    """One more API key for a provider."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    api_key: SecretStr = Field(max_length=4096)
+
+    @field_validator("api_key")
+    @classmethod
+    def _present_and_header_safe(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("API key must not be empty")
+        checked = _header_safe(value)
+        assert checked is not None
+        return checked
+
+
+class ProviderKeyCreated(BaseModel):
+    """An added key: its id (to remove it by) and its hint, never the key."""
+
+    key_id: str
+    hint: str | None
+
+
+class ProviderKeyPublic(BaseModel):
+    """One key of a provider as the API shows it; ``resting_until`` is set while this server rests it."""
+
+    key_id: str
+    hint: str | None
+    resting_until: datetime | None = None
+
+
 class CatalogEntry(BaseModel):
     model_name: str
     kind: ModelKind

@@ -18,9 +18,19 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from llmconfig.db.changes import Change, record_change
+from llmconfig.db.changes import Change, announce, record_change
 from llmconfig.db.engine import transaction
-from llmconfig.db.models import GlobalConfig, GroupConfig, Provider, ProviderModel, UserConfig, new_id, utcnow
+from llmconfig.db.models import (
+    Budget,
+    GlobalConfig,
+    GroupConfig,
+    Provider,
+    ProviderKey,
+    ProviderModel,
+    UserConfig,
+    new_id,
+    utcnow,
+)
 from llmconfig.errors import (
     ConcurrentChangeError,
     ConflictError,
@@ -33,6 +43,7 @@ from llmconfig.errors import (
 from llmconfig.providers.adapters import adapter_for
 from llmconfig.providers.catalog import DiscoveredModel
 from llmconfig.providers.clients import ModelClients
+from llmconfig.providers.keys import key_hint
 from llmconfig.providers.outbound import OutboundPolicy
 from llmconfig.providers.schemas import (
     CatalogEntry,
@@ -51,11 +62,6 @@ log = logging.getLogger("llmconfig.providers")
 KEY_KEPT_ACROSS_ORIGIN = "provider.update.key_kept_across_origin"
 
 
-def key_hint(api_key: str) -> str | None:
-    """The last four characters, and only for keys long enough that four reveal nothing useful."""
-    return api_key[-4:] if len(api_key) >= 12 else None
-
-
 def to_public(provider: Provider) -> ProviderPublic:
     return ProviderPublic.model_validate(
         {
@@ -64,8 +70,9 @@ def to_public(provider: Provider) -> ProviderPublic:
             "provider_type": provider.provider_type,
             "api_base_url": provider.api_base_url,
             "enabled": provider.enabled,
-            "has_api_key": provider.api_key_ref is not None,
-            "api_key_hint": provider.api_key_hint,
+            # The first key stands for the provider's keys where one is shown (see ProviderService.keys).
+            "has_api_key": bool(provider.keys),
+            "api_key_hint": provider.keys[0].hint if provider.keys else None,
             "validation_status": provider.validation_status,
             "validation_error": provider.validation_error,
             "validated_at": provider.validated_at,
@@ -81,6 +88,51 @@ def find_provider(session: Session, ref: str) -> Provider:
     provider = session.scalar(select(Provider).where(or_(Provider.id == ref, Provider.name == ref)))
     if provider is None:
         raise NotFoundError(f"No provider {ref!r}; list them with `llmconfig providers list`")
+    return provider
+
+
+def usable_provider(
+    session: Session, ref: str, kind: str, model_name: str, *, known: Provider | None = None
+) -> Provider:
+    """The enabled provider ``ref`` (id or name), if it can serve ``model_name`` as a ``kind`` model.
+
+    ``known``: a provider already read in this transaction, used instead of reading it again when it is ``ref``.
+
+    ValidationError saying what to do otherwise: an unknown or disabled provider, Anthropic for embeddings, a
+    model missing from a non-empty catalog (listing the models of the right kind) or of the wrong kind.
+    """
+    try:
+        provider = known if known is not None and ref in (known.id, known.name) else find_provider(session, ref)
+    except NotFoundError:
+        raise ValidationError(
+            f"Provider {ref!r} does not exist; add it first or pick one from `llmconfig providers list`"
+        ) from None
+    if not provider.enabled:
+        raise ValidationError(f"Provider {provider.name!r} is disabled; enable it or choose another provider")
+    if kind == "embeddings" and provider.provider_type == "anthropic":
+        raise ValidationError(
+            f"Provider {provider.name!r} is an Anthropic provider, which has no embeddings API; "
+            "choose an openai or custom provider"
+        )
+    catalog = dict(
+        session.execute(
+            select(ProviderModel.model_name, ProviderModel.kind).where(ProviderModel.provider_id == provider.id)
+        ).all()
+    )
+    if catalog:
+        if model_name not in catalog:
+            suitable = sorted(name for name, model_kind in catalog.items() if model_kind == kind)
+            shown = ", ".join(suitable[:10]) + (" …" if len(suitable) > 10 else "")
+            raise ValidationError(
+                f"Provider {provider.name!r} does not offer model {model_name!r}; "
+                f"its {kind} models are: {shown or 'none'} (refresh with `llmconfig providers models "
+                f"{provider.name} --refresh`)"
+            )
+        if catalog[model_name] != kind:
+            raise ValidationError(
+                f"{model_name!r} is listed as a model of kind {catalog[model_name]!r}, "
+                f"but this interaction type takes {kind} models"
+            )
     return provider
 
 
@@ -112,6 +164,10 @@ class ProviderService:
         self.model_clients = ModelClients(
             policy, max_response_bytes=settings.model_max_response_bytes, ssl_context=ssl_context
         )
+        from llmconfig.providers.key_service import ProviderKeyService
+
+        #: A provider's several keys: list, add, remove.
+        self.keys = ProviderKeyService(self, sessions=sessions, secrets=secrets)
 
     def close(self) -> None:
         self._http.close()
@@ -147,8 +203,9 @@ class ProviderService:
             ]
 
     def api_key(self, provider: Provider) -> str | None:
-        """Decrypt a provider's key for immediate use; the caller must not keep or log it."""
-        return self.decrypt_key(provider.api_key_ref, provider_id=provider.id, provider_name=provider.name)
+        """Decrypt a provider's first key for immediate use; the caller must not keep or log it."""
+        reference = provider.keys[0].secret_ref if provider.keys else None
+        return self.decrypt_key(reference, provider_id=provider.id, provider_name=provider.name)
 
     def decrypt_key(self, reference: str | None, *, provider_id: str, provider_name: str) -> str | None:
         """Decrypt a key by its reference; a failure names the provider (never the key)."""
@@ -182,13 +239,13 @@ class ProviderService:
             provider_type=data.provider_type,
             api_base_url=base_url,
             enabled=data.enabled,
-            api_key_hint=key_hint(api_key) if api_key else None,
         )
         session_committed = False
+        stored: str | None = None
         try:
             with transaction(self._sessions, write=True) as session:
                 if api_key:
-                    provider.api_key_ref = self._secrets.store(owner=provider.id, value=api_key)
+                    stored = self.store_key(provider, api_key)
                 session.add(provider)
                 if discovery is not None:
                     provider.validation_status = "ok"
@@ -206,8 +263,8 @@ class ProviderService:
         except (IntegrityError, ConcurrentChangeError):
             raise ConflictError(f"A provider named {data.name!r} already exists; choose another name") from None
         finally:
-            if not session_committed and provider.api_key_ref is not None:
-                self._forget_secret(provider.api_key_ref, data.name)
+            if not session_committed and stored is not None:
+                self.forget_secret(stored, data.name)
         result = None
         if discovery is not None:
             result = ValidationResult(
@@ -223,7 +280,7 @@ class ProviderService:
     def update(self, ref: str, data: ProviderUpdate, *, actor: str = "system") -> ProviderPublic:
         """Apply a partial update; a stale ``version`` is rejected and nothing changes."""
         changed = data.model_fields_set
-        old_secret: str | None = None
+        old_secrets: builtins.list[str] = []
         new_secret: str | None = None
         try:
             with transaction(self._sessions, write=True) as session:
@@ -240,7 +297,7 @@ class ProviderService:
                     adapter = adapter_for(provider.provider_type)
                     new_url = adapter.normalise_base_url(data.api_base_url)
                     old_url = provider.api_base_url or adapter.normalise_base_url(None)
-                    if provider.api_key_ref is not None and "api_key" not in changed:
+                    if provider.keys and "api_key" not in changed:
                         moved_from, moved_to = origin(old_url), origin(new_url)
                         if moved_from != moved_to and not data.keep_api_key:
                             raise ValidationError(_origin_change_refused(provider.name, moved_from, moved_to))
@@ -249,14 +306,14 @@ class ProviderService:
                 if "enabled" in changed and data.enabled is not None:
                     provider.enabled = data.enabled
                 if "api_key" in changed:
-                    old_secret = provider.api_key_ref
+                    # The one-key view of the keys: the provider's keys become this one (or none). Every
+                    # other key goes too, so that none follows a base URL to an origin it was not meant for.
+                    old_secrets = [stored.secret_ref for stored in provider.keys]
+                    provider.keys.clear()
                     key = data.api_key.get_secret_value().strip() if data.api_key else ""
                     if key:
-                        new_secret = self._secrets.store(owner=provider.id, value=key)
-                        # The AWS backend updates the same secret in place: nothing to delete then.
-                        old_secret = None if old_secret == new_secret else old_secret
-                    provider.api_key_ref = new_secret
-                    provider.api_key_hint = key_hint(key) if key else None
+                        new_secret = self.store_key(provider, key)
+                    provider.updated_at = utcnow()
                 if session.is_modified(provider):
                     provider.validation_status = "never"
                     provider.validation_error = None
@@ -275,11 +332,12 @@ class ProviderService:
                 raise ConflictError(f"A provider named {data.name!r} already exists; choose another name") from None
             raise ConflictError(f"Provider {ref!r} was changed by someone else meanwhile; reload and retry") from None
         except Exception:
-            if new_secret is not None and new_secret != old_secret:
-                self._forget_secret(new_secret, ref)
+            if new_secret is not None and new_secret not in old_secrets:
+                self.forget_secret(new_secret, ref)
             raise
-        if old_secret is not None:
-            self._forget_secret(old_secret, ref)
+        for old_secret in old_secrets:
+            if old_secret != new_secret:
+                self.forget_secret(old_secret, ref)
         return self.get(ref if "name" not in changed or not data.name else data.name)
 
     def remove(self, ref: str, *, actor: str = "system", version: int | None = None) -> None:
@@ -301,27 +359,38 @@ class ProviderService:
 
     def _users_of_now(self, ref: str) -> builtins.list[str]:
         with transaction(self._sessions) as session:
-            return self._users_of(session, find_provider(session, ref).id)
+            return self.users_of(session, find_provider(session, ref).id)
 
     def _remove(self, ref: str, *, actor: str, version: int | None) -> None:
         with transaction(self._sessions, write=True) as session:
             provider = find_provider(session, ref)
             if version is not None and version != provider.version:
                 raise ConflictError(_stale(provider.name, version, provider.version))
-            users = self._users_of(session, provider.id)
+            users = self.users_of(session, provider.id)
             if users:
                 raise ConflictError(
                     f"Provider {provider.name!r} is in use by {', '.join(users)}; point those at another provider first"
                 )
-            secret = provider.api_key_ref
+            secrets = [stored.secret_ref for stored in provider.keys]
             record_change(
                 session, Change.provider(provider.id), actor=actor, action="provider.delete", before=to_public(provider)
             )
             session.delete(provider)
-        if secret is not None:
-            self._forget_secret(secret, ref)
+        for secret in secrets:
+            self.forget_secret(secret, ref)
 
-    def _forget_secret(self, reference: str, provider: str) -> None:
+    def store_key(self, provider: Provider, api_key: str) -> str:
+        """Store ``api_key`` in the secret backend as a new key of ``provider``; returns its reference.
+
+        The key joins ``provider.keys`` (written with the caller's transaction); if that does not commit, the
+        caller deletes the reference with :meth:`forget_secret`.
+        """
+        key_id = new_id()
+        reference = self._secrets.store(owner=provider.id, value=api_key, slot=key_id)
+        provider.keys.append(ProviderKey(id=key_id, secret_ref=reference, hint=key_hint(api_key), created_at=utcnow()))
+        return reference
+
+    def forget_secret(self, reference: str, provider: str) -> None:
         """Delete a secret the database no longer points at; a failure is logged, not raised.
 
         It runs after the change committed (or while an error is already on its way up): the caller's
@@ -399,6 +468,8 @@ class ProviderService:
             )
             if models is not None:
                 self._replace_catalog(session, provider_id, models)
+            # Not an edit (no audit entry, no new version), but what providers are shown with has changed.
+            announce(session, Change.provider(provider_id))
 
     @staticmethod
     def _replace_catalog(session: Session, provider_id: str, models: builtins.list[DiscoveredModel]) -> None:
@@ -420,7 +491,9 @@ class ProviderService:
             )
 
     @staticmethod
-    def _users_of(session: Session, provider_id: str) -> builtins.list[str]:
+    def users_of(session: Session, provider_id: str) -> builtins.list[str]:
+        """What uses the provider: entries (global, group, user; themselves or a variant) and budgets."""
+
         def uses(entry: GlobalConfig | UserConfig | GroupConfig) -> builtins.list[str]:
             """Where the entry uses the provider: itself (its model or fallbacks), or its variants by name."""
             where = []
@@ -446,6 +519,9 @@ class ProviderService:
                 f"{override.interaction_type}{variant} (override of user {override.user_id})"
                 for variant in uses(override)
             ]
+        for budget in session.scalars(select(Budget)):
+            if budget.scope == f"provider:{provider_id}" or (budget.on_exceed or {}).get("provider_id") == provider_id:
+                users.append(f"the budget of {budget.scope}")
         return users
 
 

@@ -102,7 +102,7 @@ class _Unreadable:
         self._primary = primary
         self._reason = reason
 
-    def store(self, *, owner: str, value: str) -> str:
+    def store(self, *, owner: str, value: str, slot: str | None = None) -> str:
         raise SecretBackendError(f"Cannot store secrets in the {self.name!r} secret backend from here.")
 
     def load(self, reference: str, *, owner: str) -> str:

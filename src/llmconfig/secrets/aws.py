@@ -1,6 +1,8 @@
 """The AWS Secrets Manager backend (also LocalStack, moto or any compatible server).
 
-Each provider's API key is one secret named ``{LLMCONFIG_AWS_SECRET_PREFIX}providers/{owner}``; the
+Each provider API key is one secret: ``{LLMCONFIG_AWS_SECRET_PREFIX}keys/{key id}/providers/{owner}`` (a
+provider may hold several keys), or ``{LLMCONFIG_AWS_SECRET_PREFIX}providers/{owner}`` for a key stored before
+providers had several. Both end in ``providers/{owner}``, which is what binds a secret to its provider. The
 database keeps ``"aws:" + name``. Credentials come from the usual AWS chain (environment, profile,
 instance role); only region, endpoint and prefix are llmconfig settings.
 """
@@ -89,13 +91,15 @@ class AwsSecretBackend:
         """Load (and delete) references of other backends through ``reader`` instead of refusing them."""
         self._foreign = reader
 
-    def secret_name(self, owner: str) -> str:
-        """The Secrets Manager name used for ``owner``'s secret."""
-        return f"{self._prefix}providers/{owner}"
+    def secret_name(self, owner: str, slot: str | None = None) -> str:
+        """The Secrets Manager name used for ``owner``'s secret (of ``slot``, when one owns several)."""
+        if slot is None:
+            return f"{self._prefix}providers/{owner}"
+        return f"{self._prefix}keys/{slot}/providers/{owner}"
 
-    def store(self, *, owner: str, value: str) -> str:
+    def store(self, *, owner: str, value: str, slot: str | None = None) -> str:
         """Create the owner's secret, or put a new value into it when it already exists."""
-        name = self.secret_name(owner)
+        name = self.secret_name(owner, slot)
 
         def create_or_update() -> None:
             try:

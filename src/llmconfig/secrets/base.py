@@ -34,11 +34,12 @@ class SecretBackend(Protocol):
     name: str
     """The backend's name and reference prefix: ``"local"`` or ``"aws"``."""
 
-    def store(self, *, owner: str, value: str) -> str:
+    def store(self, *, owner: str, value: str, slot: str | None = None) -> str:
         """Store ``value`` for ``owner`` and return the reference the database keeps.
 
-        Storing again for the same owner replaces the value; the returned reference is then the one to
-        keep (it may or may not equal the previous one).
+        ``slot`` tells apart several secrets of one owner (a provider's keys, by key id); None is the owner's
+        one secret of old. Storing again for the same owner and slot replaces the value; the returned
+        reference is then the one to keep (it may or may not equal the previous one).
         """
         ...
 

@@ -117,8 +117,11 @@ class LocalSecretBackend:
         """Load (and delete) references of other backends through ``reader`` instead of refusing them."""
         self._foreign = reader
 
-    def store(self, *, owner: str, value: str) -> str:
-        """Encrypt ``value`` bound to ``owner``; every call uses a fresh nonce, so references differ."""
+    def store(self, *, owner: str, value: str, slot: str | None = None) -> str:
+        """Encrypt ``value`` bound to ``owner``; every call uses a fresh nonce, so references differ.
+
+        ``slot`` changes nothing here: each reference holds its own ciphertext.
+        """
         self._refresh()
         nonce = os.urandom(NONCE_BYTES)
         ciphertext = self._ring[0].encrypt(nonce, value.encode("utf-8"), owner.encode("utf-8"))

@@ -1,7 +1,7 @@
 """Maintenance of stored secrets: rotate the local master key, check every secret, move between backends.
 
-All three work on the providers' ``api_key_ref`` column and never write a plaintext key anywhere: values
-are decrypted into memory, re-stored and forgotten.
+All three work on every provider key (``provider_keys.secret_ref``: a provider may hold several) and never
+write a plaintext key anywhere: values are decrypted into memory, re-stored and forgotten.
 
 **Rotation** (:func:`rotate_master_key`) re-encrypts every ``local:`` reference under a new key in one
 database transaction. The new key is on disk (fsynced, mode 0600) *before* that transaction commits, so
@@ -18,7 +18,7 @@ there is no moment when the database holds ciphertexts whose key exists nowhere:
   it when it already exists, so it can be distributed beforehand); the operator then rolls it out as
   ``LLMCONFIG_MASTER_KEY`` with the old key in ``LLMCONFIG_MASTER_KEY_PREVIOUS`` (see ``next_steps``).
 
-**Migration** (:func:`migrate_secrets`) moves each provider's key to another backend in its own
+**Migration** (:func:`migrate_secrets`) moves each provider key to another backend in its own
 transaction (row locked, version and config revision bumped, audited) and deletes the source copy only
 after that commit. Every process reads both kinds of reference (see :mod:`llmconfig.secrets`), so every
 provider stays readable at every step, and a second run finds nothing to move.
@@ -33,12 +33,12 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from llmconfig.db.changes import Change, record_change
 from llmconfig.db.engine import transaction
-from llmconfig.db.models import Provider
+from llmconfig.db.models import Provider, ProviderKey, utcnow
 from llmconfig.errors import ConflictError, SecretBackendError, SecretDecryptionError, SettingsError
 from llmconfig.secrets.base import SecretBackend
 from llmconfig.secrets.local import (
@@ -74,10 +74,12 @@ LOCAL_PREFIX = "local:"
 
 
 class SecretCheck(BaseModel):
-    """The outcome for one provider's stored key."""
+    """The outcome for one stored provider key."""
 
     provider_id: str
     provider_name: str
+    key_id: str
+    key_hint: str | None
     backend: str
     ok: bool
     # ok: decrypts with the current key; old_key: only with a previous key (re-run the rotation);
@@ -94,47 +96,49 @@ class SecretCheckReport(BaseModel):
 
 
 def check_secrets(sessions: sessionmaker[Session], reader: SecretBackend) -> SecretCheckReport:
-    """Try to load every stored key with ``reader``; report each provider's outcome (never a value)."""
+    """Try to load every stored key with ``reader``; report each key's outcome (never a value)."""
     with transaction(sessions) as session:
-        rows = [
-            (p.id, p.name, p.api_key_ref)
-            for p in session.scalars(select(Provider).where(Provider.api_key_ref.is_not(None)).order_by(Provider.name))
-        ]
+        rows = session.execute(_every_key()).all()
     results: list[SecretCheck] = []
-    for provider_id, name, reference in rows:
-        assert reference is not None
+    for provider_id, name, key_id, hint, reference in rows:
         backend = reference.split(":", 1)[0] if ":" in reference else "unknown"
+        who = _who(provider_id, name, key_id, hint, backend)
         try:
             reader.load(reference, owner=provider_id)
         except SecretDecryptionError as exc:
-            results.append(
-                SecretCheck(**_who(provider_id, name, backend), ok=False, status="undecryptable", detail=str(exc))
-            )
+            results.append(SecretCheck(**who, ok=False, status="undecryptable", detail=str(exc)))
             continue
         except SecretBackendError as exc:
-            results.append(
-                SecretCheck(**_who(provider_id, name, backend), ok=False, status="unavailable", detail=str(exc))
-            )
+            results.append(SecretCheck(**who, ok=False, status="unavailable", detail=str(exc)))
             continue
         if isinstance(reader, LocalSecretBackend) and not reader.decrypts_with_current_key(
             reference, owner=provider_id
         ):
             results.append(
                 SecretCheck(
-                    **_who(provider_id, name, backend),
+                    **who,
                     ok=True,
                     status="old_key",
                     detail="decrypts only with a previous master key; run `llmconfig keys rotate` to re-encrypt it",
                 )
             )
             continue
-        results.append(SecretCheck(**_who(provider_id, name, backend), ok=True, status="ok", detail="decrypts"))
+        results.append(SecretCheck(**who, ok=True, status="ok", detail="decrypts"))
     failed = sum(1 for result in results if not result.ok)
     return SecretCheckReport(ok=failed == 0, checked=len(results), failed=failed, results=results)
 
 
-def _who(provider_id: str, name: str, backend: str) -> dict[str, str]:
-    return {"provider_id": provider_id, "provider_name": name, "backend": backend}
+def _every_key() -> Select[str, str, str, str | None, str]:
+    """(provider id, provider name, key id, hint, reference) of every key, by provider name, first key first."""
+    return (
+        select(Provider.id, Provider.name, ProviderKey.id, ProviderKey.hint, ProviderKey.secret_ref)
+        .join(ProviderKey, ProviderKey.provider_id == Provider.id)
+        .order_by(Provider.name, ProviderKey.created_at, ProviderKey.id)
+    )
+
+
+def _who(provider_id: str, name: str, key_id: str, hint: str | None, backend: str) -> dict[str, str | None]:
+    return {"provider_id": provider_id, "provider_name": name, "key_id": key_id, "key_hint": hint, "backend": backend}
 
 
 # -- rotation --------------------------------------------------------------------------------------------
@@ -168,34 +172,40 @@ def reencrypt_local_secrets(
     mode: str,
     new_key_file: str,
 ) -> list[str]:
-    """Re-encrypt every ``local:`` reference with ``writer`` in one transaction; returns the provider names.
+    """Re-encrypt every ``local:`` key reference with ``writer`` in one transaction; returns provider names.
 
-    Any key that ``reader`` cannot decrypt aborts the whole transaction (nothing changes) with an error
-    naming the provider.
+    Every key of every provider is covered; the names come once per key re-encrypted. Any key that ``reader``
+    cannot decrypt aborts the whole transaction (nothing changes) with an error naming the provider and key.
     """
     with transaction(sessions, write=True) as session:
-        query = select(Provider).where(Provider.api_key_ref.like(LOCAL_PREFIX + "%")).order_by(Provider.name)
-        providers = list(session.scalars(query.with_for_update()))
-        for provider in providers:
-            assert provider.api_key_ref is not None
+        query = (
+            select(ProviderKey, Provider.name)
+            .join(Provider, Provider.id == ProviderKey.provider_id)
+            .where(ProviderKey.secret_ref.like(LOCAL_PREFIX + "%"))
+            .order_by(Provider.name, ProviderKey.created_at, ProviderKey.id)
+        )
+        keys = [(key, name) for key, name in session.execute(query.with_for_update(of=ProviderKey))]
+        for key, name in keys:
             try:
-                value = reader.load(provider.api_key_ref, owner=provider.id)
+                value = reader.load(key.secret_ref, owner=key.provider_id)
             except SecretBackendError as exc:
                 raise type(exc)(
-                    f"Cannot rotate the master key, nothing was changed: the API key of provider "
-                    f"{provider.name!r} (id {provider.id}) cannot be read: {exc} "
-                    "(`llmconfig keys check` lists every such provider)"
+                    f"Cannot rotate the master key, nothing was changed: the API key {_key_label(key)} of provider "
+                    f"{name!r} (id {key.provider_id}) cannot be read: {exc} "
+                    "(`llmconfig keys check` lists every such key)"
                 ) from None
-            provider.api_key_ref = writer.store(owner=provider.id, value=value)
+            key.secret_ref = writer.store(owner=key.provider_id, value=value, slot=key.id)
             del value
-        names = [provider.name for provider in providers]
+        names = [name for _, name in keys]  # one per key
         session.flush()
         record_change(
             session,
             Change.secrets("local-master-key"),
             actor=actor,
             action="secrets.rotate_master_key",
-            after=_RotationAudit(mode=mode, reencrypted=len(names), providers=names, new_key_file=new_key_file),
+            after=_RotationAudit(
+                mode=mode, reencrypted=len(names), providers=sorted(set(names)), new_key_file=new_key_file
+            ),
         )
     return names
 
@@ -266,7 +276,7 @@ def _rotate_environment_key(
     return KeyRotationResult(
         mode="environment",
         reencrypted=len(names),
-        providers=names,
+        providers=sorted(set(names)),
         new_key_file=str(new_key_file),
         previous_key_file=None,
         completed_interrupted_rotation=False,
@@ -299,7 +309,7 @@ def _rotate_key_file(sessions: sessionmaker[Session], settings: Settings, *, act
     return KeyRotationResult(
         mode="key_file",
         reencrypted=len(names),
-        providers=names,
+        providers=sorted(set(names)),
         new_key_file=str(path),
         previous_key_file=str(previous_key_file(path)),
         completed_interrupted_rotation=completed,
@@ -316,7 +326,9 @@ def _recover_interrupted(sessions: sessionmaker[Session], path: Path, pending: P
     probe = LocalSecretBackend(read_key_file(pending))
     with transaction(sessions) as session:
         rows = session.execute(
-            select(Provider.id, Provider.api_key_ref).where(Provider.api_key_ref.like(LOCAL_PREFIX + "%"))
+            select(ProviderKey.provider_id, ProviderKey.secret_ref).where(
+                ProviderKey.secret_ref.like(LOCAL_PREFIX + "%")
+            )
         ).all()
     if any(ref is not None and probe.decrypts_with_current_key(ref, owner=pid) for pid, ref in rows):
         _install(path, pending)  # it committed: the database is encrypted with the pending key
@@ -379,22 +391,20 @@ class _SecretLocation(BaseModel):
 def migrate_secrets(
     sessions: sessionmaker[Session], target: SecretBackend, *, actor: str = "system"
 ) -> SecretMigrationResult:
-    """Move every provider's key into ``target``, one provider per transaction.
+    """Move every provider key into ``target``, one key per transaction (every key of every provider).
 
     ``target`` must read references of the other backend too (as :func:`llmconfig.secrets.build_backend`
     builds it); its ``delete`` then removes the source copy, after the commit. A failure stops the run
-    with an error naming the provider; providers already moved stay moved, the rest stay where they were,
-    and running the command again continues.
+    with an error naming the provider; keys already moved stay moved, the rest stay where they were,
+    and running the command again continues. ``migrated`` names a provider once per key moved.
     """
     with transaction(sessions) as session:
-        ids = list(
-            session.scalars(select(Provider.id).where(Provider.api_key_ref.is_not(None)).order_by(Provider.name))
-        )
+        ids = [(provider_id, key_id) for provider_id, _, key_id, _, _ in session.execute(_every_key())]
     migrated: list[str] = []
     unchanged = 0
     deleted = 0
     failures: list[str] = []
-    for provider_id in ids:
+    for provider_id, key_id in ids:
         new_ref: str | None = None
         old_ref: str | None = None
         committed = False
@@ -402,12 +412,14 @@ def migrate_secrets(
         try:
             with transaction(sessions, write=True) as session:
                 provider = session.scalars(select(Provider).where(Provider.id == provider_id).with_for_update()).first()
-                if provider is None or provider.api_key_ref is None or stored_in(target, provider.api_key_ref):
+                key = next((k for k in provider.keys if k.id == key_id), None) if provider is not None else None
+                if provider is None or key is None or stored_in(target, key.secret_ref):
                     unchanged += 1
                     continue
-                name, old_ref = provider.name, provider.api_key_ref
-                new_ref = restore_in(target, old_ref, owner=provider.id)
-                provider.api_key_ref = new_ref
+                name, old_ref = provider.name, key.secret_ref
+                new_ref = restore_in(target, old_ref, owner=provider.id, slot=key.id)
+                key.secret_ref = new_ref
+                provider.updated_at = utcnow()  # the provider's version moves with its keys
                 session.flush()
                 record_change(
                     session,
@@ -443,12 +455,16 @@ def migrate_secrets(
     )
 
 
+def _key_label(key: ProviderKey) -> str:
+    return f"…{key.hint}" if key.hint else f"{key.id}"
+
+
 def stored_in(target: SecretBackend, reference: str) -> bool:
     """Whether ``reference`` already points into ``target`` (so moving it there changes nothing)."""
     return reference.startswith(target.name + ":")
 
 
-def restore_in(target: SecretBackend, reference: str, *, owner: str) -> str:
+def restore_in(target: SecretBackend, reference: str, *, owner: str, slot: str | None = None) -> str:
     """Store ``owner``'s key behind ``reference`` again in ``target``; returns the new reference.
 
     ``reference`` may belong to any backend ``target`` reads (see :func:`llmconfig.secrets.build_backend`).
@@ -457,7 +473,7 @@ def restore_in(target: SecretBackend, reference: str, *, owner: str) -> str:
     """
     value = target.load(reference, owner=owner)
     try:
-        return target.store(owner=owner, value=value)
+        return target.store(owner=owner, value=value, slot=slot)
     finally:
         del value
 

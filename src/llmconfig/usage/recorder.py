@@ -6,8 +6,9 @@ import logging
 import queue
 import threading
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
+from operator import attrgetter
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -33,6 +34,14 @@ class UsageEvent:
     error_class: str | None
     # The variant of the entry that made the call ("main" for its own model); None when the entry has none.
     variant: str | None = None
+    # The hint of the provider key the call was last sent with (None: no key, or too short for a hint).
+    key_hint: str | None = None
+
+
+# The columns an event fills, read without dataclasses.asdict: it deep-copies every value, which costs more than
+# the insert itself when the gateway records thousands of calls a second.
+_EVENT_FIELDS = tuple(field.name for field in fields(UsageEvent))
+_event_values = attrgetter(*_EVENT_FIELDS)
 
 
 def estimate_cost(event: UsageEvent, prices: dict[str, tuple[float, float]]) -> float | None:
@@ -43,6 +52,11 @@ def estimate_cost(event: UsageEvent, prices: dict[str, tuple[float, float]]) -> 
 
 
 UsageSink = Callable[[list[UsageEvent]], None]
+
+
+def event_fields(event: UsageEvent) -> dict[str, object]:
+    """The columns an event fills (a shallow copy: its values are strings, numbers and a datetime)."""
+    return dict(zip(_EVENT_FIELDS, _event_values(event), strict=True))
 
 
 class DatabaseSink:
@@ -57,14 +71,17 @@ class DatabaseSink:
                 row.model_name: (row.input_per_million, row.output_per_million)
                 for row in session.scalars(select(ModelPrice))
             }
+            # A Core insert of the table (executemany): the ORM's bulk path adds nothing here but time.
             session.execute(
-                insert(UsageRecord),
-                [{**asdict(event), "cost_usd": estimate_cost(event, prices)} for event in batch],
+                insert(UsageRecord.metadata.tables[UsageRecord.__tablename__]),
+                [{**event_fields(event), "cost_usd": estimate_cost(event, prices)} for event in batch],
             )
 
 
 class UsageRecorder:
-    """A bounded queue drained by one daemon thread that hands what it finds to ``sink`` in one batch.
+    """A bounded queue drained by one daemon thread that hands what it finds to ``sink`` in batches.
+
+    A batch gathers the events recorded within ``linger`` seconds of its first one (or until a flush).
 
     ``record`` only appends to the queue. If the sink fails (the database or the server is down) the batch is
     dropped (logged once per outage); if the queue is full the event is dropped and counted in ``dropped``.
@@ -77,10 +94,13 @@ class UsageRecorder:
         flush_interval: float = 0.5,
         max_batch: int = 1000,
         max_queue: int = 100_000,
+        linger: float = 0.2,
     ) -> None:
         self._sink = sink
         self._flush_interval = flush_interval
         self._max_batch = max_batch
+        self._linger = linger
+        self._flush_requested = threading.Event()
         self._queue: queue.Queue[UsageEvent | threading.Event] = queue.Queue(maxsize=max_queue)
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -101,6 +121,7 @@ class UsageRecorder:
             return True
         done = threading.Event()
         self._queue.put(done, timeout=timeout)
+        self._flush_requested.set()
         return done.wait(timeout)
 
     def _start(self) -> None:
@@ -117,6 +138,12 @@ class UsageRecorder:
                 continue
             batch: list[UsageEvent] = []
             markers: list[threading.Event] = []
+            # While calls are being made, events keep coming: the thread sleeps ``linger`` seconds after the first
+            # one and then takes all that came, so that it wakes (and takes the GIL the calls need) a few times a
+            # second rather than for every event, and writes one transaction rather than many. A flush wakes it.
+            if not isinstance(item, threading.Event) and self._linger > 0:
+                self._flush_requested.wait(self._linger)
+            self._flush_requested.clear()
             while True:
                 if isinstance(item, threading.Event):
                     markers.append(item)

@@ -18,7 +18,7 @@ from llmconfig.db.engine import transaction
 from llmconfig.db.models import ModelPrice, UsageRecord
 from llmconfig.errors import ConflictError, NotFoundError
 
-GroupBy = Literal["interaction_type", "model", "provider", "user", "day", "variant"]
+GroupBy = Literal["interaction_type", "model", "provider", "user", "day", "variant", "key"]
 # The key of calls without a user, and of calls of entries without variants.
 NONE_KEY = "(none)"
 
@@ -176,4 +176,6 @@ def _key(record: UsageRecord, group_by: GroupBy) -> str:
         return record.user_id or NONE_KEY
     if group_by == "variant":
         return record.variant or NONE_KEY
+    if group_by == "key":  # a provider's key, by its hint
+        return f"{record.provider_name} …{record.key_hint}" if record.key_hint else f"{record.provider_name} (no hint)"
     return record.at.date().isoformat()

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
@@ -15,7 +15,11 @@ from langchain_core.outputs import LLMResult
 from pydantic import BaseModel
 
 from llmconfig.db.models import utcnow
+from llmconfig.providers.keys import KeyNote, noting_keys, open_note
 from llmconfig.usage.recorder import UsageEvent, UsageRecorder
+
+if TYPE_CHECKING:
+    from llmconfig.usage.spend import BudgetGate
 
 # Which member of a fallback chain produced a result, in its generation_info (set by FallbackChatModel).
 ATTEMPT_KEY = "llmconfig_attempt"
@@ -39,7 +43,11 @@ class CallContext:
 
 
 class UsageCallback(BaseCallbackHandler):
-    """Times each chat call and records its tokens, outcome and model."""
+    """Times each chat call and records its tokens, outcome, model and the key that served it.
+
+    The key comes from a :class:`~llmconfig.providers.keys.KeyNote` opened when the call starts, in the
+    context the call then runs in, which the provider's clients write the hint of each key they send into.
+    """
 
     run_inline = True  # cheap and non-blocking: no need for the executor hop LangChain does otherwise
     raise_error = False
@@ -48,9 +56,11 @@ class UsageCallback(BaseCallbackHandler):
         self._recorder = recorder
         self._context = context
         self._started: dict[UUID, float] = {}
+        self._notes: dict[UUID, KeyNote] = {}
 
     def on_chat_model_start(self, serialized: dict[str, Any], messages: Any, *, run_id: UUID, **kwargs: Any) -> None:
         self._started[run_id] = time.perf_counter()
+        self._notes[run_id] = open_note()
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
         prompt_tokens = completion_tokens = 0
@@ -68,6 +78,7 @@ class UsageCallback(BaseCallbackHandler):
 
     def _emit(self, run_id: UUID, attempt: int, prompt: int, completion: int, error: str | None) -> None:
         started = self._started.pop(run_id, None)
+        note = self._notes.pop(run_id, None)
         latency = (time.perf_counter() - started) * 1000 if started is not None else 0.0
         target = self._context.targets[min(attempt, len(self._context.targets) - 1)]
         self._recorder.record(
@@ -84,6 +95,7 @@ class UsageCallback(BaseCallbackHandler):
                 success=error is None,
                 error_class=error,
                 variant=self._context.variant,
+                key_hint=note.hint if note is not None else None,
             )
         )
 
@@ -119,62 +131,77 @@ class _AsyncCountingClient(_CountingClient):
 
 
 class TrackedEmbeddings(Embeddings):
-    """Embeddings that record each call; ``wrapped`` is the provider's LangChain object."""
+    """Embeddings that record each call; ``wrapped`` is the provider's LangChain object.
 
-    def __init__(self, wrapped: Embeddings, recorder: UsageRecorder, context: CallContext) -> None:
+    With a budget ``gate``, each call is checked first: it fails, or goes to one of ``alternatives`` (the
+    models spent budgets name, whose targets follow the primary one in ``context.targets``).
+    """
+
+    def __init__(
+        self,
+        wrapped: Embeddings,
+        recorder: UsageRecorder,
+        context: CallContext,
+        *,
+        gate: BudgetGate | None = None,
+        alternatives: Sequence[Embeddings] = (),
+    ) -> None:
         self.wrapped = wrapped
         self._recorder = recorder
         self._context = context
-        if isinstance(wrapped, BaseModel) and hasattr(wrapped, "client") and hasattr(wrapped, "async_client"):
-            # A copy, so the shared provider object stays untouched; the SDK clients themselves are shared.
-            copy = wrapped.model_copy()
-            copy.client = _CountingClient(wrapped.client)
-            copy.async_client = _AsyncCountingClient(wrapped.async_client)
-            self._inner: Embeddings = copy
-        else:
-            self._inner = wrapped
+        self._gate = gate
+        self._models = [_counting(model) for model in (wrapped, *alternatives)]
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        result: list[list[float]] = self._timed(lambda: self._inner.embed_documents(texts))
+        result: list[list[float]] = self._timed(lambda model: model.embed_documents(texts))
         return result
 
     def embed_query(self, text: str) -> list[float]:
-        result: list[float] = self._timed(lambda: self._inner.embed_query(text))
+        result: list[float] = self._timed(lambda model: model.embed_query(text))
         return result
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
+        index = self._route()
         sink: list[int] = []
         token = _embedding_tokens.set(sink)
         started = time.perf_counter()
-        try:
-            result = await self._inner.aembed_documents(texts)
-        except Exception as error:
-            self._emit(started, sink, type(error).__name__)
-            raise
-        finally:
-            _embedding_tokens.reset(token)
-        self._emit(started, sink, None)
+        with noting_keys() as note:
+            try:
+                result = await self._models[index].aembed_documents(texts)
+            except Exception as error:
+                self._emit(index, started, sink, type(error).__name__, note)
+                raise
+            finally:
+                _embedding_tokens.reset(token)
+        self._emit(index, started, sink, None, note)
         return result
 
     async def aembed_query(self, text: str) -> list[float]:
         return (await self.aembed_documents([text]))[0]
 
-    def _timed(self, call: Any) -> Any:
+    def _route(self) -> int:
+        """Which model answers: 0, the primary one, unless a spent budget names another (or fails the call)."""
+        instead = self._gate.route() if self._gate is not None else None
+        return 0 if instead is None else instead
+
+    def _timed(self, call: Callable[[Embeddings], Any]) -> Any:
+        index = self._route()
         sink: list[int] = []
         token = _embedding_tokens.set(sink)
         started = time.perf_counter()
-        try:
-            result = call()
-        except Exception as error:
-            self._emit(started, sink, type(error).__name__)
-            raise
-        finally:
-            _embedding_tokens.reset(token)
-        self._emit(started, sink, None)
+        with noting_keys() as note:
+            try:
+                result = call(self._models[index])
+            except Exception as error:
+                self._emit(index, started, sink, type(error).__name__, note)
+                raise
+            finally:
+                _embedding_tokens.reset(token)
+        self._emit(index, started, sink, None, note)
         return result
 
-    def _emit(self, started: float, sink: Sequence[int], error: str | None) -> None:
-        target = self._context.targets[0]
+    def _emit(self, index: int, started: float, sink: Sequence[int], error: str | None, note: KeyNote) -> None:
+        target = self._context.targets[min(index, len(self._context.targets) - 1)]
         self._recorder.record(
             UsageEvent(
                 at=utcnow(),
@@ -189,5 +216,16 @@ class TrackedEmbeddings(Embeddings):
                 success=error is None,
                 error_class=error,
                 variant=self._context.variant,
+                key_hint=note.hint,
             )
         )
+
+
+def _counting(model: Embeddings) -> Embeddings:
+    """A copy of ``model`` whose SDK resources note the tokens each response reports (the clients are shared)."""
+    if isinstance(model, BaseModel) and hasattr(model, "client") and hasattr(model, "async_client"):
+        copy = model.model_copy()
+        copy.client = _CountingClient(model.client)
+        copy.async_client = _AsyncCountingClient(model.async_client)
+        return copy
+    return model

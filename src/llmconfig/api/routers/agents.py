@@ -6,6 +6,7 @@ token; a client token limited to some interaction types may only resolve and rep
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated
 
@@ -74,6 +75,26 @@ async def changes(
     )
 
 
+class SpentBudgetOut(BaseModel):
+    scope: str
+    period: str
+    limit_usd: float | None
+    limit_tokens: int | None
+    spent_usd: float
+    spent_tokens: int
+
+
+class Spend(BaseModel):
+    spent: list[SpentBudgetOut]
+
+
+@router.get("/spend", response_model=Spend)
+def spend(service: ServiceDep, _caller: ClientDep) -> Spend:
+    """The budgets that are spent now (what client-mode processes check before each call), as this server
+    last read them from the usage table (at most ``LLMCONFIG_BUDGET_REFRESH`` seconds ago)."""
+    return Spend(spent=[SpentBudgetOut(**asdict(spent)) for spent in service.services.spend.all_spent()])
+
+
 class UsageEventIn(BaseModel):
     """One call made by a client-mode process, as its usage tracking recorded it."""
 
@@ -93,6 +114,8 @@ class UsageEventIn(BaseModel):
     variant: SingleLine | None = Field(
         default=None, max_length=64, description="The variant of the entry that made the call, when it has variants"
     )
+    # The hint (last four characters) of the provider key that served the call.
+    key_hint: SingleLine | None = Field(default=None, max_length=8)
 
 
 class UsageBatch(BaseModel):

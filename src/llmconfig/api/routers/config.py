@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-from pydantic import BaseModel
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, TypeAdapter
 
 from llmconfig.api.deps import API_PREFIX, AdminDep, IfMatchDep, ReaderDep, ServiceDep
 from llmconfig.api.errors import COMMON_RESPONSES, CONFLICT, NOT_FOUND
+from llmconfig.api.snapshot import JSONBytes, answer
 from llmconfig.config import ConfigEntry, ConfigUpdate
 from llmconfig.config.schemas import ConfigValidation, ConfigVersion, Rollback
+from llmconfig.snapshot import View
 
 router = APIRouter(prefix=f"{API_PREFIX}/config", tags=["config"], responses=COMMON_RESPONSES)
 
@@ -17,16 +19,20 @@ class Summary(BaseModel):
     summary: str
 
 
+# The reads answer from the server's read snapshot (llmconfig.snapshot): the response_model documents the
+# answer, which the snapshot serialised once from that very model.
+
+
 @router.get("", response_model=dict[str, ConfigEntry])
-def get_config(service: ServiceDep, _caller: ReaderDep) -> dict[str, ConfigEntry]:
+async def get_config(request: Request, _caller: ReaderDep) -> Response:
     """The global configuration, keyed by interaction type (types not configured are absent)."""
-    return service.config.get_global()
+    return await answer(request, View.CONFIG)
 
 
 @router.get("/summary", response_model=Summary)
-def config_summary(service: ServiceDep, _caller: ReaderDep) -> Summary:
+async def config_summary(request: Request, _caller: ReaderDep) -> Response:
     """One human-readable line per interaction type."""
-    return Summary(summary=service.config.summary())
+    return await answer(request, View.SUMMARY)
 
 
 @router.get("/validate", response_model=ConfigValidation)
@@ -36,18 +42,22 @@ def validate_config(service: ServiceDep, _caller: ReaderDep) -> ConfigValidation
 
 
 @router.get("/{interaction_type}", response_model=ConfigEntry, responses=NOT_FOUND)
-def get_config_entry(interaction_type: str, service: ServiceDep, _caller: ReaderDep) -> ConfigEntry:
-    return service.config.get_entry(interaction_type)
+async def get_config_entry(interaction_type: str, request: Request, _caller: ReaderDep) -> Response:
+    return await answer(request, View.CONFIG_ENTRY, interaction_type)
+
+
+_ENTRY = TypeAdapter(ConfigEntry)
 
 
 @router.put("/{interaction_type}", response_model=ConfigEntry, responses={**NOT_FOUND, **CONFLICT})
 def put_config_entry(
     interaction_type: str, data: ConfigUpdate, service: ServiceDep, caller: AdminDep, if_match: IfMatchDep
-) -> ConfigEntry:
+) -> Response:
     """Set provider, model and parameters. A stale ``version`` (or ``If-Match``) gets 409 and changes nothing."""
     if if_match is not None and data.version is None:
         data = data.model_copy(update={"version": if_match})
-    return service.config.set_global(interaction_type, data, actor=caller.name)
+    # Serialised here: the entry is a ConfigEntry already, which FastAPI would validate again first.
+    return JSONBytes(_ENTRY.dump_json(service.config.set_global(interaction_type, data, actor=caller.name)))
 
 
 @router.get("/{interaction_type}/history", response_model=list[ConfigVersion], responses=NOT_FOUND)

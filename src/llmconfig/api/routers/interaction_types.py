@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from llmconfig.api.deps import API_PREFIX, AdminDep, ReaderDep, ServiceDep
 from llmconfig.api.errors import COMMON_RESPONSES, CONFLICT, NOT_FOUND
+from llmconfig.api.snapshot import answer
 from llmconfig.config import InteractionTypeInfo
 from llmconfig.config.schemas import InteractionTypeCreate
+from llmconfig.snapshot import View
 
 router = APIRouter(prefix=f"{API_PREFIX}/interaction-types", tags=["interaction types"], responses=COMMON_RESPONSES)
 
 
 @router.get("", response_model=list[InteractionTypeInfo])
-def list_interaction_types(service: ServiceDep, _caller: ReaderDep) -> list[InteractionTypeInfo]:
-    return service.types.list()
+async def list_interaction_types(request: Request, _caller: ReaderDep) -> Response:
+    """The built-in types in their documented order, then the operators' own alphabetically."""
+    return await answer(request, View.INTERACTION_TYPES)
 
 
 @router.post("", status_code=201, response_model=InteractionTypeInfo, responses=CONFLICT)

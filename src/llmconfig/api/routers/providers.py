@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from llmconfig.api.deps import API_PREFIX, AdminDep, CatalogRefreshDep, IfMatchDep, ReaderDep, ServiceDep
 from llmconfig.api.errors import COMMON_RESPONSES, CONFLICT, NOT_FOUND, PROVIDER_FAILED
+from llmconfig.api.snapshot import answer
 from llmconfig.providers import CatalogEntry, ProviderCreate, ProviderPublic, ProviderUpdate, ValidationResult
+from llmconfig.snapshot import View
 
 router = APIRouter(prefix=f"{API_PREFIX}/providers", tags=["providers"], responses=COMMON_RESPONSES)
 
 
 @router.get("", response_model=list[ProviderPublic])
-def list_providers(service: ServiceDep, _caller: ReaderDep) -> list[ProviderPublic]:
+async def list_providers(request: Request, _caller: ReaderDep) -> Response:
     """Every provider, by name."""
-    return service.providers.list()
+    return await answer(request, View.PROVIDERS)
 
 
 @router.post("", status_code=201, response_model=ProviderPublic, responses={**CONFLICT, **PROVIDER_FAILED})
@@ -32,8 +34,9 @@ def add_provider(
 
 
 @router.get("/{provider_id}", response_model=ProviderPublic, responses=NOT_FOUND)
-def get_provider(provider_id: str, service: ServiceDep, _caller: ReaderDep) -> ProviderPublic:
-    return service.providers.get(provider_id)
+async def get_provider(provider_id: str, request: Request, _caller: ReaderDep) -> Response:
+    """One provider, by id (or by name)."""
+    return await answer(request, View.PROVIDER, provider_id)
 
 
 @router.patch("/{provider_id}", response_model=ProviderPublic, responses={**NOT_FOUND, **CONFLICT})

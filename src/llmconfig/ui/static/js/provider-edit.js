@@ -2,6 +2,7 @@
 
 import { api } from "./api.js";
 import { $, busy, el, toast } from "./dom.js";
+import { keysSection } from "./provider-keys.js";
 
 /** `scheme://host[:port]` of an http(s) URL as the browser normalises it, or null for anything else. */
 export function originOf(url) {
@@ -50,7 +51,13 @@ export function editProvider(row, provider, done) {
     type: "password",
     autocomplete: "new-password",
     placeholder: provider.has_api_key ? "unchanged" : "none",
-    "aria-describedby": originNote.id,
+    "aria-describedby": `${originNote.id} ${id}-key-note`,
+  });
+  // A key typed here becomes the provider's only key; Keys below adds one beside the others.
+  const keyNote = el("small", {
+    id: `${id}-key-note`,
+    class: "status-detail",
+    text: "Replaces every key of this provider; add one beside them under Keys.",
   });
   const stored = originOf(provider.api_base_url || "");
   const movesTheKey = () => {
@@ -71,7 +78,7 @@ export function editProvider(row, provider, done) {
     { class: "form-grid", novalidate: true },
     field("Name", el("input", { id: `${id}-name`, name: "name", value: provider.name, autocomplete: "off" })),
     field("Base URL", url, originNote),
-    field("API key", key, keepField),
+    field("API key", key, keyNote, keepField),
     field("Enabled", enabled),
     el("p", { class: "error wide", role: "alert" }),
     el(
@@ -80,6 +87,11 @@ export function editProvider(row, provider, done) {
       el("button", { type: "submit", class: "primary", text: "Save changes" }),
       el("button", { type: "button", class: "ghost", text: "Cancel", onclick: () => done.cancelled() }),
     ),
+    // Key changes save at once: the form then saves against the provider's new version.
+    keysSection(provider, (fresh) => {
+      provider.version = fresh.version;
+      key.placeholder = fresh.has_api_key ? "unchanged" : "none";
+    }),
   );
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
