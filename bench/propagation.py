@@ -119,11 +119,12 @@ def propagation_row(
     max_changes: int,
     budget: float,
     pause: float,
+    processes: str = "library processes",
 ) -> Row:
     latencies, changes, put_times, missed = result
     p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
     row = Row(
-        f"3. propagation replica → 4 library processes, p50 / p99 ({label})",
+        f"3. propagation replica → {pollers} {processes}, p50 / p99 ({label})",
         f"{p50 * 1e3:.1f} ms / {p99 * 1e3:.1f} ms",
         f"p99 ≤ {target * 1e3:.0f} ms" if target is not None else "— (bounded by LLMCONFIG_CACHE_TTL = 1 s)",
         (p99 <= target and missed == 0) if target is not None else None,

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from llmconfig import LLMConfigService
 from llmconfig.as_code import apply, export_yaml, key_variable, parse
 from llmconfig.config import ConfigUpdate, FallbackTarget, InteractionTypeCreate
+from llmconfig.config.schemas import VariantUpdate
 from llmconfig.db.models import AuditEntry
 from llmconfig.errors import ValidationError
 from tests.helpers import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY, add_peer_providers
@@ -38,6 +39,10 @@ def configured(service: LLMConfigService, openai_peer: OpenAIPeer, anthropic_pee
             max_tokens=400,
             extra_params={"top_p": 0.9},
             fallbacks=[FallbackTarget(provider_id="claude", model_name="claude-haiku-4-5")],
+            weight=70,
+            variants=[
+                VariantUpdate(name="mini", provider_id="local", model_name="gpt-4o-mini", weight=30, fallbacks=[])
+            ],
         ),
         actor="t",
     )
@@ -58,6 +63,8 @@ def comparable(service: LLMConfigService) -> dict[str, Any]:
             e.max_tokens,
             e.extra_params,
             [(names[f.provider_id], f.model_name) for f in e.fallbacks],
+            e.weight,
+            [(v.name, names[v.provider_id], v.model_name, v.weight, v.fallbacks) for v in e.variants],
         )
         for name, e in service.config.get_global().items()
     }

@@ -20,12 +20,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic import ValidationError as PydanticValidationError
 
-from llmconfig.config.schemas import ConfigUpdate, FallbackTarget, InteractionTypeCreate
+from llmconfig.config.schemas import ConfigEntry, ConfigUpdate, FallbackTarget, InteractionTypeCreate, VariantUpdate
 from llmconfig.db.engine import transaction, unit_of_work
 from llmconfig.errors import LLMConfigError, NotFoundError, ValidationError
 from llmconfig.providers.adapters import adapter_for
 from llmconfig.providers.catalog import ModelKind
-from llmconfig.providers.schemas import NAME_PATTERN, ProviderCreate, ProviderType, ProviderUpdate
+from llmconfig.providers.schemas import NAME_PATTERN, ProviderCreate, ProviderPublic, ProviderType, ProviderUpdate
 from llmconfig.providers.service import find_provider
 from llmconfig.services import Services
 from llmconfig.validation import describe, input_problems
@@ -59,6 +59,19 @@ class FallbackSpec(_Strict):
     model: str
 
 
+class VariantSpec(_Strict):
+    """A variant of an entry; parameters left out (null) are the entry's own."""
+
+    name: str
+    provider: str
+    model: str
+    weight: int = Field(ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, gt=0)
+    extra_params: dict[str, Any] | None = None
+    fallbacks: list[FallbackSpec] | None = None
+
+
 class ConfigSpec(_Strict):
     provider: str
     model: str
@@ -66,6 +79,9 @@ class ConfigSpec(_Strict):
     max_tokens: int | None = Field(default=None, gt=0)
     extra_params: dict[str, Any] = Field(default_factory=dict)
     fallbacks: list[FallbackSpec] = Field(default_factory=list)
+    # The share of the entry's own model, and the other variants (see the guide's "Variants").
+    weight: int = Field(default=100, ge=1)
+    variants: list[VariantSpec] = Field(default_factory=list)
 
 
 class ConfigDocument(_Strict):
@@ -109,11 +125,29 @@ def export_document(services: Services) -> ConfigDocument:
                 temperature=entry.temperature,
                 max_tokens=entry.max_tokens,
                 extra_params=entry.extra_params,
-                fallbacks=[FallbackSpec(provider=names[f.provider_id], model=f.model_name) for f in entry.fallbacks],
+                fallbacks=_fallback_specs(entry.fallbacks, names),
+                weight=entry.weight,
+                variants=[
+                    VariantSpec(
+                        name=v.name,
+                        provider=names[v.provider_id],
+                        model=v.model_name,
+                        weight=v.weight,
+                        temperature=v.temperature,
+                        max_tokens=v.max_tokens,
+                        extra_params=v.extra_params,
+                        fallbacks=None if v.fallbacks is None else _fallback_specs(v.fallbacks, names),
+                    )
+                    for v in entry.variants
+                ],
             )
             for name, entry in services.config.get_global().items()
         },
     )
+
+
+def _fallback_specs(fallbacks: list[FallbackTarget], names: dict[str, str]) -> list[FallbackSpec]:
+    return [FallbackSpec(provider=names[f.provider_id], model=f.model_name) for f in fallbacks]
 
 
 def export_yaml(services: Services) -> str:
@@ -246,23 +280,30 @@ def _apply(services: Services, parsed: ParsedDocument, plan: Plan, *, actor: str
             provider = providers.get(config_spec.provider)
             if provider is None:
                 raise ValidationError(f"provider {config_spec.provider!r} is neither in the file nor in the database")
-            fallbacks = []
-            for fallback in config_spec.fallbacks:
-                target = providers.get(fallback.provider)
-                if target is None:
-                    raise ValidationError(f"fallback provider {fallback.provider!r} does not exist")
-                fallbacks.append(FallbackTarget(provider_id=target.id, model_name=fallback.model))
             update = ConfigUpdate(
                 provider_id=provider.id,
                 model_name=config_spec.model,
                 temperature=config_spec.temperature,
                 max_tokens=config_spec.max_tokens,
                 extra_params=config_spec.extra_params,
-                fallbacks=fallbacks,
+                fallbacks=_fallback_targets(config_spec.fallbacks, providers),
+                weight=config_spec.weight,
+                variants=[
+                    VariantUpdate(
+                        name=v.name,
+                        provider_id=_provider_named(v.provider, providers, f"variant {v.name!r}").id,
+                        model_name=v.model,
+                        weight=v.weight,
+                        temperature=v.temperature,
+                        max_tokens=v.max_tokens,
+                        extra_params=v.extra_params,
+                        fallbacks=None if v.fallbacks is None else _fallback_targets(v.fallbacks, providers),
+                    )
+                    for v in config_spec.variants
+                ],
             )
             current = current_config.get(type_name)
-            wanted = update.model_dump(exclude={"version"}, mode="json")
-            if current is not None and wanted == current.model_dump(include=set(wanted), mode="json"):
+            if current is not None and _stored_form(update) == _stored_form(current):
                 continue
             services.config.set_global(type_name, update, actor=actor)
             verb = "set" if current is None else "change"
@@ -272,6 +313,31 @@ def _apply(services: Services, parsed: ParsedDocument, plan: Plan, *, actor: str
         except PydanticValidationError as exc:
             line = parsed.line("config", type_name)
             raise ValidationError(f"line {line}: {describe(input_problems(exc.errors()), lead=None)}") from None
+
+
+def _provider_named(name: str, providers: dict[str, ProviderPublic], what: str) -> ProviderPublic:
+    provider = providers.get(name)
+    if provider is None:
+        raise ValidationError(f"the provider {name!r} of {what} is neither in the file nor in the database")
+    return provider
+
+
+def _fallback_targets(fallbacks: list[FallbackSpec], providers: dict[str, ProviderPublic]) -> list[FallbackTarget]:
+    return [
+        FallbackTarget(provider_id=_provider_named(f.provider, providers, "a fallback").id, model_name=f.model)
+        for f in fallbacks
+    ]
+
+
+def _stored_form(entry: ConfigUpdate | ConfigEntry) -> dict[str, Any]:
+    """What an entry stores, to tell whether applying ``update`` would change the entry."""
+    shown = entry.model_dump(
+        include={"provider_id", "model_name", "temperature", "max_tokens", "extra_params", "fallbacks", "weight"},
+        mode="json",
+    )
+    shown["extra_params"] = shown["extra_params"] or {}
+    shown["variants"] = [variant.model_dump(exclude={"provider_name"}, mode="json") for variant in entry.variants or []]
+    return shown
 
 
 def _apply_provider(services: Services, spec: ProviderSpec, plan: Plan, *, actor: str) -> None:
