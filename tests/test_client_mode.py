@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from llmconfig.llm.resolved import ResolvedConfig
 from tests.helpers import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY
 from tests.peers import AnthropicPeer, OpenAIPeer, ScriptedReply, ToolCall
 from tests.processes import ServeProcess, agent_for, client_token, configure
@@ -82,6 +83,41 @@ def test_an_agent_with_only_a_server_url_and_a_token_follows_the_configuration(
         errors = agent.stop()
     for key in (OPENAI_PEER_KEY, ANTHROPIC_PEER_KEY):
         assert key not in errors
+
+
+def test_agents_in_separate_processes_give_each_user_the_same_group_entry_and_variant(
+    sqlite_server: ServeProcess, tmp_path: Path, openai_peer: OpenAIPeer, anthropic_peer: AnthropicPeer
+) -> None:
+    configure(sqlite_server, openai_peer, anthropic_peer)
+    entry = {
+        "provider_id": "local",
+        "model_name": "gpt-4o",
+        "weight": 50,
+        "variants": [{"name": "mini", "provider_id": "local", "model_name": "gpt-4o-mini", "weight": 50}],
+    }
+    assert sqlite_server.api("PUT", "/groups/team-a/config/reasoning", json=entry).status_code == 200
+    users = [f"member-{n}" for n in range(12)]
+    for user in users:
+        assert sqlite_server.api("PUT", f"/users/{user}/groups", json={"groups": ["team-a"]}).status_code == 200
+    # What the server's resolution says each user gets, picked in this process as every path picks it.
+    expected = {}
+    for user in users:
+        payload = sqlite_server.api("GET", "/resolve/reasoning", params={"user_id": user})
+        assert payload.status_code == 200 and payload.json()["source"] == "group:team-a"
+        expected[user] = ResolvedConfig.model_validate(payload.json()).pick(user).targets[0].model_name
+    assert set(expected.values()) == {"gpt-4o", "gpt-4o-mini"}
+    token = client_token(sqlite_server)
+    agents = []
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        agents.append(agent_for(sqlite_server.url, token, tmp_path / name))
+    try:
+        for agent in agents:
+            assert {user: agent.ask("model", "reasoning", user) for user in users} == expected
+        assert agents[0].ask("model", "reasoning", "outsider") == "gpt-4o"  # the global entry, no variants
+    finally:
+        for agent in agents:
+            agent.stop()
 
 
 def test_an_agent_keeps_serving_while_the_server_is_down_and_catches_up_when_it_is_back(

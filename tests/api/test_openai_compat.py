@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from llmconfig.config import ConfigUpdate
-from llmconfig.config.schemas import InteractionTypeCreate
+from llmconfig.config import ConfigUpdate, GroupMembershipUpdate
+from llmconfig.config.schemas import InteractionTypeCreate, VariantUpdate
 from llmconfig.providers import ProviderCreate
 from tests.api.conftest import ApiContext
 from tests.api.openai_gateway import Gateway, configured_gateway
@@ -103,6 +103,37 @@ def test_the_user_field_applies_that_users_override(gateway: Gateway) -> None:
     assert (alice["model"], alice["temperature"]) == ("gpt-4o-mini", 0.9)
     assert (bob["model"], bob["temperature"]) == ("gpt-4o", 0.3)
     assert "user" not in alice  # it picked the configuration; it is not the provider's business
+
+
+def test_the_user_field_selects_the_users_group_and_variant_as_the_library_does(gateway: Gateway) -> None:
+    service = gateway.service
+    service.config.set_group_entry(
+        "team-a",
+        "reasoning",
+        ConfigUpdate(
+            provider_id="local",
+            model_name="gpt-4o",
+            weight=50,
+            variants=[VariantUpdate(name="mini", provider_id="local", model_name="gpt-4o-mini", weight=50)],
+        ),
+        actor="t",
+    )
+    users = [f"member-{n}" for n in range(16)]
+    for user in users:
+        service.groups.set_membership(user, GroupMembershipUpdate(groups=["team-a"]), actor="t")
+    library = {user: service.get_llm("reasoning", user_id=user).model_name for user in users}
+    assert set(library.values()) == {"gpt-4o", "gpt-4o-mini"}  # both variants have members
+    sdk = gateway.sdk()
+    for _ in range(2):  # the same variant every time
+        for user in users:
+            sdk.chat.completions.create(model="reasoning", messages=[{"role": "user", "content": "hi"}], user=user)
+    sent = chat_requests(gateway.openai_peer, "/v1/chat/completions")[-2 * len(users) :]
+    assert [request["model"] for request in sent] == [library[user] for user in users] * 2
+    assert all("temperature" not in request for request in sent)  # the group entry sets none; not the global 0.3
+    assert service.usage_recorder.flush()
+    calls = {group.key: group.calls for group in service.usage.report(group_by=["variant"]).groups}
+    minis = sum(model == "gpt-4o-mini" for model in library.values())
+    assert calls == {"main": 2 * (len(users) - minis), "mini": 2 * minis}
 
 
 def test_stream_passes_the_chunks_through_and_records_usage(gateway: Gateway) -> None:

@@ -85,6 +85,8 @@ class _Attempt:
     interaction_type: str
     user_id: str | None
     started: float
+    # The variant of the entry that answers (None when the entry has none).
+    variant: str | None = None
 
 
 class Gateway:
@@ -121,7 +123,7 @@ class Gateway:
         """Answer a chat completion request (module docstring); GatewayError for what cannot be answered."""
         request = parse_chat(raw)
         resolved = await self._resolve(caller, request, "chat")
-        attempt = _Attempt(request.interaction_type, request.user_id, time.perf_counter())
+        attempt = _Attempt(request.interaction_type, request.user_id, time.perf_counter(), resolved.variant)
         if request.stream:
             return await self._stream(request, resolved, attempt)
         failures: list[UpstreamFailure] = []
@@ -245,7 +247,7 @@ class Gateway:
         """Answer an embeddings request with the primary target (module docstring)."""
         request = parse_embeddings(raw)
         resolved = await self._resolve(caller, request, "embeddings")
-        attempt = _Attempt(request.interaction_type, request.user_id, time.perf_counter())
+        attempt = _Attempt(request.interaction_type, request.user_id, time.perf_counter(), resolved.variant)
         target = resolved.targets[0]
         if target.provider_type == "anthropic":
             raise GatewayError(
@@ -296,7 +298,8 @@ class Gateway:
                 "model",
                 code="wrong_endpoint",
             )
-        return self._within_budgets(resolved)
+        # The user's variant, as the library and client mode pick it; without a user, one drawn by weight.
+        return self._within_budgets(resolved.pick(request.user_id))
 
     def _within_budgets(self, resolved: ResolvedConfig) -> ResolvedConfig:
         """``resolved``, or its budget's ``on_exceed`` model alone once a budget is spent, or 429 before any call."""
@@ -428,6 +431,7 @@ class Gateway:
                 latency_ms=(time.perf_counter() - attempt.started) * 1000,
                 success=error is None,
                 error_class=error,
+                variant=attempt.variant,
             )
         )
 

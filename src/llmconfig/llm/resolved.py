@@ -118,7 +118,14 @@ class ResolvedConfig(BaseModel):
         name = choose(self, user_id)
         chosen = next((v for v in self.variants if v.name == name and v.targets), None)
         if chosen is None:
-            return self.model_copy(update={"weight": DEFAULT_WEIGHT, "variants": [], "variant": MAIN})
+            return self.model_copy(
+                update={
+                    "weight": DEFAULT_WEIGHT,
+                    "variants": [],
+                    "variant": MAIN,
+                    "budgets": self._budgets_of(self.targets),
+                }
+            )
         return self.model_copy(
             update={
                 "temperature": chosen.temperature,
@@ -128,8 +135,14 @@ class ResolvedConfig(BaseModel):
                 "weight": DEFAULT_WEIGHT,
                 "variants": [],
                 "variant": chosen.name,
+                "budgets": self._budgets_of(chosen.targets),
             }
         )
+
+    def _budgets_of(self, targets: list[ResolvedTarget]) -> list[ResolvedBudget]:
+        """The budgets that apply to calls of ``targets``: those of providers only other variants call left out."""
+        called = {f"provider:{target.provider_id}" for target in targets}
+        return [b for b in self.budgets if not b.scope.startswith("provider:") or b.scope in called]
 
     @classmethod
     def of(cls, resolution: Resolution, revision: int, api_keys: KeyLookup) -> ResolvedConfig:
