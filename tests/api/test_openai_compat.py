@@ -13,10 +13,12 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from llmconfig.config import ConfigUpdate, GroupMembershipUpdate
 from llmconfig.config.schemas import InteractionTypeCreate, VariantUpdate
 from llmconfig.providers import ProviderCreate
+from llmconfig.providers.schemas import ProviderKeyCreate
 from tests.api.conftest import ApiContext
 from tests.api.openai_gateway import Gateway, configured_gateway
 from tests.helpers import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY, free_tcp_port
@@ -134,6 +136,46 @@ def test_the_user_field_selects_the_users_group_and_variant_as_the_library_does(
     calls = {group.key: group.calls for group in service.usage.report(group_by=["variant"]).groups}
     minis = sum(model == "gpt-4o-mini" for model in library.values())
     assert calls == {"main": 2 * (len(users) - minis), "mini": 2 * minis}
+
+
+SECOND_OPENAI_KEY = "sk-canary-gateway-second-7d21"
+SECOND_ANTHROPIC_KEY = "sk-ant-canary-gateway-second-5b93"
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_requests_take_the_providers_keys_in_turn_and_a_rate_limited_key_rests(gateway: Gateway, stream: bool) -> None:
+    service, sdk = gateway.service, gateway.sdk()
+    peers = {"reasoning": (gateway.openai_peer, OPENAI_PEER_KEY, SECOND_OPENAI_KEY, "/v1/chat/completions")}
+    peers["planning"] = (gateway.anthropic_peer, ANTHROPIC_PEER_KEY, SECOND_ANTHROPIC_KEY, "/v1/messages")
+    for name, (peer, _, second, _) in zip(("local", "claude"), peers.values(), strict=True):
+        peer.accepted_keys.add(second)
+        service.providers.keys.add(name, ProviderKeyCreate(api_key=SecretStr(second)), actor="t")
+
+    def ask(model: str) -> str:
+        messages: Any = [{"role": "user", "content": "hi"}]
+        if stream:
+            chunks = sdk.chat.completions.create(model=model, messages=messages, stream=True)
+            return "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices)
+        return sdk.chat.completions.create(model=model, messages=messages).choices[0].message.content or ""
+
+    for model, (peer, first, second, path) in peers.items():
+        for _ in range(4):
+            assert ask(model).startswith("Hello from")
+        assert peer.keys_sent(path) == [first, second, first, second]
+        # A 429 to the key in turn: the same request goes at once with the other key, which then serves alone.
+        peer.answer_key(first, 429, retry_after="30")
+        for _ in range(3):
+            assert ask(model).startswith("Hello from")
+        assert peer.keys_sent(path)[4:] == [first, second, second, second]
+        assert [r.status for r in peer.requests_to(path)][4:] == [429, 200, 200, 200]
+    assert service.usage_recorder.flush()
+    hints = {group.key: group.calls for group in service.usage.report(group_by=["key"]).groups}
+    assert hints == {
+        f"local …{OPENAI_PEER_KEY[-4:]}": 2,
+        f"local …{SECOND_OPENAI_KEY[-4:]}": 5,
+        f"claude …{ANTHROPIC_PEER_KEY[-4:]}": 2,
+        f"claude …{SECOND_ANTHROPIC_KEY[-4:]}": 5,
+    }
 
 
 def test_stream_passes_the_chunks_through_and_records_usage(gateway: Gateway) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -46,8 +46,9 @@ from llmconfig.gateway.requests import (
     parse_embeddings,
 )
 from llmconfig.gateway.streams import DONE, AnthropicToOpenAI, EventSplitter, PassThrough, sse
-from llmconfig.gateway.upstream import Endpoint, StreamingAnswer, Upstream, UpstreamFailure
+from llmconfig.gateway.upstream import Answer, Endpoint, StreamingAnswer, Upstream, UpstreamFailure
 from llmconfig.llm.resolved import ResolvedConfig, ResolvedTarget
+from llmconfig.providers.keys import ApiKey, KeyPool
 from llmconfig.usage.recorder import UsageEvent
 
 if TYPE_CHECKING:
@@ -87,6 +88,8 @@ class _Attempt:
     started: float
     # The variant of the entry that answers (None when the entry has none).
     variant: str | None = None
+    # The hint of the provider key the last request went with.
+    key_hint: str | None = None
 
 
 class Gateway:
@@ -130,7 +133,7 @@ class Gateway:
         chained = len(resolved.targets) > 1
         for target in resolved.targets:
             try:
-                reply, usage = await self._chat_once(request, resolved, target, chained=chained)
+                reply, usage = await self._chat_once(request, resolved, target, attempt, chained=chained)
             except UpstreamFailure as failure:
                 failures.append(failure)
                 if failure.retryable:
@@ -144,12 +147,17 @@ class Gateway:
         raise self._exhausted(resolved, failures)
 
     async def _chat_once(
-        self, request: ParsedRequest, resolved: ResolvedConfig, target: ResolvedTarget, *, chained: bool
+        self,
+        request: ParsedRequest,
+        resolved: ResolvedConfig,
+        target: ResolvedTarget,
+        attempt: _Attempt,
+        *,
+        chained: bool,
     ) -> tuple[Reply, Any]:
         if target.provider_type == "anthropic":
             translated = self._to_anthropic(request, resolved, target)
-            endpoint = self._endpoint(target, "/v1/messages")
-            answer = await self._upstream.post(endpoint, orjson.dumps(translated.body), chained=chained)
+            endpoint, answer = await self._post(target, "/v1/messages", orjson.dumps(translated.body), attempt, chained)
             document = self._answer_document(endpoint, answer.status, answer.content_type, answer.body)
             completion = anthropic.to_chat_completion(
                 document, created=int(self._clock()), response_tool=translated.response_tool
@@ -162,8 +170,7 @@ class Gateway:
             max_tokens=resolved.max_tokens,
             extra_params=resolved.extra_params,
         )
-        endpoint = self._endpoint(target, "/chat/completions")
-        answer = await self._upstream.post(endpoint, orjson.dumps(body), chained=chained)
+        endpoint, answer = await self._post(target, "/chat/completions", orjson.dumps(body), attempt, chained)
         document = self._answer_document(endpoint, answer.status, answer.content_type, answer.body)
         # The provider's bytes go back as they came: nothing to re-encode.
         return Reply(200, answer.body), document.get("usage")
@@ -175,7 +182,7 @@ class Gateway:
         chained = len(resolved.targets) > 1
         for target in resolved.targets:
             try:
-                opened = await self._open_stream(request, resolved, target, chained=chained)
+                opened = await self._open_stream(request, resolved, target, attempt, chained=chained)
             except UpstreamFailure as failure:
                 failures.append(failure)
                 if failure.retryable:
@@ -188,13 +195,19 @@ class Gateway:
         raise self._exhausted(resolved, failures)
 
     async def _open_stream(
-        self, request: ParsedRequest, resolved: ResolvedConfig, target: ResolvedTarget, *, chained: bool
+        self,
+        request: ParsedRequest,
+        resolved: ResolvedConfig,
+        target: ResolvedTarget,
+        attempt: _Attempt,
+        *,
+        chained: bool,
     ) -> _OpenStream:
         """The target's stream, read up to its first event worth sending; UpstreamFailure before that."""
         processor: PassThrough | AnthropicToOpenAI
         if target.provider_type == "anthropic":
             translated = self._to_anthropic(request, resolved, target)
-            endpoint = self._endpoint(target, "/v1/messages")
+            path = "/v1/messages"
             body = translated.body
             processor = AnthropicToOpenAI(
                 created=int(self._clock()), include_usage=request.include_usage, response_tool=translated.response_tool
@@ -207,9 +220,9 @@ class Gateway:
                 max_tokens=resolved.max_tokens,
                 extra_params=resolved.extra_params,
             )
-            endpoint = self._endpoint(target, "/chat/completions")
+            path = "/chat/completions"
             processor = PassThrough(include_usage=request.include_usage)
-        answer = await self._upstream.open(endpoint, orjson.dumps(body), chained=chained)
+        endpoint, answer = await self._open(target, path, orjson.dumps(body), attempt, chained)
         try:
             if not 200 <= answer.status < 300 or answer.content_type != "text/event-stream":
                 data = await answer.read()
@@ -257,9 +270,8 @@ class Gateway:
                 type=UPSTREAM,
             )
         body = openai_embeddings_body(request, model=target.model_name, extra_params=resolved.extra_params)
-        endpoint = self._endpoint(target, "/embeddings")
         try:
-            answer = await self._upstream.post(endpoint, orjson.dumps(body), chained=False)
+            endpoint, answer = await self._post(target, "/embeddings", orjson.dumps(body), attempt, False)
             document = self._answer_document(endpoint, answer.status, answer.content_type, answer.body)
         except UpstreamFailure as failure:
             self._record(attempt, target, None, failure.kind)
@@ -329,14 +341,57 @@ class Gateway:
         )
         return anthropic.to_messages_request(request.body, model=target.model_name, configured=configured)
 
-    def _endpoint(self, target: ResolvedTarget, path: str) -> Endpoint:
+    # -- provider keys: each request goes with a key of the provider's pool, taken in turn ----------------
+
+    async def _post(
+        self, target: ResolvedTarget, path: str, body: bytes, attempt: _Attempt, chained: bool
+    ) -> tuple[Endpoint, Answer]:
+        """The target's whole answer; a key answered 429, 401 or 403 rests, and the request goes again at once
+        with another key of the provider while there is one (as library calls do)."""
+        pool = self._pool(target)
+        tried: set[str] = set()
+        while True:
+            key = pool.choose(avoid=frozenset(tried)) if pool is not None else None
+            endpoint = self._endpoint(target, path, key)
+            answer = await self._upstream.post(endpoint, body, chained=chained)
+            attempt.key_hint = key.hint if key is not None else None
+            if pool is None or key is None or not self._another_key(pool, key, answer.status, answer.headers, tried):
+                return endpoint, answer
+
+    async def _open(
+        self, target: ResolvedTarget, path: str, body: bytes, attempt: _Attempt, chained: bool
+    ) -> tuple[Endpoint, StreamingAnswer]:
+        """The target's answer once its headers are in, with the keys taken as :meth:`_post` takes them."""
+        pool = self._pool(target)
+        tried: set[str] = set()
+        while True:
+            key = pool.choose(avoid=frozenset(tried)) if pool is not None else None
+            endpoint = self._endpoint(target, path, key)
+            answer = await self._upstream.open(endpoint, body, chained=chained)
+            attempt.key_hint = key.hint if key is not None else None
+            if pool is None or key is None or not self._another_key(pool, key, answer.status, answer.headers, tried):
+                return endpoint, answer
+            answer.close()
+
+    @staticmethod
+    def _another_key(pool: KeyPool, key: ApiKey, status: int, headers: Mapping[str, str], tried: set[str]) -> bool:
+        """Note the answer ``key`` got; True when it put the key to rest and another key is free to try."""
+        if not pool.observe(key, status, headers):
+            return False
+        tried.add(key.key_id)
+        return pool.free_other_than(frozenset(tried)) is not None
+
+    def _pool(self, target: ResolvedTarget) -> KeyPool | None:
+        return self._service.key_pool(target) if target.api_keys else None
+
+    def _endpoint(self, target: ResolvedTarget, path: str, key: ApiKey | None = None) -> Endpoint:
         return self._upstream.endpoint(
             provider_id=target.provider_id,
             provider_name=target.provider_name,
             provider_type=target.provider_type,
             base_url=target.base_url,
             path=path,
-            api_key=target.api_key,
+            api_key=key.value if key is not None else target.api_key,
         )
 
     @staticmethod
@@ -432,6 +487,7 @@ class Gateway:
                 success=error is None,
                 error_class=error,
                 variant=attempt.variant,
+                key_hint=attempt.key_hint,
             )
         )
 

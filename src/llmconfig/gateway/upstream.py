@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -83,6 +83,8 @@ class Answer:
     status: int
     content_type: str
     body: bytes
+    # The answer's headers (a key pool reads Retry-After from them).
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 class StreamingAnswer:
@@ -92,6 +94,7 @@ class StreamingAnswer:
         self.response = response
         self.status = response.status
         self.content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        self.headers: Mapping[str, str] = response.headers
         self._endpoint = endpoint
         self._max_bytes = max_bytes
 
@@ -222,7 +225,7 @@ class Upstream:
                     raise _transport_failure(endpoint, exc) from None
             else:
                 data = await answer.read()
-            return Answer(answer.status, answer.content_type, data)
+            return Answer(answer.status, answer.content_type, data, answer.headers)
         finally:
             answer.close()
 
