@@ -147,7 +147,7 @@ def test_every_tab_and_main_action_runs_under_the_policy_without_a_violation(
     expect(page.get_by_label("Token", exact=True)).to_be_visible()
 
     assert reports.none(), f"violations: {reports.violations}; console: {reports.console}"
-    assert colour == "rgb(47, 91, 234)"  # the first series' colour, from app.css
+    assert colour == "rgb(47, 91, 234)"  # the first series' colour, from css/usage.css
 
 
 SWAGGER_STUB = """
