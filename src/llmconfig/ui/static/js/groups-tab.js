@@ -8,10 +8,12 @@ import { buildEntryCard } from "./entry-card.js";
 import { state } from "./state.js";
 
 let shown = null; // the group whose entries are open below the list
+let known = []; // the names of the groups last listed
 
 /** Loads the groups and lists them; rejects with the ApiError of the request. */
 async function loadGroups() {
   const groups = await api("GET", "/groups");
+  known = groups.map((g) => g.name);
   renderGroups(groups);
   return groups;
 }
@@ -64,15 +66,17 @@ function groupRow(group) {
 
 /** Shows the cards of `name`'s entries, one per interaction type; a new group gets empty cards. */
 async function openGroup(name, button) {
-  let entries;
+  let entries = {}; // a group that does not exist yet: its first saved entry makes it one
   try {
-    entries = await busy(button, "Loading…", () => api("GET", `/groups/${encodeURIComponent(name)}/config`));
+    await busy(button, "Loading…", async () => {
+      await loadGroups();
+      // Asking for a group that does not exist would be a 404 (and an error in the browser's console).
+      const path = `/groups/${encodeURIComponent(name)}/config`;
+      if (known.includes(name)) entries = await api("GET", path);
+    });
   } catch (e) {
-    if (e.status !== 404) {
-      $("#group-error").textContent = e.message;
-      return;
-    }
-    entries = {}; // not a group yet: its first saved entry makes it one
+    $("#group-error").textContent = e.message;
+    return;
   }
   $("#group-error").textContent = "";
   shown = name;
