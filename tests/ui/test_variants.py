@@ -7,7 +7,6 @@ from typing import Any
 
 from playwright.sync_api import Locator, expect
 
-from tests.api.conftest import API
 from tests.helpers import OPENAI_PEER_KEY
 from tests.peers import OpenAIPeer
 from tests.ui.conftest import Panel, Reports, on_sqlite

@@ -63,7 +63,7 @@ const COMPARED = [
   ["Errors", (g) => (g.errors ? `${g.errors} (${Math.round((g.errors / g.calls) * 100)}%)` : "0")],
   ["Latency p50 (ms)", (g) => String(Math.round(g.latency_p50_ms))],
   ["Latency p95 (ms)", (g) => String(Math.round(g.latency_p95_ms))],
-  ["Tokens per call", (g) => String(g.tokens_per_call)],
+  ["Tokens per call", (g) => g.tokens_per_call.toFixed(1)],
   ["Cost per call (USD)", (g) => `$${g.cost_per_call_usd.toFixed(6)}`],
 ];
 
