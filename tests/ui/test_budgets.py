@@ -70,6 +70,7 @@ def test_a_budget_made_in_the_panel_shows_its_spend_is_marked_when_exceeded_and_
     assert int(tokens.get_attribute("value") or "0") == stored["spent_tokens"]
     expect(row).to_contain_text(f"{stored['spent_tokens']} of 1,000 tokens")
     expect(row).to_contain_text("calls fail")
+    expect(row.get_by_role("cell").first).to_have_text("dayresets at midnight UTC")
     expect(row).not_to_contain_text("exceeded")
 
     # Edited under what was spent already, with a model to go to: marked exceeded, the fallback shown.
@@ -123,7 +124,7 @@ def test_a_group_budget_is_made_for_a_group_the_form_suggests(
     form.get_by_role("button", name="Save budget").click()
     row = tab.get_by_role("row").filter(has=panel.page.get_by_role("rowheader", name="group:team-a"))
     expect(row).to_contain_text("$0.0000 of $25.00 (0%)")
-    expect(row).to_contain_text("month")
+    expect(row.get_by_role("cell").first).to_have_text("monthresets on the 1st, UTC")
     stored = budgets(panel)["group:team-a"]
     assert (stored["period"], stored["limit_usd"], stored["limit_tokens"]) == ("month", 25, None)
 

@@ -24,21 +24,23 @@ def users_of_each_variant(panel: Panel, variants: set[str]) -> dict[str, str]:
 
 
 @on_sqlite
-def test_calls_of_two_variants_are_compared_side_by_side(
+def test_calls_of_two_variants_are_compared_side_by_side_and_entries_without_variants_left_out(
     panel: Panel, reports: Reports, openai_peer: OpenAIPeer
 ) -> None:
     provider = panel.add_provider("peer", "openai", openai_peer.root_url, OPENAI_PEER_KEY)
     mini = {"name": "mini", "provider_id": provider["id"], "model_name": "gpt-4o-mini", "weight": 1}
     panel.set_config("reasoning", provider_id=provider["id"], model_name="gpt-4o", weight=1, variants=[mini])
+    panel.set_config("tools", provider_id=provider["id"], model_name="gpt-4o")  # no variants: not compared
     users = users_of_each_variant(panel, {"main", "mini"})
     service = panel.api.service
+    service.get_llm("tools").invoke("a call without variants")
     for variant, calls in (("main", 3), ("mini", 2)):
         for _ in range(calls):
             service.get_llm("reasoning", user_id=users[variant]).invoke("compare the variants")
     assert service.flush_usage()
     report = panel.http.get(f"{API}/usage", params={"group_by": ["interaction_type", "variant"]}).json()
     figures = {g["keys"][1]: g for g in report["groups"]}
-    assert {name: g["calls"] for name, g in figures.items()} == {"main": 3, "mini": 2}
+    assert {name: g["calls"] for name, g in figures.items()} == {"main": 3, "mini": 2, "(none)": 1}
     panel.sign_in()
 
     usage = panel.tab("Usage")

@@ -10,6 +10,8 @@ import { state } from "./state.js";
 
 let editing = null; // the budget the form edits, or null while it adds one
 
+// When a period starts again (the server counts hours, days and calendar months in UTC).
+const RESETS = { hour: "resets every hour", day: "resets at midnight UTC", month: "resets on the 1st, UTC" };
 const usd = (value) => `$${value.toFixed(value < 1 ? 4 : 2)}`;
 const tokens = (value) => value.toLocaleString("en-US");
 
@@ -49,9 +51,9 @@ function budgetRow(budget) {
     ),
     el(
       "td",
-      {},
+      { title: `This period began ${when(budget.period_start)}` },
       budget.period,
-      el("small", { class: "muted status-detail", text: `since ${when(budget.period_start)}` }),
+      el("small", { class: "muted status-detail", text: RESETS[budget.period] }),
     ),
     el("td", {}, spend),
     el("td", { text: exceed ? `${providerName(exceed.provider_id)} / ${exceed.model_name}` : "calls fail" }),

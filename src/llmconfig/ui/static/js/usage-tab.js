@@ -58,6 +58,7 @@ function renderUsage(dayType, models, days) {
   latency.replaceChildren(latencyBars(models));
 }
 
+const NO_VARIANT = "(none)";
 const COMPARED = [
   ["Calls", (g) => String(g.calls)],
   ["Errors", (g) => (g.errors ? `${g.errors} (${Math.round((g.errors / g.calls) * 100)}%)` : "0")],
@@ -70,11 +71,14 @@ const COMPARED = [
 /** One row per interaction type and variant, its figures per call so that variants of any weight compare. */
 function renderComparison(groups) {
   const target = $("#variant-comparison");
-  if (!groups.length) {
-    target.replaceChildren(el("p", { class: "muted", text: "No calls recorded in this period." }));
+  // Calls of entries without variants carry none (the report's "(none)"): there is nothing to compare them with.
+  const compared = groups.filter((g) => g.keys[1] !== NO_VARIANT);
+  if (!compared.length) {
+    const text = "No calls of entries with variants in this period. Add variants on a Model Configuration card.";
+    target.replaceChildren(el("p", { class: "muted", text }));
     return;
   }
-  const sorted = [...groups].sort((a, b) => a.keys[0].localeCompare(b.keys[0]) || b.calls - a.calls);
+  const sorted = [...compared].sort((a, b) => a.keys[0].localeCompare(b.keys[0]) || b.calls - a.calls);
   const headings = ["Interaction type", "Variant", ...COMPARED.map(([h]) => h)];
   target.replaceChildren(
     el(
@@ -96,9 +100,9 @@ function renderComparison(groups) {
         sorted.map((g) =>
           el(
             "tr",
-            { "data-variant": g.keys[1] ?? "main" },
+            { "data-variant": g.keys[1] },
             el("td", { text: g.keys[0] }),
-            el("th", { scope: "row", text: g.keys[1] ?? "main" }),
+            el("th", { scope: "row", text: g.keys[1] }),
             COMPARED.map(([, value]) => el("td", { text: value(g) })),
           ),
         ),
