@@ -104,9 +104,7 @@ def test_a_budget_made_in_the_panel_shows_its_spend_is_marked_when_exceeded_and_
 
 
 @on_sqlite
-def test_a_group_budget_is_made_for_a_group_the_form_suggests(
-    panel: Panel, reports: Reports, openai_peer: OpenAIPeer
-) -> None:
+def test_group_and_provider_budgets_are_made_by_name(panel: Panel, reports: Reports, openai_peer: OpenAIPeer) -> None:
     provider = panel.add_provider("peer", "openai", openai_peer.root_url, OPENAI_PEER_KEY)
     body = {"provider_id": provider["id"], "model_name": "gpt-4o-mini"}
     assert panel.http.put(f"{API}/groups/team-a/config/reasoning", json=body).status_code == 200
@@ -127,5 +125,22 @@ def test_a_group_budget_is_made_for_a_group_the_form_suggests(
     expect(row.get_by_role("cell").first).to_have_text("monthresets on the 1st, UTC")
     stored = budgets(panel)["group:team-a"]
     assert (stored["period"], stored["limit_usd"], stored["limit_tokens"]) == ("month", 25, None)
+
+    # A provider's budget is stored under its id, and shown (and edited) under its name.
+    tab.get_by_role("button", name="Add budget").click()
+    form.get_by_label("Scope").select_option("provider")
+    form.get_by_label("Name").fill("peer")
+    form.get_by_label("Limit (tokens)").fill("1000000")
+    form.get_by_role("button", name="Save budget").click()
+    expect(panel.toast).to_have_text("Saved the budget of provider:peer")
+    assert f"provider:{provider['id']}" in budgets(panel)
+    peer = tab.get_by_role("row").filter(has=panel.page.get_by_role("rowheader", name="provider:peer"))
+    peer.get_by_role("button", name="Edit budget provider:peer").click()
+    edit = tab.get_by_role("form", name="Edit budget provider:peer")
+    expect(edit.get_by_label("Name")).to_have_value("peer")
+    edit.get_by_label("Period").select_option("hour")
+    edit.get_by_role("button", name="Save budget").click()
+    expect(panel.toast).to_have_text("Saved the budget of provider:peer")
+    assert budgets(panel)[f"provider:{provider['id']}"]["period"] == "hour"
 
     assert reports.none(), f"violations: {reports.violations}; console: {reports.console}"

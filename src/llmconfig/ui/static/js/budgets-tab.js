@@ -33,22 +33,24 @@ function spendLine(scope, what, spent, limit, format) {
   );
 }
 
+// A provider's budget is stored under the provider's id; people know it by its name.
+function shownScope(scope) {
+  const [kind, ...rest] = scope.split(":");
+  return kind === "provider" ? `provider:${providerName(rest.join(":"))}` : scope;
+}
+
 function budgetRow(budget) {
+  const scope = shownScope(budget.scope);
   const spend = [];
-  if (budget.limit_usd !== null) spend.push(spendLine(budget.scope, "USD", budget.spent_usd, budget.limit_usd, usd));
+  if (budget.limit_usd !== null) spend.push(spendLine(scope, "USD", budget.spent_usd, budget.limit_usd, usd));
   if (budget.limit_tokens !== null) {
-    spend.push(spendLine(budget.scope, "tokens", budget.spent_tokens, budget.limit_tokens, tokens));
+    spend.push(spendLine(scope, "tokens", budget.spent_tokens, budget.limit_tokens, tokens));
   }
   const exceed = budget.on_exceed;
   return el(
     "tr",
     { class: budget.exceeded ? "exceeded" : null },
-    el(
-      "th",
-      { scope: "row" },
-      budget.scope,
-      budget.exceeded ? el("span", { class: "badge failed", text: "exceeded" }) : null,
-    ),
+    el("th", { scope: "row" }, scope, budget.exceeded ? el("span", { class: "badge failed", text: "exceeded" }) : null),
     el(
       "td",
       { title: `This period began ${when(budget.period_start)}` },
@@ -67,14 +69,14 @@ function budgetRow(budget) {
           type: "button",
           class: "small",
           text: "Edit",
-          "aria-label": `Edit budget ${budget.scope}`,
+          "aria-label": `Edit budget ${scope}`,
           onclick: () => openForm(budget),
         }),
         el("button", {
           type: "button",
           class: "small danger",
           text: "Delete",
-          "aria-label": `Delete budget ${budget.scope}`,
+          "aria-label": `Delete budget ${scope}`,
           onclick: () => deleteBudget(budget),
         }),
       ),
@@ -113,8 +115,8 @@ async function suggestNames() {
 function openForm(budget = null) {
   editing = budget;
   const form = $("#budget-form");
-  const [kind, ...rest] = budget ? budget.scope.split(":") : ["type"];
-  $("#budget-form-title").textContent = budget ? `Edit budget ${budget.scope}` : "Add budget";
+  const [kind, ...rest] = budget ? shownScope(budget.scope).split(":") : ["type"];
+  $("#budget-form-title").textContent = budget ? `Edit budget ${shownScope(budget.scope)}` : "Add budget";
   form.elements.kind.value = kind;
   form.elements.name.value = rest.join(":");
   form.elements.kind.disabled = Boolean(budget);
@@ -165,7 +167,7 @@ async function saveBudget(event) {
   try {
     const path = `/budgets/${encodeURIComponent(scope)}`;
     await busy($("button[type=submit]", form), "Saving…", () => api("PUT", path, body));
-    toast(`Saved the budget of ${scope}`);
+    toast(`Saved the budget of ${shownScope(scope)}`);
     closeForm();
     await showBudgets();
   } catch (e) {
@@ -176,13 +178,13 @@ async function saveBudget(event) {
 async function deleteBudget(budget) {
   const deleted = await confirmAction({
     title: "Delete budget?",
-    text: `Delete the budget of ${budget.scope}? Its calls are no longer limited.`,
+    text: `Delete the budget of ${shownScope(budget.scope)}? Its calls are no longer limited.`,
     confirm: "Delete",
     busyLabel: "Deleting…",
     action: () => api("DELETE", `/budgets/${encodeURIComponent(budget.scope)}`),
   });
   if (!deleted) return;
-  toast(`Deleted the budget of ${budget.scope}`);
+  toast(`Deleted the budget of ${shownScope(budget.scope)}`);
   if (editing?.scope === budget.scope) closeForm();
   await showBudgets();
 }
