@@ -168,3 +168,46 @@ def test_deleting_a_group_a_budget_names_shows_the_409_and_deletes_nothing_until
     assert effective(panel, "u-1") == {}
 
     assert reports.none(refused=(409,)), f"violations: {reports.violations}; console: {reports.console}"
+
+
+@on_sqlite
+def test_a_group_entry_has_variants_and_a_history_like_a_global_one(
+    panel: Panel, reports: Reports, openai_peer: OpenAIPeer
+) -> None:
+    provider = panel.add_provider("peer", "openai", openai_peer.root_url, OPENAI_PEER_KEY)
+    panel.sign_in()
+    page = panel.page
+
+    groups = panel.tab("Groups")
+    groups.get_by_label("Group", exact=True).fill("team-a")
+    groups.get_by_role("button", name="Open group").click()
+    card = groups.get_by_role("region", name="Entries of team-a").get_by_role("article", name="reasoning", exact=True)
+    card.get_by_label("Provider", exact=True).select_option(label="peer (openai)")
+    card.get_by_label("Model", exact=True).select_option("gpt-4o")
+    card.get_by_role("button", name="Save").click()
+    expect(card).to_contain_text("Version 1")
+    card.get_by_role("button", name="Add variant").click()
+    card.get_by_label("Variant 1 name").fill("mini")
+    card.get_by_label("Variant 1 provider").select_option(label="peer (openai)")
+    card.get_by_label("Variant 1 model").fill("gpt-4o-mini")
+    card.get_by_label("Variant 1 weight").fill("300")
+    expect(card.locator(".variants li .share")).to_have_text("75%")
+    card.get_by_role("button", name="Save").click()
+    expect(card).to_contain_text("Version 2")
+    stored = panel.http.get(f"{API}/groups/team-a/config").json()["reasoning"]
+    assert (stored["weight"], [(v["name"], v["provider_id"], v["weight"]) for v in stored["variants"]]) == (
+        100,
+        [("mini", provider["id"], 300)],
+    )
+
+    card.get_by_role("button", name="History of reasoning for team-a").click()
+    drawer = page.get_by_role("dialog", name="History of reasoning for team-a")
+    expect(drawer.get_by_role("listitem").filter(has_text="Version 2")).to_contain_text("variants")
+    drawer.get_by_role("button", name="Restore version 1").click()
+    expect(panel.toast).to_have_text("Restored version 1 of reasoning for team-a as version 3")
+    expect(card).to_contain_text("Version 3")
+    expect(card.locator(".variants li")).to_have_count(0)
+    assert panel.http.get(f"{API}/groups/team-a/config").json()["reasoning"]["variants"] == []
+    assert panel.config() == {}  # the global entry was never touched
+
+    assert reports.none(), f"violations: {reports.violations}; console: {reports.console}"
