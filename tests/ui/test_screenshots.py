@@ -294,6 +294,8 @@ def test_screenshots_of_the_panel_for_the_readme(
             assert (SCREENSHOTS / f"{name}-{suffix}.png").stat().st_size > 10_000
     for name in ("groups", "user-groups", "variants", "variant-comparison", "budgets"):
         assert (SCREENSHOTS / f"{name}-desktop.png").stat().st_size > 10_000
+    for name in ("groups", "budgets"):
+        assert (SCREENSHOTS / f"{name}-mobile.png").stat().st_size > 10_000
 
 
 def shoot_teams(browser: Browser, base_url: str, token: str) -> None:
@@ -336,5 +338,19 @@ def shoot_teams(browser: Browser, base_url: str, token: str) -> None:
         expect(budgets.get_by_role("row").filter(has_text="user:u-1042")).to_contain_text("exceeded")
         page.mouse.move(0, 0)
         shoot(page, "budgets-desktop.png")
+    finally:
+        context.close()
+
+    # On a phone: one card per group and per budget.
+    context = signed_in_context(browser, token, mobile=True)
+    try:
+        page = context.new_page()
+        page.goto(f"{base_url}/#groups")
+        expect(page.get_by_role("tabpanel", name="Groups").get_by_role("row", name="support-team")).to_be_visible()
+        shoot(page, "groups-mobile.png")
+        page.get_by_role("tab", name="Budgets").click()
+        expect(page.get_by_role("tabpanel", name="Budgets").locator("tbody tr")).to_have_count(4)
+        page.mouse.move(0, 0)
+        shoot(page, "budgets-mobile.png")
     finally:
         context.close()
