@@ -80,11 +80,11 @@ def test_a_budget_made_in_the_panel_shows_its_spend_is_marked_when_exceeded_and_
     expect(form.get_by_label("Limit (tokens)")).to_have_value("1000")
     form.get_by_label("Limit (tokens)").fill("5")
     form.get_by_label("When spent, use provider").select_option(label="peer (openai)")
-    form.get_by_label("and model").fill("gpt-9")  # not a model the provider offers: refused, nothing changes
+    form.get_by_label("When spent, use model").fill("gpt-9")  # not a model the provider offers: refused, nothing changes
     form.get_by_role("button", name="Save budget").click()
     expect(form.get_by_role("alert")).to_contain_text("gpt-9")
     assert budgets(panel)["type:reasoning"]["version"] == 1
-    form.get_by_label("and model").fill("gpt-4o-mini")
+    form.get_by_label("When spent, use model").fill("gpt-4o-mini")
     form.get_by_role("button", name="Save budget").click()
     expect(panel.toast).to_have_text("Saved the budget of type:reasoning")
     expect(row.locator(".badge.failed")).to_have_text("exceeded")
