@@ -54,7 +54,7 @@ def test_the_panel_its_static_files_and_the_api_answer_with_the_strict_policy(
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert_strict(page)
 
-    for asset, mime in (("/ui/js/app.js", "javascript"), ("/ui/app.css", "text/css"), ("/ui/favicon.svg", "svg")):
+    for asset, mime in (("/ui/js/app.js", "javascript"), ("/ui/css/app.css", "text/css"), ("/ui/favicon.svg", "svg")):
         response = client.get(asset)
         assert response.status_code == 200 and mime in response.headers["content-type"], asset
         assert_strict(response)

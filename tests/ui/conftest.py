@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Locator, Page, expect, sync_playwright
 
 from tests.api.conftest import API, ApiContext
 from tests.api.conftest import api as api  # re-exported fixture: the app over SQLite/PostgreSQL + tokens
@@ -80,6 +80,47 @@ def page(context: BrowserContext) -> Iterator[Page]:
     tab.on("pageerror", lambda error: errors.append(str(error)))
     yield tab
     assert not errors, f"JavaScript errors in the panel: {errors}"
+
+
+REPORT_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.reportViolation(
+    `${event.effectiveDirective} blocked ${event.blockedURI || "inline"} at ${event.sourceFile}:${event.lineNumber}`,
+  );
+});
+"""
+
+
+@dataclass
+class Reports:
+    violations: list[str] = field(default_factory=list)
+    console: list[str] = field(default_factory=list)
+
+    def none(self, *, refused: tuple[int, ...] = ()) -> bool:
+        """No violation and no console error or warning, except Chromium's note of each answer with a status
+        in ``refused`` (a test that makes the server refuse something expects those)."""
+        expected = tuple(f"the server responded with a status of {status} " for status in refused)
+        unexpected = [line for line in self.console if not any(text in line for text in expected)]
+        return not self.violations and not unexpected
+
+
+@pytest.fixture
+def reports(page: Page) -> Reports:
+    """Every ``securitypolicyviolation`` event and console error or warning of the test's tab.
+
+    The listener is installed by an init script, so it is in place before the panel's first script runs, on
+    every page the test loads; it reports through a binding to the test, so reloads lose nothing.
+    """
+    found = Reports()
+    page.expose_function("reportViolation", lambda text: found.violations.append(str(text)))
+    page.add_init_script(REPORT_VIOLATIONS)
+
+    def on_console(message: ConsoleMessage) -> None:
+        if message.type in ("error", "warning"):
+            found.console.append(f"{message.type}: {message.text}")
+
+    page.on("console", on_console)
+    return found
 
 
 @dataclass

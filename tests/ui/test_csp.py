@@ -1,52 +1,18 @@
 """The whole panel under its Content Security Policy, in a real Chromium: every tab and the main actions, with
 every ``securitypolicyviolation`` event and every console error or warning recorded, and none allowed.
 
-The listener is installed by an init script, so it is in place before the panel's first script runs, on every
-page the test loads; it reports through a binding to the test, so reloads lose nothing.
+The listener is the ``reports`` fixture of conftest.py, which the tests of the other views use as well.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
-import pytest
-from playwright.sync_api import ConsoleMessage, Page, Route, expect
+from playwright.sync_api import Route, expect
 
 from tests.helpers import OPENAI_PEER_KEY
 from tests.peers import OpenAIPeer
-from tests.ui.conftest import Panel, on_sqlite
-
-REPORT_VIOLATIONS = """
-document.addEventListener("securitypolicyviolation", (event) => {
-  window.reportViolation(
-    `${event.effectiveDirective} blocked ${event.blockedURI || "inline"} at ${event.sourceFile}:${event.lineNumber}`,
-  );
-});
-"""
-
-
-@dataclass
-class Reports:
-    violations: list[str] = field(default_factory=list)
-    console: list[str] = field(default_factory=list)
-
-    def none(self) -> bool:
-        return not self.violations and not self.console
-
-
-@pytest.fixture
-def reports(page: Page) -> Reports:
-    found = Reports()
-    page.expose_function("reportViolation", lambda text: found.violations.append(str(text)))
-    page.add_init_script(REPORT_VIOLATIONS)
-
-    def on_console(message: ConsoleMessage) -> None:
-        if message.type in ("error", "warning"):
-            found.console.append(f"{message.type}: {message.text}")
-
-    page.on("console", on_console)
-    return found
+from tests.ui.conftest import Panel, Reports, on_sqlite
 
 
 @on_sqlite
@@ -147,7 +113,7 @@ def test_every_tab_and_main_action_runs_under_the_policy_without_a_violation(
     expect(page.get_by_label("Token", exact=True)).to_be_visible()
 
     assert reports.none(), f"violations: {reports.violations}; console: {reports.console}"
-    assert colour == "rgb(47, 91, 234)"  # the first series' colour, from app.css
+    assert colour == "rgb(47, 91, 234)"  # the first series' colour, from css/usage.css
 
 
 SWAGGER_STUB = """

@@ -41,8 +41,8 @@ def test_usage_tab_shows_totals_and_charts_of_real_calls(panel: Panel, openai_pe
     panel.sign_in()
 
     usage = panel.tab("Usage")
-    expect(usage.get_by_text("Calls", exact=True)).to_be_visible()
     totals = panel.page.locator("#usage-totals")
+    expect(totals.get_by_text("Calls", exact=True)).to_be_visible()
     expect(totals).to_contain_text("3")
     expect(usage.get_by_role("img", name="Latency per model")).to_be_visible()
     expect(usage.locator("#chart-latency")).to_contain_text("gpt-4o")

@@ -217,6 +217,8 @@ def test_signing_in_switching_tabs_and_saving_a_card_work_by_keyboard_alone(
     expect(page.get_by_role("tab", name="Providers")).to_be_focused()
     expect(page.get_by_role("tabpanel", name="Providers")).to_be_visible()
     keyboard.press("ArrowRight")
+    expect(page.get_by_role("tabpanel", name="Groups")).to_be_visible()
+    keyboard.press("ArrowRight")
     expect(page.get_by_role("tabpanel", name="User overrides")).to_be_visible()
     keyboard.press("Home")
     expect(config_tab).to_be_focused()

@@ -3,14 +3,16 @@
 
 import { forgetAccess, setUpAccess, showAccess } from "./access-tab.js";
 import { api, token, whenTokenRejected } from "./api.js";
+import { setUpBudgets, showBudgets } from "./budgets-tab.js";
 import { renderCards } from "./config-tab.js";
 import { $, busy, toast } from "./dom.js";
+import { setUpGroups, showGroups } from "./groups-tab.js";
 import { renderProviders, setUpProviders } from "./providers-tab.js";
 import { loadAll } from "./state.js";
 import { setUpUsage, showUsage } from "./usage-tab.js";
 import { setUpUsers } from "./users-tab.js";
 
-const TABS = ["config", "providers", "users", "usage", "access"];
+const TABS = ["config", "providers", "groups", "users", "usage", "budgets", "access"];
 
 async function signIn(event) {
   event.preventDefault();
@@ -73,7 +75,9 @@ function selectTab(name, focus = true) {
     if (selected && focus) button.focus();
   }
   history.replaceState(null, "", name === "config" ? "#" : `#${name}`);
+  if (name === "groups") showGroups();
   if (name === "usage") showUsage();
+  if (name === "budgets") showBudgets();
   if (name === "access") showAccess();
 }
 
@@ -95,7 +99,9 @@ function start() {
   $(".tabs").addEventListener("keydown", tabKeys);
   setUpProviders();
   setUpUsers();
+  setUpGroups();
   setUpUsage();
+  setUpBudgets();
   setUpAccess();
   $("#history [data-close]").addEventListener("click", () => $("#history").close());
   for (const link of document.querySelectorAll("[data-goto]")) {

@@ -1,10 +1,10 @@
-// The usage charts, drawn as SVG. Colours come from classes in app.css (series-0 … series-6, latency-p50,
+// The usage charts, drawn as SVG. Colours come from classes in css/usage.css (series-0 … series-6, latency-p50,
 // latency-p95), never from inline styles, which the Content Security Policy blocks.
 
 import { el } from "./dom.js";
 
 const SVG = "http://www.w3.org/2000/svg";
-const SERIES_COLOURS = 7; // series-0 … series-6 in app.css
+const SERIES_COLOURS = 7; // series-0 … series-6 in css/usage.css
 
 function svg(tag, attrs = {}, text) {
   const node = document.createElementNS(SVG, tag);

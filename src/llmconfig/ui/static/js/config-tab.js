@@ -1,196 +1,25 @@
-// The Model Configuration tab: one card per interaction type with its provider, model, parameters and
-// fallback chain, saved with the version it was loaded at (a conflicting save is explained, never applied).
+// The Model Configuration tab: one card per interaction type with its global entry (see entry-card.js).
 
-import { api } from "./api.js";
-import { $, busy, el, toast, when } from "./dom.js";
-import { showHistory } from "./history.js";
-import { providerOptions } from "./pickers.js";
+import { $ } from "./dom.js";
+import { buildEntryCard } from "./entry-card.js";
 import { state } from "./state.js";
+
+/** The card of `type`'s global entry (`entry`, or undefined when there is none). */
+export function buildCard(type, entry) {
+  return buildEntryCard(type, entry, {
+    path: `/config/${encodeURIComponent(type.name)}`,
+    slug: `cfg-${type.name}`,
+    label: type.name,
+    onChange: (next) => {
+      if (next) state.config[type.name] = next;
+      else delete state.config[type.name];
+    },
+  });
+}
 
 export function renderCards() {
   const cards = $("#cards");
   cards.replaceChildren();
   $("#config-empty").hidden = state.providers.length > 0;
   for (const type of state.types) cards.append(buildCard(type, state.config[type.name]));
-}
-
-// A select of the provider's models of the right kind; a free text field while nothing was discovered.
-function modelControl(card, kind, providerId, selected) {
-  const field = $(".model-field", card);
-  const id = $("label", field).htmlFor;
-  const models = (state.catalogs.get(providerId) || []).filter((m) => m.kind === kind);
-  let control;
-  if (models.length) {
-    control = el("select", { id, name: "model_name" });
-    if (!models.some((m) => m.model_name === selected)) {
-      control.append(el("option", { value: "", text: "Choose a model" }));
-    }
-    for (const model of models) {
-      const text = model.display_name ? `${model.display_name} (${model.model_name})` : model.model_name;
-      control.append(el("option", { value: model.model_name, text, selected: model.model_name === selected }));
-    }
-  } else {
-    // Nothing discovered (yet): any model name is accepted.
-    control = el("input", {
-      id,
-      name: "model_name",
-      value: selected || "",
-      placeholder: "model name",
-      autocomplete: "off",
-    });
-  }
-  field.querySelector("select, input")?.remove();
-  field.append(control);
-}
-
-function fallbackRow(list, fallback = {}) {
-  const n = list.children.length + 1;
-  const provider = el("select", { "aria-label": `Fallback ${n} provider`, name: "fallback_provider" });
-  providerOptions(provider, fallback.provider_id);
-  const model = el("input", {
-    "aria-label": `Fallback ${n} model`,
-    name: "fallback_model",
-    value: fallback.model_name || "",
-    placeholder: "model",
-    autocomplete: "off",
-  });
-  const row = el("li", {}, provider, model);
-  row.append(
-    el("button", {
-      type: "button",
-      class: "ghost small",
-      "aria-label": `Remove fallback ${n}`,
-      text: "Remove",
-      onclick: () => row.remove(),
-    }),
-  );
-  list.append(row);
-  return row;
-}
-
-/** The card of `type`, showing `entry` (its global configuration, or undefined when there is none). */
-export function buildCard(type, entry) {
-  const card = $("#card-template").content.firstElementChild.cloneNode(true);
-  const form = $("form", card);
-  const slug = `cfg-${type.name}`;
-  card.dataset.type = type.name;
-  card.setAttribute("aria-labelledby", `${slug}-title`);
-  $(".card-title", card).textContent = type.name;
-  $(".card-title", card).id = `${slug}-title`;
-  $(".kind", card).textContent = type.kind;
-  $(".description", card).textContent = type.description || "";
-
-  const [providerLabel, modelLabel, tempLabel, maxLabel] = form.querySelectorAll(".field > label");
-  const providerSelect = $("select[name=provider_id]", form);
-  providerSelect.id = `${slug}-provider`;
-  providerLabel.htmlFor = providerSelect.id;
-  modelLabel.htmlFor = `${slug}-model`;
-  const temperature = $("input[name=temperature]", form);
-  const slider = $("input[name=temperature_range]", form);
-  temperature.id = `${slug}-temperature`;
-  tempLabel.htmlFor = temperature.id;
-  // The number field is the accessible control; the slider mirrors it for pointer users.
-  slider.setAttribute("aria-hidden", "true");
-  slider.tabIndex = -1;
-  const maxTokens = $("input[name=max_tokens]", form);
-  maxTokens.id = `${slug}-max-tokens`;
-  maxLabel.htmlFor = maxTokens.id;
-
-  providerOptions(providerSelect, entry?.provider_id);
-  modelControl(card, type.kind, entry?.provider_id, entry?.model_name);
-  providerSelect.addEventListener("change", () => modelControl(card, type.kind, providerSelect.value, ""));
-
-  const initialTemp = entry?.temperature ?? "";
-  temperature.value = initialTemp;
-  slider.value = initialTemp === "" ? 1 : initialTemp;
-  slider.addEventListener("input", () => {
-    temperature.value = slider.value;
-  });
-  temperature.addEventListener("input", () => {
-    if (temperature.value !== "") slider.value = temperature.value;
-  });
-  maxTokens.value = entry?.max_tokens ?? "";
-  if (type.kind === "embeddings") {
-    $(".temp", form).hidden = true;
-    maxTokens.closest(".field").hidden = true;
-  }
-
-  const fallbacks = $(".fallbacks ol", form);
-  for (const fallback of entry?.fallbacks || []) fallbackRow(fallbacks, fallback);
-  $("[data-add-fallback]", form).addEventListener("click", () => $("select", fallbackRow(fallbacks)).focus());
-
-  card.dataset.version = entry ? entry.version : "0";
-  showMeta(card, entry);
-  form.addEventListener("submit", (event) => saveCard(event, card, type));
-  const history = $("[data-history]", form);
-  history.setAttribute("aria-label", `History of ${type.name}`);
-  history.addEventListener("click", () =>
-    showHistory(history, type, (restored) => card.replaceWith(buildCard(type, restored))),
-  );
-  return card;
-}
-
-function showMeta(card, entry) {
-  $(".meta", card).textContent = entry
-    ? `Version ${entry.version} · changed ${when(entry.updated_at)}${entry.updated_by ? ` by ${entry.updated_by}` : ""}`
-    : "Not configured yet";
-}
-
-function readSettings(form) {
-  const body = {
-    provider_id: form.elements.provider_id.value,
-    model_name: form.elements.model_name.value.trim(),
-  };
-  const temperature = form.elements.temperature.value;
-  const maxTokens = form.elements.max_tokens.value;
-  if (!form.querySelector(".temp").hidden) body.temperature = temperature === "" ? null : Number(temperature);
-  body.max_tokens = maxTokens === "" ? null : Number(maxTokens);
-  body.fallbacks = [...form.querySelectorAll(".fallbacks li")]
-    .map((li) => ({ provider_id: $("select", li).value, model_name: $("input", li).value.trim() }))
-    .filter((f) => f.provider_id && f.model_name);
-  return body;
-}
-
-async function saveCard(event, card, type) {
-  event.preventDefault();
-  const form = event.currentTarget;
-  const error = $(".error", form);
-  error.replaceChildren();
-  const body = readSettings(form);
-  if (!body.provider_id || !body.model_name) {
-    error.textContent = "Choose a provider and a model first.";
-    return;
-  }
-  body.version = Number(card.dataset.version);
-  try {
-    const path = `/config/${encodeURIComponent(type.name)}`;
-    const entry = await busy($("button[type=submit]", form), "Saving…", () => api("PUT", path, body));
-    state.config[type.name] = entry;
-    card.dataset.version = entry.version;
-    showMeta(card, entry);
-    toast(`Saved ${type.name}: ${entry.provider_name} / ${entry.model_name}`);
-  } catch (e) {
-    if (e.status === 409) {
-      const reload = el("button", {
-        type: "button",
-        class: "small",
-        text: "Reload",
-        onclick: () => reloadCard(card, type),
-      });
-      error.append(`Someone else changed ${type.name} meanwhile, so your change was not saved. `, reload);
-    } else {
-      error.textContent = e.message;
-    }
-  }
-}
-
-async function reloadCard(card, type) {
-  try {
-    state.config = await api("GET", "/config");
-    card.replaceWith(buildCard(type, state.config[type.name]));
-    $(`[data-type="${CSS.escape(type.name)}"] select`).focus();
-    toast(`Reloaded ${type.name}`);
-  } catch (e) {
-    toast(e.message, "bad");
-  }
 }

@@ -1,5 +1,5 @@
 // Small DOM helpers shared by every tab. Nothing here sets inline styles or inline handlers: the server's
-// Content Security Policy forbids both, so looks come from classes in app.css and handlers from addEventListener.
+// Content Security Policy forbids both, so looks come from classes in css/*.css and handlers from addEventListener.
 
 export const $ = (selector, root = document) => root.querySelector(selector);
 

@@ -1,10 +1,18 @@
-// The history drawer of one interaction type: each version with what changed, and Restore.
+// The history drawer of one entry (global, or a group's): each version with what changed, and Restore.
 
 import { api } from "./api.js";
 import { $, busy, el, toast, when } from "./dom.js";
-import { state } from "./state.js";
 
-const HISTORY_FIELDS = ["provider_name", "model_name", "temperature", "max_tokens", "extra_params", "fallbacks"];
+const HISTORY_FIELDS = [
+  "provider_name",
+  "model_name",
+  "temperature",
+  "max_tokens",
+  "extra_params",
+  "fallbacks",
+  "weight",
+  "variants",
+];
 
 function fieldText(value) {
   if (value === null || value === undefined) return "default";
@@ -32,13 +40,12 @@ function changesOf(version, previous) {
 }
 
 /**
- * Opens the drawer for `type`, loading its history with a loading state on `button`. After a restore,
- * `onRestored(entry)` gets the new current entry.
+ * Opens the drawer of the entry at `path` (titled `History of <label>`), loading its history with a loading
+ * state on `button`. After a restore, `onRestored(entry)` gets the new current entry.
  */
-export async function showHistory(button, type, onRestored) {
+export async function showHistory(button, { path, label }, onRestored) {
   const dialog = $("#history");
-  const path = `/config/${encodeURIComponent(type.name)}`;
-  $("#history-title").textContent = `History of ${type.name}`;
+  $("#history-title").textContent = `History of ${label}`;
   $(".error", dialog).textContent = "";
   let versions;
   try {
@@ -51,17 +58,16 @@ export async function showHistory(button, type, onRestored) {
     try {
       const body = { version: version.version };
       const entry = await busy(event.currentTarget, "Restoring…", () => api("POST", `${path}/rollback`, body));
-      state.config[type.name] = entry;
       dialog.close();
       onRestored(entry);
-      toast(`Restored version ${version.version} of ${type.name} as version ${entry.version}`);
+      toast(`Restored version ${version.version} of ${label} as version ${entry.version}`);
     } catch (err) {
       $(".error", dialog).textContent = err.message;
     }
   };
   const list = $("#history-list");
   list.replaceChildren();
-  if (!versions.length) list.append(el("li", { class: "muted", text: `${type.name} has not been configured yet.` }));
+  if (!versions.length) list.append(el("li", { class: "muted", text: `${label} has not been configured yet.` }));
   versions.forEach((version, index) => {
     const current = index === 0;
     const action = el("button", {

@@ -1,5 +1,5 @@
-// The Usage tab: totals of the chosen period and three charts (cost and calls per day by interaction type,
-// latency per model).
+// The Usage tab: totals of the chosen period, three charts (cost and calls per day by interaction type,
+// latency per model) and the variants of each interaction type compared side by side.
 
 import { api } from "./api.js";
 import { latencyBars, stackedBars } from "./charts.js";
@@ -13,10 +13,15 @@ export async function showUsage(event) {
   const since = new Date(Date.now() - days * DAY_MS).toISOString();
   const query = (dims) => `/usage?${dims.map((d) => `group_by=${d}`).join("&")}&since=${encodeURIComponent(since)}`;
   try {
-    const [byDayType, byModel] = await busy($("#usage-form button[type=submit]"), "Loading…", () =>
-      Promise.all([api("GET", query(["day", "interaction_type"])), api("GET", query(["model"]))]),
+    const [byDayType, byModel, byVariant] = await busy($("#usage-form button[type=submit]"), "Loading…", () =>
+      Promise.all([
+        api("GET", query(["day", "interaction_type"])),
+        api("GET", query(["model"])),
+        api("GET", query(["interaction_type", "variant"])),
+      ]),
     );
     renderUsage(byDayType.groups, byModel.groups, days);
+    renderComparison(byVariant.groups);
   } catch (e) {
     toast(e.message, "bad");
   }
@@ -51,6 +56,59 @@ function renderUsage(dayType, models, days) {
   cost.replaceChildren(stackedBars(dates, types, value("cost_usd"), (v) => `$${v.toFixed(4)}`));
   perDay.replaceChildren(stackedBars(dates, types, value("calls"), (v) => String(v)));
   latency.replaceChildren(latencyBars(models));
+}
+
+const NO_VARIANT = "(none)";
+const COMPARED = [
+  ["Calls", (g) => String(g.calls)],
+  ["Errors", (g) => (g.errors ? `${g.errors} (${Math.round((g.errors / g.calls) * 100)}%)` : "0")],
+  ["Latency p50 (ms)", (g) => String(Math.round(g.latency_p50_ms))],
+  ["Latency p95 (ms)", (g) => String(Math.round(g.latency_p95_ms))],
+  ["Tokens per call", (g) => g.tokens_per_call.toFixed(1)],
+  ["Cost per call (USD)", (g) => `$${g.cost_per_call_usd.toFixed(6)}`],
+];
+
+/** One row per interaction type and variant, its figures per call so that variants of any weight compare. */
+function renderComparison(groups) {
+  const target = $("#variant-comparison");
+  // Calls of entries without variants carry none (the report's "(none)"): there is nothing to compare them with.
+  const compared = groups.filter((g) => g.keys[1] !== NO_VARIANT);
+  if (!compared.length) {
+    const text = "No calls of entries with variants in this period. Add variants on a Model Configuration card.";
+    target.replaceChildren(el("p", { class: "muted", text }));
+    return;
+  }
+  const sorted = [...compared].sort((a, b) => a.keys[0].localeCompare(b.keys[0]) || b.calls - a.calls);
+  const headings = ["Interaction type", "Variant", ...COMPARED.map(([h]) => h)];
+  target.replaceChildren(
+    el(
+      "table",
+      { class: "numbers" },
+      el("caption", { class: "sr-only", text: "Variants compared" }),
+      el(
+        "thead",
+        {},
+        el(
+          "tr",
+          {},
+          headings.map((h) => el("th", { scope: "col", text: h })),
+        ),
+      ),
+      el(
+        "tbody",
+        {},
+        sorted.map((g) =>
+          el(
+            "tr",
+            { "data-variant": g.keys[1] },
+            el("td", { text: g.keys[0] }),
+            el("th", { scope: "row", text: g.keys[1] }),
+            COMPARED.map(([, value]) => el("td", { text: value(g) })),
+          ),
+        ),
+      ),
+    ),
+  );
 }
 
 /** Wires the tab's form; called once at start. */
