@@ -175,7 +175,8 @@ def _breakdown(svc: Any, provider_id: str, direct: float) -> str:
 
         resolution, _ = svc.resolver.resolve("reasoning")
         target = resolution.target
-        key = svc.secrets.load(target.api_key_ref, owner=target.provider_id)
+        secret_ref = target.api_keys[0].reference
+        key = svc.secrets.load(secret_ref, owner=target.provider_id)
 
         def construct() -> Any:
             return adapter_for(target.provider_type).chat_model(
@@ -194,7 +195,7 @@ def _breakdown(svc: Any, provider_id: str, direct: float) -> str:
         steps: dict[str, Callable[[], Any]] = {
             "revision check (not done while changes are pushed)": svc.resolver.revision,
             "resolve (DB read)": lambda: svc.resolver.resolve("reasoning"),
-            "decrypt key": lambda: svc.secrets.load(target.api_key_ref, owner=target.provider_id),
+            "decrypt key": lambda: svc.secrets.load(secret_ref, owner=target.provider_id),
             "construct via adapter": construct,
             "usage-tracking copy": lambda: built.model_copy(
                 update={"callbacks": [UsageCallback(svc.usage_recorder, context)]}

@@ -51,6 +51,16 @@ def propagation(
     """
     children = []
     sink: queue.Queue[tuple[int, float, str]] = queue.Queue()
+    headers = {"Authorization": f"Bearer {admin_token}"}
+    # Start from the first model whatever an earlier run of this figure left configured.
+    reset = httpx.put(
+        f"{server.url}/api/v1/llm/config/reasoning",
+        json={"provider_id": provider_id, "model_name": MODELS[0]},
+        headers=headers,
+        timeout=30,
+    )
+    if reset.status_code != 200:
+        raise BenchError(f"PUT /config/reasoning answered {reset.status_code}: {reset.text}")
     try:
         for _ in range(pollers):
             process = procs.start(
@@ -72,7 +82,6 @@ def propagation(
         missed = 0
         changes = 0
         current = MODELS[0]
-        headers = {"Authorization": f"Bearer {admin_token}"}
         rng = random.Random(1234)
         with httpx.Client(base_url=server.url, headers=headers, timeout=30) as client:
             started = time.monotonic()

@@ -12,7 +12,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import Connection, Integer, String, and_, bindparam, cast, literal_column, null, select, union_all
+from sqlalchemy import (
+    JSON,
+    Connection,
+    Integer,
+    String,
+    Text,
+    and_,
+    bindparam,
+    cast,
+    literal_column,
+    null,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from llmconfig.config.checks import DEFAULT_WEIGHT
@@ -31,6 +44,7 @@ from llmconfig.db.models import (
     Provider,
     ProviderKey,
     UserConfig,
+    UTCDateTime,
 )
 from llmconfig.errors import LLMConfigError
 from llmconfig.providers.adapters import adapter_for
@@ -246,12 +260,33 @@ _PROVIDERS = select(*_PROVIDER_COLUMNS).where(
 )
 
 
-_BUDGETS = select(Budget.scope, Budget.on_exceed).where(Budget.scope.in_(bindparam("scopes", expanding=True)))
 _PROVIDER_KEYS = (
     select(ProviderKey.provider_id, ProviderKey.id, ProviderKey.secret_ref, ProviderKey.hint)
     .where(ProviderKey.provider_id.in_(bindparam("provider_ids", expanding=True)))
     .order_by(ProviderKey.created_at, ProviderKey.id)
 )
+# The keys of a resolution's providers and the budgets of its scopes, in one round trip: the keys in each
+# provider's order (rows without a scope), then the budgets (rows with one).
+_KEYS_AND_BUDGETS = union_all(
+    select(
+        ProviderKey.provider_id,
+        ProviderKey.id.label("key_id"),
+        ProviderKey.secret_ref,
+        ProviderKey.hint,
+        ProviderKey.created_at,
+        cast(null(), String(300)).label("scope"),
+        cast(null(), JSON).label("on_exceed"),
+    ).where(ProviderKey.provider_id.in_(bindparam("provider_ids", expanding=True))),
+    select(
+        cast(null(), String(36)),
+        cast(null(), String(36)),
+        cast(null(), Text),
+        cast(null(), String(8)),
+        cast(null(), UTCDateTime()),
+        Budget.scope,
+        Budget.on_exceed,
+    ).where(Budget.scope.in_(bindparam("scopes", expanding=True))),
+).order_by(literal_column("scope"), literal_column("created_at"), literal_column("key_id"))
 
 
 def _target(provider: Any, model_name: str, keys: dict[str, tuple[KeyRef, ...]] | None = None) -> Target:
@@ -305,8 +340,8 @@ class Resolver:
         and the revision read.
 
         Returns ``(None, revision)`` when the type exists but nothing is configured for it. This is the
-        cold path of ``get_llm``: three statements without a user id (the entry, the providers' keys, the
-        budgets), four with one (one more when fallbacks or variants use other providers), prepared at import
+        cold path of ``get_llm``: two statements without a user id (the entry; the providers' keys with the
+        budgets), three with one (one more when fallbacks or variants use other providers), prepared at import
         and run on a plain connection.
         """
         with reading(self._sessions) as connection:
@@ -352,8 +387,8 @@ class Resolver:
         groups: tuple[str, ...],
         user_id: str | None,
     ) -> Resolution:
-        """The resolution of the winning entry ``row``: one statement for the providers' keys, one more when
-        its fallbacks or variants use other providers than its own, and one for the budgets."""
+        """The resolution of the winning entry ``row``: one statement for the providers' keys and the budgets,
+        one more when its fallbacks or variants use other providers than its own."""
         fallbacks: list[dict[str, str]] = row.fallbacks or []
         variants: list[dict[str, Any]] = row.variants or []
         wanted = {f["provider_id"] for f in fallbacks}
@@ -364,48 +399,52 @@ class Resolver:
         wanted.discard(row.id)
         if wanted:
             providers.update((p.id, p) for p in connection.execute(_PROVIDERS, {"provider_ids": sorted(wanted)}))
-        keys = _keys_of(connection, providers)
+        scopes = budget_scopes(interaction_type, user_id, sorted(providers), groups)
+        keys: dict[str, list[KeyRef]] = {}
+        budgets: dict[str, Any] = {}
+        for extra in connection.execute(_KEYS_AND_BUDGETS, {"provider_ids": sorted(providers), "scopes": scopes}):
+            if extra.scope is None:
+                keys.setdefault(extra.provider_id, []).append(KeyRef(extra.key_id, extra.secret_ref, extra.hint))
+            else:
+                budgets[extra.scope] = extra.on_exceed
+        key_refs = {provider_id: tuple(refs) for provider_id, refs in keys.items()}
         extra_params = row.extra_params or {}
         resolution = Resolution(
             interaction_type=interaction_type,
             kind=kind,
             source=source,
-            target=_target(row, row.model_name, keys),
+            target=_target(row, row.model_name, key_refs),
             temperature=row.temperature,
             max_tokens=row.max_tokens,
             extra_params_json=freeze_params(extra_params),
-            fallbacks=_chain(fallbacks, providers, keys),
+            fallbacks=_chain(fallbacks, providers, key_refs),
             weight=row.weight or DEFAULT_WEIGHT,
             variants=tuple(
                 VariantResolution(
                     name=variant["name"],
                     weight=variant["weight"],
                     target=(
-                        _target(providers[variant["provider_id"]], variant["model_name"], keys)
+                        _target(providers[variant["provider_id"]], variant["model_name"], key_refs)
                         if variant["provider_id"] in providers
                         else None
                     ),
                     temperature=_own(variant.get("temperature"), row.temperature),
                     max_tokens=_own(variant.get("max_tokens"), row.max_tokens),
                     extra_params_json=freeze_params(_own(variant.get("extra_params"), extra_params)),
-                    fallbacks=_chain(_own(variant.get("fallbacks"), fallbacks), providers, keys),
+                    fallbacks=_chain(_own(variant.get("fallbacks"), fallbacks), providers, key_refs),
                 )
                 for variant in variants
             ),
             groups=groups,
         )
-        budgets = _budgets(connection, interaction_type, user_id, groups, resolution.provider_ids)
-        return replace(resolution, budgets=budgets) if budgets else resolution
+        if not budgets:
+            return resolution
+        return replace(resolution, budgets=_budget_rules(connection, scopes, budgets))
 
 
-def _budgets(
-    connection: Any, interaction_type: str, user_id: str | None, groups: tuple[str, ...], provider_ids: Iterable[str]
-) -> tuple[BudgetRule, ...]:
-    """The budgets that apply to a call of a resolution, most specific first, with their models."""
-    scopes = budget_scopes(interaction_type, user_id, sorted(provider_ids), groups)
-    rows = {row.scope: row.on_exceed for row in connection.execute(_BUDGETS, {"scopes": scopes})}
-    if not rows:
-        return ()
+def _budget_rules(connection: Any, scopes: list[str], rows: dict[str, Any]) -> tuple[BudgetRule, ...]:
+    """The budgets found for a resolution (``rows``: scope → on_exceed), most specific first, with their
+    models (one more statement when some budget names one)."""
     wanted = [on_exceed["provider_id"] for on_exceed in rows.values() if on_exceed]
     providers = {p.id: p for p in connection.execute(_PROVIDERS, {"provider_ids": wanted})} if wanted else {}
     keys = _keys_of(connection, providers) if providers else {}
