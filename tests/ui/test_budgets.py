@@ -80,7 +80,8 @@ def test_a_budget_made_in_the_panel_shows_its_spend_is_marked_when_exceeded_and_
     expect(form.get_by_label("Limit (tokens)")).to_have_value("1000")
     form.get_by_label("Limit (tokens)").fill("5")
     form.get_by_label("When spent, use provider").select_option(label="peer (openai)")
-    form.get_by_label("When spent, use model").fill("gpt-9")  # not a model the provider offers: refused, nothing changes
+    # Not a model the provider offers: refused, and nothing changes.
+    form.get_by_label("When spent, use model").fill("gpt-9")
     form.get_by_role("button", name="Save budget").click()
     expect(form.get_by_role("alert")).to_contain_text("gpt-9")
     assert budgets(panel)["type:reasoning"]["version"] == 1
