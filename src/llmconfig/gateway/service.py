@@ -18,9 +18,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
@@ -55,6 +55,9 @@ if TYPE_CHECKING:
     from llmconfig.tokens import Caller
 
 log = logging.getLogger("llmconfig.gateway")
+
+# What one target of a chain answered: a reply and its usage, or an opened stream.
+_Answer = TypeVar("_Answer")
 
 ENDPOINT_OF_KIND = {"chat": "/v1/chat/completions", "embeddings": "/v1/embeddings"}
 # Statuses of a provider that say "this endpoint cannot answer now": the next target may.
@@ -123,12 +126,30 @@ class Gateway:
         resolved = await self._resolve(caller, request, "chat")
         attempt = _Attempt(request.interaction_type, request.user_id, time.perf_counter())
         if request.stream:
-            return await self._stream(request, resolved, attempt)
+            target, opened = await self._along_chain(
+                resolved, attempt, lambda target, chained: self._open_stream(request, resolved, target, chained=chained)
+            )
+            return StreamReply(self._relay(opened, target, attempt))
+        target, (reply, usage) = await self._along_chain(
+            resolved, attempt, lambda target, chained: self._chat_once(request, resolved, target, chained=chained)
+        )
+        self._record(attempt, target, usage, None)
+        return reply
+
+    async def _along_chain(
+        self,
+        resolved: ResolvedConfig,
+        attempt: _Attempt,
+        call: Callable[[ResolvedTarget, bool], Awaitable[_Answer]],
+    ) -> tuple[ResolvedTarget, _Answer]:
+        """The first target of the chain that ``call`` (given the target and whether there is a chain) gets an
+        answer from, and that answer; a retryable failure moves on to the next target, any other is refused
+        (and recorded), and when every target failed the last failure is recorded and raised."""
         failures: list[UpstreamFailure] = []
         chained = len(resolved.targets) > 1
         for target in resolved.targets:
             try:
-                reply, usage = await self._chat_once(request, resolved, target, chained=chained)
+                return target, await call(target, chained)
             except UpstreamFailure as failure:
                 failures.append(failure)
                 if failure.retryable:
@@ -136,8 +157,6 @@ class Gateway:
                     continue
                 self._record(attempt, target, None, failure.kind)
                 raise self._refusal(failure) from None
-            self._record(attempt, target, usage, None)
-            return reply
         self._record(attempt, resolved.targets[-1], None, failures[-1].kind)
         raise self._exhausted(resolved, failures)
 
@@ -153,13 +172,7 @@ class Gateway:
                 document, created=int(self._clock()), response_tool=translated.response_tool
             )
             return Reply(200, orjson.dumps(completion)), completion["usage"]
-        body = openai_chat_body(
-            request,
-            model=target.model_name,
-            temperature=resolved.temperature,
-            max_tokens=resolved.max_tokens,
-            extra_params=resolved.extra_params,
-        )
+        body = self._to_openai(request, resolved, target)
         endpoint = self._endpoint(target, "/chat/completions")
         answer = await self._upstream.post(endpoint, orjson.dumps(body), chained=chained)
         document = self._answer_document(endpoint, answer.status, answer.content_type, answer.body)
@@ -167,23 +180,6 @@ class Gateway:
         return Reply(200, answer.body), document.get("usage")
 
     # -- streams -----------------------------------------------------------------------------------
-
-    async def _stream(self, request: ParsedRequest, resolved: ResolvedConfig, attempt: _Attempt) -> StreamReply:
-        failures: list[UpstreamFailure] = []
-        chained = len(resolved.targets) > 1
-        for target in resolved.targets:
-            try:
-                opened = await self._open_stream(request, resolved, target, chained=chained)
-            except UpstreamFailure as failure:
-                failures.append(failure)
-                if failure.retryable:
-                    self._note_fallback(target, failure, resolved, len(failures))
-                    continue
-                self._record(attempt, target, None, failure.kind)
-                raise self._refusal(failure) from None
-            return StreamReply(self._relay(opened, target, attempt))
-        self._record(attempt, resolved.targets[-1], None, failures[-1].kind)
-        raise self._exhausted(resolved, failures)
 
     async def _open_stream(
         self, request: ParsedRequest, resolved: ResolvedConfig, target: ResolvedTarget, *, chained: bool
@@ -198,13 +194,7 @@ class Gateway:
                 created=int(self._clock()), include_usage=request.include_usage, response_tool=translated.response_tool
             )
         else:
-            body = openai_chat_body(
-                request,
-                model=target.model_name,
-                temperature=resolved.temperature,
-                max_tokens=resolved.max_tokens,
-                extra_params=resolved.extra_params,
-            )
+            body = self._to_openai(request, resolved, target)
             endpoint = self._endpoint(target, "/chat/completions")
             processor = PassThrough(include_usage=request.include_usage)
         answer = await self._upstream.open(endpoint, orjson.dumps(body), chained=chained)
@@ -315,6 +305,16 @@ class Gateway:
                 )
             return resolved.model_copy(update={"targets": [budget.on_exceed]})
         return resolved
+
+    @staticmethod
+    def _to_openai(request: ParsedRequest, resolved: ResolvedConfig, target: ResolvedTarget) -> dict[str, Any]:
+        return openai_chat_body(
+            request,
+            model=target.model_name,
+            temperature=resolved.temperature,
+            max_tokens=resolved.max_tokens,
+            extra_params=resolved.extra_params,
+        )
 
     def _to_anthropic(
         self, request: ParsedRequest, resolved: ResolvedConfig, target: ResolvedTarget

@@ -72,9 +72,7 @@ class ProviderKeyService:
                 )
             committed = True
         except (StaleDataError, ConcurrentChangeError, IntegrityError):
-            raise ConflictError(
-                f"Provider {ref!r} was changed by someone else meanwhile; reload and add the key again"
-            ) from None
+            raise ConflictError.overtaken(f"Provider {ref!r}", "reload and add the key again") from None
         finally:
             if not committed and stored is not None:
                 self._providers.forget_secret(stored, ref)
@@ -113,7 +111,5 @@ class ProviderKeyService:
                     after=to_public(provider),
                 )
         except (StaleDataError, ConcurrentChangeError):
-            raise ConflictError(
-                f"Provider {ref!r} was changed by someone else meanwhile; reload and remove the key again"
-            ) from None
+            raise ConflictError.overtaken(f"Provider {ref!r}", "reload and remove the key again") from None
         self._providers.forget_secret(reference, ref)

@@ -141,6 +141,16 @@ class Discovery:
     models: list[DiscoveredModel]
     latency_ms: float
 
+    def result(self) -> ValidationResult:
+        """The outcome of the check that discovered these models: it passed."""
+        return ValidationResult(
+            ok=True,
+            status="ok",
+            detail=f"{len(self.models)} models available",
+            latency_ms=self.latency_ms,
+            models_discovered=len(self.models),
+        )
+
 
 class ProviderService:
     """Everything that can be done to providers; the API, the CLI and the factory all go through it."""
@@ -265,15 +275,7 @@ class ProviderService:
         finally:
             if not session_committed and stored is not None:
                 self.forget_secret(stored, data.name)
-        result = None
-        if discovery is not None:
-            result = ValidationResult(
-                ok=True,
-                status="ok",
-                detail=f"{len(discovery.models)} models available",
-                latency_ms=discovery.latency_ms,
-                models_discovered=len(discovery.models),
-            )
+        result = discovery.result() if discovery is not None else None
         log.info("provider added: %s (%s, %s)", provider.name, provider.provider_type, base_url)
         return self.get(provider.id), result
 
@@ -286,7 +288,7 @@ class ProviderService:
             with transaction(self._sessions, write=True) as session:
                 provider = find_provider(session, ref)
                 if data.version is not None and data.version != provider.version:
-                    raise ConflictError(_stale(provider.name, data.version, provider.version))
+                    raise ConflictError.stale(repr(provider.name), data.version, provider.version)
                 before = to_public(provider)
                 if "name" in changed and data.name and data.name != provider.name:
                     if session.scalar(select(Provider.id).where(Provider.name == data.name)) is not None:
@@ -330,7 +332,7 @@ class ProviderService:
         except (StaleDataError, ConcurrentChangeError):
             if "name" in changed and data.name and self._name_taken(data.name, ref):
                 raise ConflictError(f"A provider named {data.name!r} already exists; choose another name") from None
-            raise ConflictError(f"Provider {ref!r} was changed by someone else meanwhile; reload and retry") from None
+            raise ConflictError.overtaken(f"Provider {ref!r}") from None
         except Exception:
             if new_secret is not None and new_secret not in old_secrets:
                 self.forget_secret(new_secret, ref)
@@ -365,7 +367,7 @@ class ProviderService:
         with transaction(self._sessions, write=True) as session:
             provider = find_provider(session, ref)
             if version is not None and version != provider.version:
-                raise ConflictError(_stale(provider.name, version, provider.version))
+                raise ConflictError.stale(repr(provider.name), version, provider.version)
             users = self.users_of(session, provider.id)
             if users:
                 raise ConflictError(
@@ -428,14 +430,7 @@ class ProviderService:
         except ProviderError as exc:
             failed = ValidationResult(ok=False, status=exc.status, detail=str(exc), latency_ms=exc.latency_ms)
             return provider_id, failed, None
-        result = ValidationResult(
-            ok=True,
-            status="ok",
-            detail=f"{len(discovery.models)} models available",
-            latency_ms=discovery.latency_ms,
-            models_discovered=len(discovery.models),
-        )
-        return provider_id, result, discovery
+        return provider_id, discovery.result(), discovery
 
     # -- internals ---------------------------------------------------------------------------------
 
@@ -543,11 +538,4 @@ def _origin_change_refused(name: str, moved_from: str, moved_to: str) -> str:
         f"The new base URL moves provider {name!r} to another origin ({moved_from} -> {moved_to}), where its stored "
         "API key would then be sent: send the key again with api_key (null removes it), or send "
         '"keep_api_key": true to keep the stored key on purpose'
-    )
-
-
-def _stale(name: str, given: int, current: int) -> str:
-    return (
-        f"{name!r} was changed by someone else (you sent version {given}, it is now at {current}); "
-        "reload it and apply your change again"
     )
