@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from llmconfig.config.schemas import ConfigEntry, ConfigSource, ConfigUpdate, FallbackTarget, VariantUpdate
 from llmconfig.db.models import GlobalConfig, GroupConfig, Provider, UserConfig
 from llmconfig.errors import ConflictError, ValidationError
-from llmconfig.providers.service import usable_provider
+from llmconfig.providers.lookup import usable_provider
 
 EntryRow = GlobalConfig | UserConfig | GroupConfig
 DEFAULT_WEIGHT = 100

@@ -27,7 +27,6 @@ import orjson
 from llmconfig.db.models import utcnow
 from llmconfig.errors import ConfigUnavailableError, LLMConfigError, NotFoundError, SecretBackendError
 from llmconfig.gateway import anthropic
-from llmconfig.gateway.anthropic_stream import StreamError
 from llmconfig.gateway.errors import (
     INVALID_REQUEST,
     PERMISSION,
@@ -37,6 +36,7 @@ from llmconfig.gateway.errors import (
     scrubbed,
     upstream_message,
 )
+from llmconfig.gateway.relay import OpenStream
 from llmconfig.gateway.requests import (
     ParsedRequest,
     api_params,
@@ -45,8 +45,8 @@ from llmconfig.gateway.requests import (
     parse_chat,
     parse_embeddings,
 )
-from llmconfig.gateway.streams import DONE, AnthropicToOpenAI, EventSplitter, PassThrough, sse
-from llmconfig.gateway.upstream import Endpoint, StreamingAnswer, Upstream, UpstreamFailure
+from llmconfig.gateway.streams import AnthropicToOpenAI, PassThrough
+from llmconfig.gateway.upstream import Endpoint, Upstream, UpstreamFailure
 from llmconfig.llm.resolved import ResolvedConfig, ResolvedTarget
 from llmconfig.usage.recorder import UsageEvent
 
@@ -183,7 +183,7 @@ class Gateway:
 
     async def _open_stream(
         self, request: ParsedRequest, resolved: ResolvedConfig, target: ResolvedTarget, *, chained: bool
-    ) -> _OpenStream:
+    ) -> OpenStream:
         """The target's stream, read up to its first event worth sending; UpstreamFailure before that."""
         processor: PassThrough | AnthropicToOpenAI
         if target.provider_type == "anthropic":
@@ -208,14 +208,14 @@ class Gateway:
                     retryable=True,
                     kind="ProviderBadResponseError",
                 )
-            stream = _OpenStream(answer, endpoint, processor)
+            stream = OpenStream(answer, endpoint, processor)
             await stream.prime()
             return stream
         except BaseException:
             answer.close()
             raise
 
-    async def _relay(self, stream: _OpenStream, target: ResolvedTarget, attempt: _Attempt) -> AsyncIterator[bytes]:
+    async def _relay(self, stream: OpenStream, target: ResolvedTarget, attempt: _Attempt) -> AsyncIterator[bytes]:
         # Recorded before the last bytes go out: a client that has read the whole stream finds its usage row.
         recorded = False
         try:
@@ -434,79 +434,6 @@ class Gateway:
 
 def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
-
-
-class _OpenStream:
-    """A provider's event stream being relayed: what was read ahead, and the rest as it comes."""
-
-    def __init__(self, answer: StreamingAnswer, endpoint: Endpoint, processor: PassThrough | AnthropicToOpenAI) -> None:
-        self.answer = answer
-        self.endpoint = endpoint
-        self.processor = processor
-        self.error: str | None = None
-        self.ended = False
-        self._chunks = answer.chunks()
-        self._splitter = EventSplitter()
-        self._first = b""
-
-    async def prime(self) -> None:
-        """Read until there is something to send; UpstreamFailure if the stream fails or ends before that."""
-        try:
-            async for chunk in self._chunks:
-                self._first = self.processor.events(self._splitter.feed(chunk))
-                if self._first:
-                    return
-        except StreamError as exc:
-            raise UpstreamFailure(
-                f"{self.endpoint.where} reported an error in its stream: {exc}", retryable=exc.retryable, kind=exc.kind
-            ) from None
-        raise UpstreamFailure(
-            f"{self.endpoint.where} ended its stream without an event", retryable=True, kind="ProviderBadResponseError"
-        )
-
-    async def rest(self) -> AsyncIterator[bytes]:
-        """What was read ahead, then the rest as it arrives; ``ended`` is set before the last bytes are yielded."""
-        if self.processor.done:  # the whole stream came in the first read
-            self.ended = True
-            yield self._first
-            return
-        yield self._first
-        try:
-            self.processor.raise_failure()
-            async for chunk in self._chunks:
-                data = self.processor.events(self._splitter.feed(chunk))
-                if self.processor.done:
-                    self.ended = True
-                    yield data
-                    return
-                if data:
-                    yield data
-                    self.processor.raise_failure()
-            tail = self._splitter.rest()
-            data = self.processor.events([tail]) if tail else b""
-        except StreamError as exc:
-            self.error = exc.kind or "StreamError"
-            self.ended = True
-            yield sse({"error": {"message": f"The {self.endpoint.where} failed mid-stream: {exc}", "type": UPSTREAM}})
-            return
-        except UpstreamFailure as failure:
-            self.error = failure.kind
-            self.ended = True
-            yield sse({"error": {"message": f"The {failure}", "type": UPSTREAM, "param": None, "code": None}})
-            return
-        self.ended = True
-        if self.processor.done:
-            yield data
-        elif isinstance(self.processor, AnthropicToOpenAI):
-            self.error = "IncompleteStream"
-            yield data + sse(
-                {"error": {"message": f"The {self.endpoint.where} ended its stream early", "type": UPSTREAM}}
-            )
-        else:
-            yield data + DONE  # an OpenAI-compatible server that closed without [DONE]: the stream still ends properly
-
-    def close(self) -> None:
-        self.answer.close()
 
 
 __all__ = ["ENDPOINT_OF_KIND", "Gateway", "Reply", "StreamReply"]

@@ -19,8 +19,8 @@ from llmconfig.db.changes import Change, record_change
 from llmconfig.db.engine import transaction
 from llmconfig.db.models import utcnow
 from llmconfig.errors import ConcurrentChangeError, ConflictError, NotFoundError
+from llmconfig.providers.lookup import find_provider, to_public, users_of
 from llmconfig.providers.schemas import ProviderKeyCreate, ProviderKeyCreated, ProviderKeyPublic
-from llmconfig.providers.service import find_provider, to_public
 from llmconfig.secrets import SecretBackend
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ class ProviderKeyService:
                         f"GET /providers/{provider.id}/keys"
                     )
                 if len(provider.keys) == 1 and provider.provider_type in KEYED_TYPES:
-                    users = self._providers.users_of(session, provider.id)
+                    users = users_of(session, provider.id)
                     if users:
                         raise ConflictError(
                             f"This is the last API key of provider {provider.name!r}, which {', '.join(users)} "

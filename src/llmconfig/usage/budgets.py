@@ -25,7 +25,7 @@ from llmconfig.db.changes import Change, record_change
 from llmconfig.db.engine import transaction
 from llmconfig.db.models import Budget, GroupMember, InteractionType, Provider, UsageRecord, utcnow
 from llmconfig.errors import ConcurrentChangeError, ConflictError, NotFoundError, ValidationError
-from llmconfig.providers.service import find_provider, usable_provider
+from llmconfig.providers.lookup import find_provider, usable_provider
 
 Period = Literal["hour", "day", "month"]
 ScopeKind = Literal["type", "user", "group", "provider"]
