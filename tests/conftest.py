@@ -27,7 +27,15 @@ from sqlalchemy.engine import make_url
 from llmconfig import LLMConfigService
 from llmconfig.db import create_db_engine, upgrade_to_head
 from llmconfig.settings import Settings
-from tests.helpers import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY, psycopg_conninfo, requested_timeout
+from tests.helpers import (
+    ANTHROPIC_PEER_KEY,
+    OPENAI_PEER_KEY,
+    PEER_KINDS,
+    PeerProvider,
+    provider_of_peer,
+    psycopg_conninfo,
+    requested_timeout,
+)
 from tests.peers import AnthropicPeer, OpenAIPeer
 from tests.pgserver import PostgresServer, PostgresServerError, free_tcp_port
 
@@ -252,3 +260,10 @@ def openai_peer() -> Iterator[OpenAIPeer]:
 def anthropic_peer() -> Iterator[AnthropicPeer]:
     with AnthropicPeer(api_key=ANTHROPIC_PEER_KEY) as peer:
         yield peer
+
+
+@pytest.fixture(params=PEER_KINDS)
+def peer_provider(request: pytest.FixtureRequest) -> PeerProvider:
+    """The OpenAI peer, then the Anthropic peer, as a provider: a test using it runs once against each."""
+    kind: str = request.param
+    return provider_of_peer(kind, request.getfixturevalue(f"{kind}_peer"))

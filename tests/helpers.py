@@ -5,6 +5,10 @@ Fixtures live in conftest.py; everything a test imports lives here.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import anthropic
+import openai
 import pytest
 from pydantic import SecretStr
 from sqlalchemy.engine import make_url
@@ -19,9 +23,12 @@ __all__ = [
     "ANTHROPIC_PEER_KEY",
     "DEFAULT_TEST_REQUEST_TIMEOUT",
     "OPENAI_PEER_KEY",
+    "PEER_KINDS",
+    "PeerProvider",
     "add_peer_providers",
     "configure_reasoning",
     "free_tcp_port",
+    "provider_of_peer",
     "psycopg_conninfo",
     "requested_timeout",
 ]
@@ -71,3 +78,60 @@ def configure_reasoning(service: LLMConfigService, openai_peer: OpenAIPeer) -> N
         )
     )
     service.config.set_global("reasoning", ConfigUpdate(provider_id="local", model_name="gpt-4o"), actor="t")
+
+
+PEER_KINDS = ("openai", "anthropic")
+
+
+@dataclass(frozen=True)
+class PeerProvider:
+    """One loopback peer seen as a provider: what a test needs to add it, call it and read what it received.
+
+    The same scenario runs against both wire formats by taking this instead of a peer (fixture
+    ``peer_provider`` in conftest.py, parametrised over :data:`PEER_KINDS`).
+    """
+
+    kind: str
+    peer: OpenAIPeer | AnthropicPeer
+    provider_type: str
+    model: str
+    key: str
+    #: The URL a provider of this type is given (the OpenAI SDK wants ``/v1`` in it, the Anthropic SDK not).
+    base_url: str
+    #: The path a chat call reaches on the peer.
+    chat_path: str
+    authentication_error: type[Exception]
+
+    @property
+    def reply(self) -> str:
+        return self.peer.default_reply
+
+    def chat_requests(self) -> int:
+        return len(self.peer.requests_to(self.chat_path))
+
+
+def provider_of_peer(kind: str, peer: OpenAIPeer | AnthropicPeer) -> PeerProvider:
+    """``peer`` (an OpenAI peer for ``kind="openai"``, an Anthropic one for ``"anthropic"``) as a provider."""
+    if kind == "openai":
+        return PeerProvider(
+            kind=kind,
+            peer=peer,
+            provider_type="custom",
+            model="gpt-4o",
+            key=OPENAI_PEER_KEY,
+            base_url=peer.base_url,
+            chat_path="/v1/chat/completions",
+            authentication_error=openai.AuthenticationError,
+        )
+    if kind == "anthropic":
+        return PeerProvider(
+            kind=kind,
+            peer=peer,
+            provider_type="anthropic",
+            model="claude-haiku-4-5",
+            key=ANTHROPIC_PEER_KEY,
+            base_url=peer.root_url,
+            chat_path="/v1/messages",
+            authentication_error=anthropic.AuthenticationError,
+        )
+    raise ValueError(f"unknown peer kind {kind!r}: expected one of {PEER_KINDS}")

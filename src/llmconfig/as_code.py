@@ -25,8 +25,8 @@ from llmconfig.db.engine import transaction, unit_of_work
 from llmconfig.errors import LLMConfigError, NotFoundError, ValidationError
 from llmconfig.providers.adapters import adapter_for
 from llmconfig.providers.catalog import ModelKind
+from llmconfig.providers.lookup import find_provider
 from llmconfig.providers.schemas import NAME_PATTERN, ProviderCreate, ProviderPublic, ProviderType, ProviderUpdate
-from llmconfig.providers.service import find_provider
 from llmconfig.services import Services
 from llmconfig.validation import describe, input_problems
 

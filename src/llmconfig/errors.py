@@ -28,6 +28,10 @@ hints.
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+_E = TypeVar("_E", bound=BaseException)
+
 
 class LLMConfigError(Exception):
     """Base class; also raised when an interaction type has no usable configuration."""
@@ -97,6 +101,21 @@ class BudgetExceededError(LLMConfigError):
 class ConflictError(LLMConfigError):
     """The change conflicts with the stored state (duplicate name, stale version, in use)."""
 
+    @classmethod
+    def stale(cls, what: str, sent: int, current: int) -> ConflictError:
+        """The conflict of a write that sent version ``sent`` of ``what``, which is now at ``current``."""
+        return cls(
+            f"{what[:1].upper()}{what[1:]} was changed by someone else (you sent version {sent}, it is now at "
+            f"{current}); "
+            "reload it and apply your change again"
+        )
+
+    @classmethod
+    def overtaken(cls, what: str, then: str = "reload and retry") -> ConflictError:
+        """The conflict of a write another writer overtook between its read and its write; ``then`` says
+        what the caller does next."""
+        return cls(f"{what[:1].upper()}{what[1:]} was changed by someone else meanwhile; {then}")
+
 
 class ConcurrentChangeError(ConflictError):
     """A constraint or version clash at commit: someone else changed the same thing at the same moment."""
@@ -135,3 +154,17 @@ class ProviderBlockedError(ProviderError):
     """The outbound guard refused to contact the address (metadata range, deny list, not on the allow list)."""
 
     status = "blocked"
+
+
+def cause_of(error: BaseException, kind: type[_E] | tuple[type[_E], ...], *, context: bool = False) -> _E | None:
+    """The first exception of ``kind`` in ``error``'s chain: ``error`` itself, then what it was raised from
+    (``raise … from``, as the SDKs wrap what their HTTP clients raise), and with ``context`` also what it was
+    raised while handling. None when there is none."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return current
+        seen.add(id(current))
+        current = (current.__cause__ or current.__context__) if context else current.__cause__
+    return None

@@ -82,7 +82,7 @@ class Services:
             resolver=Resolver(sessions=sessions),
             audit=AuditService(sessions=sessions),
             usage=UsageService(sessions=sessions),
-            usage_recorder=UsageRecorder(DatabaseSink(sessions)),
+            usage_recorder=UsageRecorder(DatabaseSink(sessions), max_queue=settings.usage_queue_size),
             budgets=BudgetService(sessions=sessions),
             # A budget that becomes spent (or no longer is) is announced here, for the change stream's clients.
             spend=SpendMeter(

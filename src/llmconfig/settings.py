@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     listen_for_changes: bool = True
     # Record every call made through get_llm / get_embeddings objects (tokens, latency, cost).
     usage_tracking: bool = True
+    # Usage events waiting to be written (a bound on their memory): while this many wait, because the database
+    # or the server is slow or down, further ones are dropped and counted (llmconfig_usage_events_dropped_total).
+    usage_queue_size: int = Field(default=100_000, ge=1, le=10_000_000)
     # Seconds between two readings of what each budget has spent (from the usage table, or the server's).
     budget_refresh: float = Field(default=2.0, gt=0, le=5)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,8 +18,10 @@ from starlette.middleware.base import BaseHTTPMiddleware
 
 from llmconfig import LLMConfigService
 from llmconfig.api import create_app
+from llmconfig.db.models import utcnow
 from llmconfig.settings import Settings
 from llmconfig.tokens import TokenService
+from llmconfig.usage.recorder import UsageEvent
 from tests.api.conftest import API, problem_of
 
 SECRET_IN_FRAME = "sk-canary-in-a-frame-3e1d9c7b5a"
@@ -92,3 +95,55 @@ def test_an_unexpected_error_is_a_500_problem_and_one_log_line_without_values(
     assert all(record.exc_info is None for record in caplog.records)
     assert SECRET_IN_FRAME not in caplog.text
     assert sample(metrics, "GET", "/boom", "500") == 1
+
+
+def dropped_usage(metrics: str) -> float:
+    found = re.search(r"^llmconfig_usage_events_dropped_total (\S+)$", metrics, re.MULTILINE)
+    assert found, "the metric is exported"
+    return float(found.group(1))
+
+
+def test_usage_events_dropped_by_a_full_queue_are_counted_on_metrics(
+    sqlite_template: Path, settings_factory: Callable[..., Settings], tmp_path: Path
+) -> None:
+    target = tmp_path / "usage.db"
+    target.write_bytes(sqlite_template.read_bytes())
+    service = LLMConfigService(settings_factory(database_url=f"sqlite:///{target}", usage_queue_size=2))
+    recorder = service.usage_recorder
+    event = UsageEvent(
+        at=utcnow(),
+        interaction_type="reasoning",
+        user_id=None,
+        provider_id=None,
+        provider_name="p",
+        model_name="m",
+        prompt_tokens=1,
+        completion_tokens=1,
+        latency_ms=1.0,
+        success=True,
+        error_class=None,
+    )
+    try:
+        with TestClient(create_app(service.settings, service=service)) as client:
+            assert dropped_usage(client.get("/metrics").text) == 0
+            # Another writer holds the database: the recorder's thread waits on its first write (for up to the
+            # 30 s busy timeout) while calls go on recording, and the two-event queue fills.
+            holder = sqlite3.connect(target, timeout=0)
+            try:
+                holder.execute("BEGIN EXCLUSIVE")
+                for _ in range(50):
+                    recorder.record(event)
+                during = dropped_usage(client.get("/metrics").text)
+            finally:
+                holder.rollback()
+                holder.close()
+            assert recorder.flush(timeout=30)
+            after = dropped_usage(client.get("/metrics").text)
+    finally:
+        service.close()
+    # At most the batch the thread took before it waited and a refilled queue were kept: 1 + 2 + 2.
+    assert during >= 45
+    assert after == during == recorder.dropped
+    with sqlite3.connect(target) as reader:
+        (written,) = reader.execute("SELECT COUNT(*) FROM usage_records").fetchone()
+    assert written + recorder.dropped == 50  # every event was either written or counted as dropped

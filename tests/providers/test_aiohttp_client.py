@@ -17,8 +17,8 @@ from llmconfig.errors import ProviderBadResponseError, ProviderBlockedError
 from llmconfig.providers.aiohttp_client import GuardedResolver, guarded_aiohttp_client
 from llmconfig.providers.anthropic_chat import PassRefusalsThrough
 from llmconfig.providers.outbound import OutboundPolicy
-from tests.helpers import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY
-from tests.peers import AnthropicPeer, OpenAIPeer
+from tests.helpers import OPENAI_PEER_KEY, PeerProvider
+from tests.peers import OpenAIPeer
 
 MESSAGES: list[dict[str, str]] = [{"role": "user", "content": "hi"}]
 
@@ -45,6 +45,23 @@ def openai_sdk(client: httpx2.AsyncClient, base_url: str) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(base_url=base_url, api_key=OPENAI_PEER_KEY, http_client=client, max_retries=0)
 
 
+async def chat(target: PeerProvider, client: httpx2.AsyncClient) -> str:
+    """One chat call to ``target`` through its own SDK over ``client``; the answer's text."""
+    if target.kind == "openai":
+        answer = await openai_sdk(client, target.base_url).chat.completions.create(
+            model=target.model, messages=MESSAGES
+        )
+        return answer.choices[0].message.content or ""
+    # The middleware lets the guard's refusal itself reach the caller, not the SDK's "Connection error.".
+    sdk = anthropic.AsyncAnthropic(
+        base_url=target.base_url, api_key=target.key, http_client=client, middleware=[PassRefusalsThrough()]
+    )
+    message = await sdk.messages.create(model=target.model, max_tokens=64, messages=MESSAGES)
+    block = message.content[0]
+    assert isinstance(block, anthropic.types.TextBlock)
+    return block.text
+
+
 async def test_calls_work_and_reuse_one_connection(make_client: ClientFactory, openai_peer: OpenAIPeer) -> None:
     sdk = openai_sdk(make_client(), openai_peer.base_url)
     for _ in range(10):
@@ -62,12 +79,13 @@ async def test_calls_work_and_reuse_one_connection(make_client: ClientFactory, o
 
 
 async def test_a_denied_address_is_refused_and_the_peer_sees_nothing(
-    make_client: ClientFactory, openai_peer: OpenAIPeer
+    make_client: ClientFactory, peer_provider: PeerProvider
 ) -> None:
-    sdk = openai_sdk(make_client("127.0.0.1"), openai_peer.base_url)
+    assert await chat(peer_provider, make_client()) == peer_provider.reply
     with pytest.raises(ProviderBlockedError, match=r"127\.0\.0\.1 is on LLMCONFIG_OUTBOUND_DENY"):
-        await sdk.chat.completions.create(model="gpt-4o", messages=MESSAGES)
-    assert openai_peer.requests == [] and openai_peer.connections_opened == 0
+        await chat(peer_provider, make_client("127.0.0.1"))
+    # Only the allowed call arrived: the denied one was refused before it connected.
+    assert len(peer_provider.peer.requests) == 1 and peer_provider.peer.connections_opened == 1
 
 
 async def test_a_host_name_resolving_to_a_denied_address_is_refused(
@@ -124,24 +142,6 @@ async def test_answers_are_checked_and_capped(
     openai_peer.behaviour = "ok"
     answer = await sdk.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     assert answer.choices[0].message.content == "Hello from openai-peer"
-
-
-async def test_the_anthropic_sdk_works_and_gets_the_refusal_itself(
-    make_client: ClientFactory, anthropic_peer: AnthropicPeer
-) -> None:
-    def sdk(client: httpx2.AsyncClient) -> anthropic.AsyncAnthropic:
-        return anthropic.AsyncAnthropic(
-            base_url=anthropic_peer.root_url,
-            api_key=ANTHROPIC_PEER_KEY,
-            http_client=client,
-            middleware=[PassRefusalsThrough()],
-        )
-
-    answer = await sdk(make_client()).messages.create(model="claude-haiku-4-5", max_tokens=64, messages=MESSAGES)
-    assert answer.content[0].text == "Hello from anthropic-peer"
-    with pytest.raises(ProviderBlockedError, match="LLMCONFIG_OUTBOUND_DENY"):
-        await sdk(make_client("127.0.0.1")).messages.create(model="claude-haiku-4-5", max_tokens=64, messages=MESSAGES)
-    assert len(anthropic_peer.requests) == 1
 
 
 async def test_the_resolver_checks_every_address_of_a_name() -> None:

@@ -22,8 +22,8 @@ from llmconfig import LLMConfigService
 from llmconfig.config import ConfigUpdate
 from llmconfig.errors import ProviderBadResponseError, ProviderBlockedError
 from llmconfig.providers import ProviderCreate
-from tests.helpers import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY
-from tests.peers import AnthropicPeer, OpenAIPeer, ScriptedReply
+from tests.helpers import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY, PeerProvider
+from tests.peers import OpenAIPeer, ScriptedReply
 from tests.providers.conftest import ServiceFactory, custom
 
 MB = 1024 * 1024
@@ -83,15 +83,19 @@ EMBED_CALLS = ["embed", "aembed"]
 
 
 @pytest.mark.parametrize("how", CHAT_CALLS)
-def test_a_denied_address_is_refused_at_call_time_and_the_peer_sees_nothing(
-    make_service: ServiceFactory, openai_peer: OpenAIPeer, how: str
+def test_a_denied_address_is_refused_at_call_time_without_retries_and_the_peer_sees_nothing(
+    make_service: ServiceFactory, peer_provider: PeerProvider, how: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     service = make_service(outbound_deny="127.0.0.1")
-    use(service, openai_peer.base_url)
+    use(service, peer_provider.base_url, provider_type=peer_provider.provider_type, model=peer_provider.model)
+    caplog.set_level(logging.INFO, logger=peer_provider.kind)  # the SDK's own logger: "openai" or "anthropic"
+    # The guard's own error, not the SDK's "Connection error." wrapped around it.
     with pytest.raises(ProviderBlockedError, match=r"127\.0\.0\.1 is on LLMCONFIG_OUTBOUND_DENY") as caught:
         chat_call(service.get_llm("reasoning"), how)
-    assert OPENAI_PEER_KEY not in str(caught.value)
-    assert openai_peer.requests == [] and openai_peer.connections_opened == 0
+    assert peer_provider.key not in str(caught.value)
+    # The SDKs retry a connection error twice with back-off; a refusal is not worth retrying.
+    assert not [r for r in caplog.records if r.getMessage().startswith("Retrying request")]
+    assert peer_provider.peer.requests == [] and peer_provider.peer.connections_opened == 0
 
 
 @pytest.mark.parametrize("how", EMBED_CALLS)
@@ -103,21 +107,6 @@ def test_embeddings_to_a_denied_address_are_refused(
     with pytest.raises(ProviderBlockedError, match="LLMCONFIG_OUTBOUND_DENY"):
         embed_call(service.get_embeddings(), how)
     assert openai_peer.requests == [] and openai_peer.connections_opened == 0
-
-
-@pytest.mark.parametrize("how", CHAT_CALLS)
-def test_an_anthropic_model_on_a_denied_address_is_refused_without_retries(
-    make_service: ServiceFactory, anthropic_peer: AnthropicPeer, how: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    service = make_service(outbound_deny="127.0.0.1")
-    use(service, anthropic_peer.root_url, provider_type="anthropic", model="claude-haiku-4-5")
-    caplog.set_level(logging.INFO, logger="anthropic")
-    # The guard's own error, not the SDK's "Connection error." wrapped around it.
-    with pytest.raises(ProviderBlockedError, match="LLMCONFIG_OUTBOUND_DENY"):
-        chat_call(service.get_llm("reasoning"), how)
-    # The SDK retries a connection error twice with back-off; a refusal is not worth retrying.
-    assert not [r for r in caplog.records if r.getMessage().startswith("Retrying request")]
-    assert anthropic_peer.requests == [] and anthropic_peer.connections_opened == 0
 
 
 def test_a_host_name_resolving_to_a_denied_address_is_refused(
@@ -170,36 +159,26 @@ def test_environment_proxies_do_not_carry_model_calls_past_the_guard(
 @pytest.mark.parametrize(
     ("behaviour", "words"),
     [
-        ("html", r"answered POST /v1/chat/completions with an HTML page \(text/html\), not JSON"),
-        ("garbage", r"answered POST /v1/chat/completions with a body that is not valid JSON \(application/json\)"),
+        ("html", r"with an HTML page \(text/html\), not JSON"),
+        ("garbage", r"with a body that is not valid JSON \(application/json\)"),
     ],
 )
 @pytest.mark.parametrize("how", CHAT_CALLS)
-def test_an_answer_that_is_not_json_is_a_clear_error(
-    service: LLMConfigService, openai_peer: OpenAIPeer, behaviour: str, words: str, how: str
+def test_an_answer_that_is_not_json_is_a_clear_error_received_once(
+    service: LLMConfigService, peer_provider: PeerProvider, behaviour: str, words: str, how: str
 ) -> None:
-    use(service, openai_peer.base_url)
-    openai_peer.behaviour = behaviour
-    with pytest.raises(ProviderBadResponseError, match=words) as caught:
+    peer = peer_provider.peer
+    use(service, peer_provider.base_url, provider_type=peer_provider.provider_type, model=peer_provider.model)
+    peer.behaviour = behaviour
+    with pytest.raises(ProviderBadResponseError, match=f"answered POST {peer_provider.chat_path} {words}") as caught:
         chat_call(service.get_llm("reasoning"), how)
     message = str(caught.value)
-    assert message.startswith(f"127.0.0.1:{openai_peer.port} answered") and "base URL" in message
-    assert OPENAI_PEER_KEY not in message
-    openai_peer.behaviour = "ok"
-    assert chat_call(service.get_llm("reasoning"), how) == "Hello from openai-peer"
-
-
-@pytest.mark.parametrize("behaviour", ["html", "garbage"])
-def test_an_anthropic_answer_that_is_not_json_is_a_clear_error(
-    service: LLMConfigService, anthropic_peer: AnthropicPeer, behaviour: str
-) -> None:
-    use(service, anthropic_peer.root_url, provider_type="anthropic", model="claude-haiku-4-5")
-    anthropic_peer.behaviour = behaviour
-    for how in ("invoke", "stream"):
-        with pytest.raises(ProviderBadResponseError, match="answered POST /v1/messages with"):
-            chat_call(service.get_llm("reasoning"), how)
+    assert message.startswith(f"127.0.0.1:{peer.port} answered") and "base URL" in message
+    assert peer_provider.key not in message
     # Not worth the SDK's retries: a bad answer was received once.
-    assert len(anthropic_peer.requests_to("/v1/messages")) == 2
+    assert peer_provider.chat_requests() == 1
+    peer.behaviour = "ok"
+    assert chat_call(service.get_llm("reasoning"), how) == peer_provider.reply
 
 
 @pytest.mark.parametrize("how", EMBED_CALLS)

@@ -14,6 +14,7 @@ from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.routing import APIRoute
 from fastapi.security.base import SecurityBase
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Scope
 
 from llmconfig.api import authz
 from llmconfig.api.authz import Access
@@ -97,7 +98,20 @@ def _failed(request: Request) -> HTTPException:
 
 
 def bearer_token(request: Request) -> str | None:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    """The token of the request's ``Authorization: Bearer`` header; None without one."""
+    return _bearer(request.headers.get("authorization", ""))
+
+
+def scope_bearer_token(scope: Scope) -> str | None:
+    """:func:`bearer_token` of a request as a pure-ASGI app sees it, before FastAPI does."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            return _bearer(value.decode("latin-1"))
+    return None
+
+
+def _bearer(authorization: str) -> str | None:
+    scheme, _, token = authorization.partition(" ")
     return token.strip() if scheme.lower() == "bearer" else None
 
 

@@ -34,7 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmconfig.api import authz
 from llmconfig.api.authz import Access
-from llmconfig.api.deps import identify
+from llmconfig.api.deps import identify, scope_bearer_token
 from llmconfig.db.changes import Announcement, ChangeKind
 from llmconfig.gateway import Gateway, GatewayError, Reply, StreamReply, Upstream
 from llmconfig.gateway.errors import AUTHENTICATION, PERMISSION, RATE_LIMIT
@@ -180,7 +180,7 @@ class OpenAICompatible:
 
     async def _caller(self, scope: Scope) -> Caller:
         """The caller of a ``/v1`` request, if the policy lets it call the OpenAI-compatible endpoints."""
-        token = _bearer(scope)
+        token = scope_bearer_token(scope)
         if not token:
             raise GatewayError(
                 401,
@@ -217,14 +217,6 @@ class OpenAICompatible:
 def _json_headers(body: bytes) -> list[tuple[bytes, bytes]]:
     # With its length, the server sends the answer as one piece rather than chunked (one write fewer).
     return [_JSON, (b"content-length", str(len(body)).encode())]
-
-
-def _bearer(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            return token.strip() if scheme.lower() == "bearer" else None
-    return None
 
 
 async def _read_body(receive: Receive) -> bytes:

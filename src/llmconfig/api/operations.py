@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterator
 
 from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -72,6 +75,21 @@ class RequestMetrics:
             series[1].observe(time.perf_counter() - started)
 
 
+class DroppedUsage(Collector):
+    """``llmconfig_usage_events_dropped_total``: the usage events this process dropped because its queue of
+    events waiting to be written was full (``LLMCONFIG_USAGE_QUEUE_SIZE``), read at each scrape."""
+
+    def __init__(self, svc: LLMConfigService) -> None:
+        self._svc = svc
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "llmconfig_usage_events_dropped",
+            "Usage events dropped because the queue of events waiting to be written was full",
+            value=self._svc.usage_recorder.dropped,
+        )
+
+
 def install_operations(app: FastAPI, svc: LLMConfigService) -> None:
     """/health, /metrics, and the middleware that feeds the metrics."""
     registry = CollectorRegistry()
@@ -84,6 +102,7 @@ def install_operations(app: FastAPI, svc: LLMConfigService) -> None:
         ["method", "route"],
         registry=registry,
     )
+    registry.register(DroppedUsage(svc))
     app.add_middleware(RequestMetrics, requests=requests, latency=latency)
 
     @app.get("/health", tags=["operations"], responses={503: {"description": "Database or secret backend down"}})
@@ -109,5 +128,5 @@ def install_operations(app: FastAPI, svc: LLMConfigService) -> None:
 
     @app.get("/metrics", tags=["operations"], response_class=Response)
     def metrics() -> Response:
-        """Prometheus metrics: request counts and latencies per route."""
+        """Prometheus metrics: request counts and latencies per route, usage events dropped."""
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmconfig.api import authz
 from llmconfig.api.authz import Access
-from llmconfig.api.deps import access_of
+from llmconfig.api.deps import access_of, scope_bearer_token
 from llmconfig.errors import LLMConfigError
 from llmconfig.snapshot import Key, ReadSnapshot, View
 from llmconfig.tokens import TokenService
@@ -79,7 +79,7 @@ class SnapshotReads:
             return
         key, route, access = learned
         body = self._snapshot.cached(key)
-        token = _bearer_token(scope) if body is not None else None
+        token = scope_bearer_token(scope) if body is not None else None
         if body is None or not token:
             await self.app(scope, receive, send)
             return
@@ -118,14 +118,6 @@ class SnapshotReads:
         if len(self._paths) >= MAX_PATHS:
             self._paths.clear()
         self._paths[path] = (key, route, access)
-
-
-def _bearer_token(scope: Scope) -> str | None:
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            return token.strip() if scheme.lower() == "bearer" else None
-    return None
 
 
 # Below this TTL a refresher would only spin: every request checks anyway.

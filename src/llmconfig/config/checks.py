@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from llmconfig.config.schemas import ConfigEntry, ConfigSource, ConfigUpdate, FallbackTarget, VariantUpdate
 from llmconfig.db.models import GlobalConfig, GroupConfig, Provider, UserConfig
 from llmconfig.errors import ConflictError, ValidationError
-from llmconfig.providers.service import usable_provider
+from llmconfig.providers.lookup import usable_provider
 
 EntryRow = GlobalConfig | UserConfig | GroupConfig
 DEFAULT_WEIGHT = 100
@@ -74,10 +74,7 @@ def check_version(what: str, row: EntryRow | None, version: int | None) -> None:
         return
     current = row.version if row is not None else 0
     if version != current:
-        raise ConflictError(
-            f"{what[0].upper()}{what[1:]} was changed by someone else "
-            f"(you sent version {version}, it is now at {current}); reload it and apply your change again"
-        )
+        raise ConflictError.stale(what, version, current)
 
 
 def checked_values(

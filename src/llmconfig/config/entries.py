@@ -330,10 +330,7 @@ class EntryService:
                 return after
         except (StaleDataError, IntegrityError, ConcurrentChangeError):
             # Another writer updated (or created) the same entry between our read and our write.
-            raise ConflictError(
-                f"{what[0].upper()}{what[1:]} was changed by someone else meanwhile; "
-                "reload it and apply your change again"
-            ) from None
+            raise ConflictError.overtaken(what, "reload it and apply your change again") from None
 
     def _clear(self, interaction_type: str, scope: Scope, *, actor: str) -> None:
         if scope.user_id is not None:

@@ -161,17 +161,16 @@ class Resolution:
             main = self.targets
             return replace(self, weight=DEFAULT_WEIGHT, variants=(), variant=MAIN, budgets=self._budgets_of(main))
         chain = (chosen.target, *chosen.fallbacks)
-        return Resolution(
-            interaction_type=self.interaction_type,
-            kind=self.kind,
-            source=self.source,
+        return replace(
+            self,
             target=chosen.target,
             temperature=chosen.temperature,
             max_tokens=chosen.max_tokens,
             extra_params_json=chosen.extra_params_json,
             fallbacks=chosen.fallbacks,
+            weight=DEFAULT_WEIGHT,
+            variants=(),
             variant=chosen.name,
-            groups=self.groups,
             budgets=self._budgets_of(chain),
         )
 

@@ -159,22 +159,37 @@ def weight_problem(weight: Any) -> str | None:
     return None
 
 
-class VariantUpdate(BaseModel):
-    """Another provider and model that takes a share of an entry's traffic, by weight.
-
-    Parameters left out (or null) are the entry's own: temperature, max_tokens, extra_params and fallbacks
-    (send ``"fallbacks": []`` for a variant without a fallback chain, ``"extra_params": {}`` for none).
-    """
+class ModelChoice(BaseModel):
+    """What an entry and each of its variants choose alike: a provider and model, and the parameters to call
+    it with."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(description="A name of its own; 'main' is the entry's own provider and model")
     provider_id: SingleLine = Field(min_length=1, max_length=100, description="Provider id (or name)")
     model_name: SingleLine = Field(min_length=1, max_length=255)
     temperature: float | None = Field(default=None, ge=0, le=2, allow_inf_nan=False)
     max_tokens: int | None = Field(default=None, gt=0, le=10_000_000)
     extra_params: dict[str, Any] | None = None
     fallbacks: list[FallbackTarget] | None = Field(default=None, max_length=10)
+
+    @field_validator("extra_params")
+    @classmethod
+    def _no_credentials_in_params(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return _checked_params(value)
+
+
+class _VariantName(BaseModel):
+    name: str = Field(description="A name of its own; 'main' is the entry's own provider and model")
+
+
+# pydantic puts the fields of the last base first: a variant's name leads, then what it chooses.
+class VariantUpdate(ModelChoice, _VariantName):
+    """Another provider and model that takes a share of an entry's traffic, by weight.
+
+    Parameters left out (or null) are the entry's own: temperature, max_tokens, extra_params and fallbacks
+    (send ``"fallbacks": []`` for a variant without a fallback chain, ``"extra_params": {}`` for none).
+    """
+
     weight: int = Field(ge=1, le=MAX_WEIGHT, description="Its share of the traffic, relative to the others")
 
     @model_validator(mode="wrap")
@@ -207,33 +222,15 @@ class VariantUpdate(BaseModel):
             )
             raise ValueError(f"variant {shown}: {problems}") from None
 
-    @field_validator("extra_params")
-    @classmethod
-    def _no_credentials_in_params(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        return _checked_params(value)
 
-
-class ConfigUpdate(BaseModel):
+class ConfigUpdate(ModelChoice):
     """A change to one interaction type. Fields left out keep their current value."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    provider_id: SingleLine = Field(min_length=1, max_length=100, description="Provider id (or name)")
-    model_name: SingleLine = Field(min_length=1, max_length=255)
-    temperature: float | None = Field(default=None, ge=0, le=2, allow_inf_nan=False)
-    max_tokens: int | None = Field(default=None, gt=0, le=10_000_000)
-    extra_params: dict[str, Any] | None = None
-    fallbacks: list[FallbackTarget] | None = Field(default=None, max_length=10)
     weight: int = Field(
         default=100, ge=1, le=MAX_WEIGHT, description=f"The share of the entry's own model (variant {MAIN!r})"
     )
     variants: list[VariantUpdate] | None = Field(default=None, max_length=MAX_VARIANTS)
     version: int | None = None
-
-    @field_validator("extra_params")
-    @classmethod
-    def _no_credentials_in_params(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        return _checked_params(value)
 
     @field_validator("weight", mode="before")
     @classmethod

@@ -20,7 +20,7 @@ that would change the answer in a way that cannot be honoured are refused with a
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -235,7 +235,12 @@ def _messages(raw: list[Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]
     return system, turns
 
 
-def _text_blocks(content: Any, where: str, *, allow_refusal: bool = False) -> list[dict[str, Any]]:
+def _content_blocks(
+    content: Any, where: str, other: Callable[[str, str | None, Any], dict[str, Any] | None]
+) -> list[dict[str, Any]]:
+    """The Anthropic blocks of an OpenAI message content (a string or a list of parts): text parts become text
+    blocks; any other part is ``other``'s, called with where it is, its type and itself, to translate, to
+    leave out (None) or to refuse."""
     if isinstance(content, str):
         return [{"type": "text", "text": content}] if content else []
     if not isinstance(content, list):
@@ -246,33 +251,31 @@ def _text_blocks(content: Any, where: str, *, allow_refusal: bool = False) -> li
         if kind == "text" and isinstance(part.get("text"), str):
             if part["text"]:
                 blocks.append({"type": "text", "text": part["text"]})
-        elif kind == "refusal" and allow_refusal:
             continue
-        else:
-            raise bad_request(f"'{where}[{index}]' must be a text part here", f"{where}[{index}]")
+        block = other(f"{where}[{index}]", kind, part)
+        if block is not None:
+            blocks.append(block)
     return blocks
+
+
+def _text_blocks(content: Any, where: str, *, allow_refusal: bool = False) -> list[dict[str, Any]]:
+    def other(at: str, kind: str | None, part: Any) -> dict[str, Any] | None:
+        if kind == "refusal" and allow_refusal:
+            return None
+        raise bad_request(f"'{at}' must be a text part here", at)
+
+    return _content_blocks(content, where, other)
 
 
 def _user_blocks(content: Any, where: str) -> list[dict[str, Any]]:
-    if isinstance(content, str):
-        return [{"type": "text", "text": content}] if content else []
-    if not isinstance(content, list):
-        raise bad_request(f"'{where}' must be a string or a list of content parts", where)
-    blocks = []
-    for index, part in enumerate(content):
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "text" and isinstance(part.get("text"), str):
-            if part["text"]:
-                blocks.append({"type": "text", "text": part["text"]})
-        elif kind == "image_url":
-            blocks.append(_image_block(part.get("image_url"), f"{where}[{index}].image_url"))
-        else:
-            raise bad_request(
-                f"'{where}[{index}]' must be a text or image_url part for this interaction type's provider "
-                f"(got {kind!r})",
-                f"{where}[{index}]",
-            )
-    return blocks
+    def other(at: str, kind: str | None, part: Any) -> dict[str, Any] | None:
+        if kind == "image_url":
+            return _image_block(part.get("image_url"), f"{at}.image_url")
+        raise bad_request(
+            f"'{at}' must be a text or image_url part for this interaction type's provider (got {kind!r})", at
+        )
+
+    return _content_blocks(content, where, other)
 
 
 def _image_block(image: Any, where: str) -> dict[str, Any]:

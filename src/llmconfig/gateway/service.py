@@ -18,16 +18,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
 from llmconfig.db.models import utcnow
 from llmconfig.errors import ConfigUnavailableError, LLMConfigError, NotFoundError, SecretBackendError
 from llmconfig.gateway import anthropic
-from llmconfig.gateway.anthropic_stream import StreamError
 from llmconfig.gateway.errors import (
     INVALID_REQUEST,
     PERMISSION,
@@ -37,6 +36,8 @@ from llmconfig.gateway.errors import (
     scrubbed,
     upstream_message,
 )
+from llmconfig.gateway.keyed import KeyedRequests
+from llmconfig.gateway.relay import OpenStream
 from llmconfig.gateway.requests import (
     ParsedRequest,
     api_params,
@@ -45,10 +46,9 @@ from llmconfig.gateway.requests import (
     parse_chat,
     parse_embeddings,
 )
-from llmconfig.gateway.streams import DONE, AnthropicToOpenAI, EventSplitter, PassThrough, sse
-from llmconfig.gateway.upstream import Answer, Endpoint, StreamingAnswer, Upstream, UpstreamFailure
+from llmconfig.gateway.streams import AnthropicToOpenAI, PassThrough
+from llmconfig.gateway.upstream import Endpoint, Upstream, UpstreamFailure
 from llmconfig.llm.resolved import ResolvedConfig, ResolvedTarget
-from llmconfig.providers.keys import ApiKey, KeyPool
 from llmconfig.usage.recorder import UsageEvent
 
 if TYPE_CHECKING:
@@ -56,6 +56,9 @@ if TYPE_CHECKING:
     from llmconfig.tokens import Caller
 
 log = logging.getLogger("llmconfig.gateway")
+
+# What one target of a chain answered: a reply and its usage, or an opened stream.
+_Answer = TypeVar("_Answer")
 
 ENDPOINT_OF_KIND = {"chat": "/v1/chat/completions", "embeddings": "/v1/embeddings"}
 # Statuses of a provider that say "this endpoint cannot answer now": the next target may.
@@ -100,6 +103,7 @@ class Gateway:
     ) -> None:
         self._service = service
         self._upstream = upstream
+        self._keyed = KeyedRequests(upstream, service.key_pool)
         self._recorder = service.usage_recorder if service.settings.usage_tracking else None
         self._spend = service.services.spend
         self._clock = clock
@@ -128,12 +132,34 @@ class Gateway:
         resolved = await self._resolve(caller, request, "chat")
         attempt = _Attempt(request.interaction_type, request.user_id, time.perf_counter(), resolved.variant)
         if request.stream:
-            return await self._stream(request, resolved, attempt)
+            target, opened = await self._along_chain(
+                resolved,
+                attempt,
+                lambda target, chained: self._open_stream(request, resolved, target, attempt, chained=chained),
+            )
+            return StreamReply(self._relay(opened, target, attempt))
+        target, (reply, usage) = await self._along_chain(
+            resolved,
+            attempt,
+            lambda target, chained: self._chat_once(request, resolved, target, attempt, chained=chained),
+        )
+        self._record(attempt, target, usage, None)
+        return reply
+
+    async def _along_chain(
+        self,
+        resolved: ResolvedConfig,
+        attempt: _Attempt,
+        call: Callable[[ResolvedTarget, bool], Awaitable[_Answer]],
+    ) -> tuple[ResolvedTarget, _Answer]:
+        """The first target of the chain that ``call`` (given the target and whether there is a chain) gets an
+        answer from, and that answer; a retryable failure moves on to the next target, any other is refused
+        (and recorded), and when every target failed the last failure is recorded and raised."""
         failures: list[UpstreamFailure] = []
         chained = len(resolved.targets) > 1
         for target in resolved.targets:
             try:
-                reply, usage = await self._chat_once(request, resolved, target, attempt, chained=chained)
+                return target, await call(target, chained)
             except UpstreamFailure as failure:
                 failures.append(failure)
                 if failure.retryable:
@@ -141,8 +167,6 @@ class Gateway:
                     continue
                 self._record(attempt, target, None, failure.kind)
                 raise self._refusal(failure) from None
-            self._record(attempt, target, usage, None)
-            return reply
         self._record(attempt, resolved.targets[-1], None, failures[-1].kind)
         raise self._exhausted(resolved, failures)
 
@@ -157,42 +181,23 @@ class Gateway:
     ) -> tuple[Reply, Any]:
         if target.provider_type == "anthropic":
             translated = self._to_anthropic(request, resolved, target)
-            endpoint, answer = await self._post(target, "/v1/messages", orjson.dumps(translated.body), attempt, chained)
+            endpoint, answer, attempt.key_hint = await self._keyed.post(
+                target, "/v1/messages", orjson.dumps(translated.body), chained=chained
+            )
             document = self._answer_document(endpoint, answer.status, answer.content_type, answer.body)
             completion = anthropic.to_chat_completion(
                 document, created=int(self._clock()), response_tool=translated.response_tool
             )
             return Reply(200, orjson.dumps(completion)), completion["usage"]
-        body = openai_chat_body(
-            request,
-            model=target.model_name,
-            temperature=resolved.temperature,
-            max_tokens=resolved.max_tokens,
-            extra_params=resolved.extra_params,
+        body = self._to_openai(request, resolved, target)
+        endpoint, answer, attempt.key_hint = await self._keyed.post(
+            target, "/chat/completions", orjson.dumps(body), chained=chained
         )
-        endpoint, answer = await self._post(target, "/chat/completions", orjson.dumps(body), attempt, chained)
         document = self._answer_document(endpoint, answer.status, answer.content_type, answer.body)
         # The provider's bytes go back as they came: nothing to re-encode.
         return Reply(200, answer.body), document.get("usage")
 
     # -- streams -----------------------------------------------------------------------------------
-
-    async def _stream(self, request: ParsedRequest, resolved: ResolvedConfig, attempt: _Attempt) -> StreamReply:
-        failures: list[UpstreamFailure] = []
-        chained = len(resolved.targets) > 1
-        for target in resolved.targets:
-            try:
-                opened = await self._open_stream(request, resolved, target, attempt, chained=chained)
-            except UpstreamFailure as failure:
-                failures.append(failure)
-                if failure.retryable:
-                    self._note_fallback(target, failure, resolved, len(failures))
-                    continue
-                self._record(attempt, target, None, failure.kind)
-                raise self._refusal(failure) from None
-            return StreamReply(self._relay(opened, target, attempt))
-        self._record(attempt, resolved.targets[-1], None, failures[-1].kind)
-        raise self._exhausted(resolved, failures)
 
     async def _open_stream(
         self,
@@ -202,7 +207,7 @@ class Gateway:
         attempt: _Attempt,
         *,
         chained: bool,
-    ) -> _OpenStream:
+    ) -> OpenStream:
         """The target's stream, read up to its first event worth sending; UpstreamFailure before that."""
         processor: PassThrough | AnthropicToOpenAI
         if target.provider_type == "anthropic":
@@ -213,16 +218,10 @@ class Gateway:
                 created=int(self._clock()), include_usage=request.include_usage, response_tool=translated.response_tool
             )
         else:
-            body = openai_chat_body(
-                request,
-                model=target.model_name,
-                temperature=resolved.temperature,
-                max_tokens=resolved.max_tokens,
-                extra_params=resolved.extra_params,
-            )
+            body = self._to_openai(request, resolved, target)
             path = "/chat/completions"
             processor = PassThrough(include_usage=request.include_usage)
-        endpoint, answer = await self._open(target, path, orjson.dumps(body), attempt, chained)
+        endpoint, answer, attempt.key_hint = await self._keyed.open(target, path, orjson.dumps(body), chained=chained)
         try:
             if not 200 <= answer.status < 300 or answer.content_type != "text/event-stream":
                 data = await answer.read()
@@ -233,14 +232,14 @@ class Gateway:
                     retryable=True,
                     kind="ProviderBadResponseError",
                 )
-            stream = _OpenStream(answer, endpoint, processor)
+            stream = OpenStream(answer, endpoint, processor)
             await stream.prime()
             return stream
         except BaseException:
             answer.close()
             raise
 
-    async def _relay(self, stream: _OpenStream, target: ResolvedTarget, attempt: _Attempt) -> AsyncIterator[bytes]:
+    async def _relay(self, stream: OpenStream, target: ResolvedTarget, attempt: _Attempt) -> AsyncIterator[bytes]:
         # Recorded before the last bytes go out: a client that has read the whole stream finds its usage row.
         recorded = False
         try:
@@ -271,7 +270,9 @@ class Gateway:
             )
         body = openai_embeddings_body(request, model=target.model_name, extra_params=resolved.extra_params)
         try:
-            endpoint, answer = await self._post(target, "/embeddings", orjson.dumps(body), attempt, False)
+            endpoint, answer, attempt.key_hint = await self._keyed.post(
+                target, "/embeddings", orjson.dumps(body), chained=False
+            )
             document = self._answer_document(endpoint, answer.status, answer.content_type, answer.body)
         except UpstreamFailure as failure:
             self._record(attempt, target, None, failure.kind)
@@ -331,6 +332,16 @@ class Gateway:
             return resolved.model_copy(update={"targets": [budget.on_exceed]})
         return resolved
 
+    @staticmethod
+    def _to_openai(request: ParsedRequest, resolved: ResolvedConfig, target: ResolvedTarget) -> dict[str, Any]:
+        return openai_chat_body(
+            request,
+            model=target.model_name,
+            temperature=resolved.temperature,
+            max_tokens=resolved.max_tokens,
+            extra_params=resolved.extra_params,
+        )
+
     def _to_anthropic(
         self, request: ParsedRequest, resolved: ResolvedConfig, target: ResolvedTarget
     ) -> anthropic.Translated:
@@ -340,59 +351,6 @@ class Gateway:
             extra_params=api_params(resolved.extra_params),
         )
         return anthropic.to_messages_request(request.body, model=target.model_name, configured=configured)
-
-    # -- provider keys: each request goes with a key of the provider's pool, taken in turn ----------------
-
-    async def _post(
-        self, target: ResolvedTarget, path: str, body: bytes, attempt: _Attempt, chained: bool
-    ) -> tuple[Endpoint, Answer]:
-        """The target's whole answer; a key answered 429, 401 or 403 rests, and the request goes again at once
-        with another key of the provider while there is one (as library calls do)."""
-        pool = self._pool(target)
-        tried: set[str] = set()
-        while True:
-            key = pool.choose(avoid=frozenset(tried)) if pool is not None else None
-            endpoint = self._endpoint(target, path, key)
-            answer = await self._upstream.post(endpoint, body, chained=chained)
-            attempt.key_hint = key.hint if key is not None else None
-            if pool is None or key is None or not self._another_key(pool, key, answer.status, answer.headers, tried):
-                return endpoint, answer
-
-    async def _open(
-        self, target: ResolvedTarget, path: str, body: bytes, attempt: _Attempt, chained: bool
-    ) -> tuple[Endpoint, StreamingAnswer]:
-        """The target's answer once its headers are in, with the keys taken as :meth:`_post` takes them."""
-        pool = self._pool(target)
-        tried: set[str] = set()
-        while True:
-            key = pool.choose(avoid=frozenset(tried)) if pool is not None else None
-            endpoint = self._endpoint(target, path, key)
-            answer = await self._upstream.open(endpoint, body, chained=chained)
-            attempt.key_hint = key.hint if key is not None else None
-            if pool is None or key is None or not self._another_key(pool, key, answer.status, answer.headers, tried):
-                return endpoint, answer
-            answer.close()
-
-    @staticmethod
-    def _another_key(pool: KeyPool, key: ApiKey, status: int, headers: Mapping[str, str], tried: set[str]) -> bool:
-        """Note the answer ``key`` got; True when it put the key to rest and another key is free to try."""
-        if not pool.observe(key, status, headers):
-            return False
-        tried.add(key.key_id)
-        return pool.free_other_than(frozenset(tried)) is not None
-
-    def _pool(self, target: ResolvedTarget) -> KeyPool | None:
-        return self._service.key_pool(target) if target.api_keys else None
-
-    def _endpoint(self, target: ResolvedTarget, path: str, key: ApiKey | None = None) -> Endpoint:
-        return self._upstream.endpoint(
-            provider_id=target.provider_id,
-            provider_name=target.provider_name,
-            provider_type=target.provider_type,
-            base_url=target.base_url,
-            path=path,
-            api_key=key.value if key is not None else target.api_key,
-        )
 
     @staticmethod
     def _answer_document(endpoint: Endpoint, status: int, content_type: str, body: bytes) -> dict[str, Any]:
@@ -494,79 +452,6 @@ class Gateway:
 
 def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
-
-
-class _OpenStream:
-    """A provider's event stream being relayed: what was read ahead, and the rest as it comes."""
-
-    def __init__(self, answer: StreamingAnswer, endpoint: Endpoint, processor: PassThrough | AnthropicToOpenAI) -> None:
-        self.answer = answer
-        self.endpoint = endpoint
-        self.processor = processor
-        self.error: str | None = None
-        self.ended = False
-        self._chunks = answer.chunks()
-        self._splitter = EventSplitter()
-        self._first = b""
-
-    async def prime(self) -> None:
-        """Read until there is something to send; UpstreamFailure if the stream fails or ends before that."""
-        try:
-            async for chunk in self._chunks:
-                self._first = self.processor.events(self._splitter.feed(chunk))
-                if self._first:
-                    return
-        except StreamError as exc:
-            raise UpstreamFailure(
-                f"{self.endpoint.where} reported an error in its stream: {exc}", retryable=exc.retryable, kind=exc.kind
-            ) from None
-        raise UpstreamFailure(
-            f"{self.endpoint.where} ended its stream without an event", retryable=True, kind="ProviderBadResponseError"
-        )
-
-    async def rest(self) -> AsyncIterator[bytes]:
-        """What was read ahead, then the rest as it arrives; ``ended`` is set before the last bytes are yielded."""
-        if self.processor.done:  # the whole stream came in the first read
-            self.ended = True
-            yield self._first
-            return
-        yield self._first
-        try:
-            self.processor.raise_failure()
-            async for chunk in self._chunks:
-                data = self.processor.events(self._splitter.feed(chunk))
-                if self.processor.done:
-                    self.ended = True
-                    yield data
-                    return
-                if data:
-                    yield data
-                    self.processor.raise_failure()
-            tail = self._splitter.rest()
-            data = self.processor.events([tail]) if tail else b""
-        except StreamError as exc:
-            self.error = exc.kind or "StreamError"
-            self.ended = True
-            yield sse({"error": {"message": f"The {self.endpoint.where} failed mid-stream: {exc}", "type": UPSTREAM}})
-            return
-        except UpstreamFailure as failure:
-            self.error = failure.kind
-            self.ended = True
-            yield sse({"error": {"message": f"The {failure}", "type": UPSTREAM, "param": None, "code": None}})
-            return
-        self.ended = True
-        if self.processor.done:
-            yield data
-        elif isinstance(self.processor, AnthropicToOpenAI):
-            self.error = "IncompleteStream"
-            yield data + sse(
-                {"error": {"message": f"The {self.endpoint.where} ended its stream early", "type": UPSTREAM}}
-            )
-        else:
-            yield data + DONE  # an OpenAI-compatible server that closed without [DONE]: the stream still ends properly
-
-    def close(self) -> None:
-        self.answer.close()
 
 
 __all__ = ["ENDPOINT_OF_KIND", "Gateway", "Reply", "StreamReply"]

@@ -26,7 +26,7 @@ import httpx2
 from yarl import URL
 
 from llmconfig import __version__
-from llmconfig.errors import ProviderBlockedError, ProviderError
+from llmconfig.errors import ProviderBlockedError, ProviderError, cause_of
 from llmconfig.providers.adapters import ANTHROPIC_API_VERSION, FALLBACK_CONNECT_TIMEOUT
 from llmconfig.providers.aiohttp_client import GuardedResolver
 from llmconfig.providers.answers import MODEL_MAX_RESPONSE_SETTING, describe_size
@@ -245,22 +245,11 @@ class Upstream:
         except ProviderError as exc:
             raise _blocked(endpoint, exc) from None
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            own = _own_error(exc)
+            own = cause_of(exc, ProviderError, context=True)
             if own is not None:
                 raise _blocked(endpoint, own) from None
             raise _transport_failure(endpoint, exc) from None
         return StreamingAnswer(response, endpoint, self.max_response_bytes)
-
-
-def _own_error(exc: BaseException) -> ProviderError | None:
-    current: BaseException | None = exc
-    seen: set[int] = set()
-    while current is not None and id(current) not in seen:
-        if isinstance(current, ProviderError):
-            return current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
 
 
 def _blocked(endpoint: Endpoint, exc: ProviderError) -> UpstreamFailure:

@@ -36,7 +36,7 @@ from langchain_core.runnables import Runnable, RunnableBinding
 from langchain_core.tools import BaseTool
 from pydantic import ConfigDict, Field
 
-from llmconfig.errors import ProviderError, ProviderUnauthorizedError
+from llmconfig.errors import ProviderError, ProviderUnauthorizedError, cause_of
 from llmconfig.usage.spend import BudgetGate
 from llmconfig.usage.tracking import ATTEMPT_KEY
 
@@ -49,7 +49,7 @@ _TRANSPORT = (httpx2.NetworkError, httpx2.TimeoutException, httpx2.RemoteProtoco
 
 def should_fall_back(error: BaseException) -> bool:
     """Whether ``error`` means the endpoint is unavailable (so another one may answer)."""
-    own = _own_error(error)
+    own = cause_of(error, ProviderError)
     if own is not None:
         # The guard's refusals and the answer checks' (llmconfig.providers.transport / .answers).
         return not isinstance(own, ProviderUnauthorizedError)
@@ -63,21 +63,20 @@ def should_fall_back(error: BaseException) -> bool:
     return isinstance(status, int) and (status == 429 or status >= 500)
 
 
-def _own_error(error: BaseException) -> ProviderError | None:
-    """llmconfig's error behind ``error``: itself, or what an SDK wrapped it in (``raise … from``)."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        if isinstance(current, ProviderError):
-            return current
-        seen.add(id(current))
-        current = current.__cause__
-    return None
+def split_tracing(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(tracing, provider_kwargs)``: the LangSmith tracing options (``ls_*``) of ``bind_tools`` arguments,
+    and the rest.
+
+    A model that binds tools into each of its inner models keeps the tracing options on a binding of itself:
+    the outer model's invoke machinery consumes them, the provider SDKs would not know them.
+    """
+    tracing = {name: value for name, value in kwargs.items() if name.startswith("ls_")}
+    return tracing, {name: value for name, value in kwargs.items() if name not in tracing}
 
 
 def _summary(error: BaseException) -> str:
     """One line on what went wrong: llmconfig's message, else the error's type and first line."""
-    own = _own_error(error)
+    own = cause_of(error, ProviderError)
     if own is not None:
         return str(own)
     first = str(error).strip().splitlines()[0] if str(error).strip() else ""
@@ -118,10 +117,7 @@ class FallbackChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> Runnable[LanguageModelInput, AIMessage]:
         """Bind the tools to every model of the chain, each in its own provider's format."""
-        # LangSmith tracing options (ls_*) are consumed by the outer model's invoke machinery, not by the
-        # provider SDKs, so they stay on a binding of this model.
-        tracing = {name: value for name, value in kwargs.items() if name.startswith("ls_")}
-        provider_kwargs = {name: value for name, value in kwargs.items() if not name.startswith("ls_")}
+        tracing, provider_kwargs = split_tracing(kwargs)
         bound: list[dict[str, Any]] = []
         for model in self.models:
             binding = model.bind_tools(tools, tool_choice=tool_choice, **provider_kwargs)

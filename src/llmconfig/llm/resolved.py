@@ -149,12 +149,7 @@ class ResolvedConfig(BaseModel):
         def resolved(target: Target) -> ResolvedTarget:
             keys = api_keys(target)
             return ResolvedTarget(
-                provider_id=target.provider_id,
-                provider_name=target.provider_name,
-                provider_type=target.provider_type,
-                provider_version=target.provider_version,
-                base_url=target.base_url,
-                model_name=target.model_name,
+                **_shared_fields(target),
                 api_key=keys[0].value if keys else None,
                 api_keys=[ResolvedKey(key_id=k.key_id, hint=k.hint, api_key=k.value) for k in keys],
             )
@@ -233,14 +228,17 @@ class ResolvedConfig(BaseModel):
         ]
 
 
+# What a Target and a ResolvedTarget say alike: all but the keys, which each carries its own way.
+_SHARED_TARGET_FIELDS = ("provider_id", "provider_name", "provider_type", "provider_version", "base_url", "model_name")
+
+
+def _shared_fields(target: Target | ResolvedTarget) -> dict[str, Any]:
+    return {name: getattr(target, name) for name in _SHARED_TARGET_FIELDS}
+
+
 def _target(target: ResolvedTarget) -> Target:
     return Target(
-        provider_id=target.provider_id,
-        provider_name=target.provider_name,
-        provider_type=target.provider_type,
-        provider_version=target.provider_version,
-        base_url=target.base_url,
-        model_name=target.model_name,
+        **_shared_fields(target),
         api_keys=tuple(
             KeyRef(key.key_id, server_key_ref(target.provider_id, target.provider_version, key.key_id), key.hint)
             for key in target.pool_keys()

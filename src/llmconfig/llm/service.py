@@ -104,7 +104,7 @@ class LLMConfigService:
         source = ServerSource(self.settings, connection, spend)
         policy = OutboundPolicy(allow=self.settings.outbound_allow, deny=self.settings.outbound_deny)
         clients = ModelClients(policy, max_response_bytes=self.settings.model_max_response_bytes)
-        recorder = self._recorder = UsageRecorder(ServerUsageSink(connection))
+        recorder = self._recorder = UsageRecorder(ServerUsageSink(connection), max_queue=self.settings.usage_queue_size)
         # Closed in this order: the recorder posts what is queued before the connection goes.
         self._closers = [source.close, spend.close, lambda: recorder.flush(timeout=5), connection.close, clients.close]
         self._client_mode_clients = clients

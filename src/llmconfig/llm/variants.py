@@ -29,6 +29,7 @@ from pydantic import ConfigDict, Field
 
 from llmconfig.config.resolution import Resolution
 from llmconfig.config.variants import pick
+from llmconfig.llm.fallback import split_tracing
 
 
 class VariantObjects:
@@ -83,9 +84,7 @@ class VariantChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> Runnable[LanguageModelInput, AIMessage]:
         """Bind the tools to every variant's model, each in its own provider's format."""
-        # LangSmith tracing options (ls_*) stay on a binding of this model (see FallbackChatModel.bind_tools).
-        tracing = {name: value for name, value in kwargs.items() if name.startswith("ls_")}
-        provider_kwargs = {name: value for name, value in kwargs.items() if not name.startswith("ls_")}
+        tracing, provider_kwargs = split_tracing(kwargs)
         models: list[BaseChatModel] = []
         bound: list[dict[str, Any]] = []
         for model in self.models:

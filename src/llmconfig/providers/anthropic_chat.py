@@ -20,21 +20,10 @@ from anthropic import APIConnectionError, Middleware
 from langchain_anthropic import ChatAnthropic
 from pydantic import Field
 
-from llmconfig.errors import ProviderBadResponseError, ProviderBlockedError
+from llmconfig.errors import ProviderBadResponseError, ProviderBlockedError, cause_of
 
 # What the guarded transports raise on their own account.
 _REFUSALS = (ProviderBlockedError, ProviderBadResponseError)
-
-
-def _refusal(error: BaseException) -> BaseException | None:
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        if isinstance(current, _REFUSALS):
-            return current
-        seen.add(id(current))
-        current = current.__cause__
-    return None
 
 
 class PassRefusalsThrough(Middleware):
@@ -49,7 +38,7 @@ class PassRefusalsThrough(Middleware):
         try:
             return call_next(request)
         except APIConnectionError as exc:
-            refusal = _refusal(exc)
+            refusal = cause_of(exc, _REFUSALS)
             if refusal is None:
                 raise
         raise refusal
@@ -58,7 +47,7 @@ class PassRefusalsThrough(Middleware):
         try:
             return await call_next(request)
         except APIConnectionError as exc:
-            refusal = _refusal(exc)
+            refusal = cause_of(exc, _REFUSALS)
             if refusal is None:
                 raise
         raise refusal

@@ -19,8 +19,8 @@ from llmconfig.db.changes import Change, record_change
 from llmconfig.db.engine import transaction
 from llmconfig.db.models import utcnow
 from llmconfig.errors import ConcurrentChangeError, ConflictError, NotFoundError
+from llmconfig.providers.lookup import find_provider, to_public, users_of
 from llmconfig.providers.schemas import ProviderKeyCreate, ProviderKeyCreated, ProviderKeyPublic
-from llmconfig.providers.service import find_provider, to_public
 from llmconfig.secrets import SecretBackend
 
 if TYPE_CHECKING:
@@ -72,9 +72,7 @@ class ProviderKeyService:
                 )
             committed = True
         except (StaleDataError, ConcurrentChangeError, IntegrityError):
-            raise ConflictError(
-                f"Provider {ref!r} was changed by someone else meanwhile; reload and add the key again"
-            ) from None
+            raise ConflictError.overtaken(f"Provider {ref!r}", "reload and add the key again") from None
         finally:
             if not committed and stored is not None:
                 self._providers.forget_secret(stored, ref)
@@ -92,7 +90,7 @@ class ProviderKeyService:
                         f"GET /providers/{provider.id}/keys"
                     )
                 if len(provider.keys) == 1 and provider.provider_type in KEYED_TYPES:
-                    users = self._providers.users_of(session, provider.id)
+                    users = users_of(session, provider.id)
                     if users:
                         raise ConflictError(
                             f"This is the last API key of provider {provider.name!r}, which {', '.join(users)} "
@@ -113,7 +111,5 @@ class ProviderKeyService:
                     after=to_public(provider),
                 )
         except (StaleDataError, ConcurrentChangeError):
-            raise ConflictError(
-                f"Provider {ref!r} was changed by someone else meanwhile; reload and remove the key again"
-            ) from None
+            raise ConflictError.overtaken(f"Provider {ref!r}", "reload and remove the key again") from None
         self._providers.forget_secret(reference, ref)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import httpx2
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
@@ -21,20 +21,15 @@ from sqlalchemy.orm.exc import StaleDataError
 from llmconfig.db.changes import Change, announce, record_change
 from llmconfig.db.engine import transaction
 from llmconfig.db.models import (
-    Budget,
-    GlobalConfig,
-    GroupConfig,
     Provider,
     ProviderKey,
     ProviderModel,
-    UserConfig,
     new_id,
     utcnow,
 )
 from llmconfig.errors import (
     ConcurrentChangeError,
     ConflictError,
-    NotFoundError,
     ProviderError,
     SecretBackendError,
     SecretDecryptionError,
@@ -44,6 +39,7 @@ from llmconfig.providers.adapters import adapter_for
 from llmconfig.providers.catalog import DiscoveredModel
 from llmconfig.providers.clients import ModelClients
 from llmconfig.providers.keys import key_hint
+from llmconfig.providers.lookup import find_provider, to_public, users_of
 from llmconfig.providers.outbound import OutboundPolicy
 from llmconfig.providers.schemas import (
     CatalogEntry,
@@ -62,84 +58,20 @@ log = logging.getLogger("llmconfig.providers")
 KEY_KEPT_ACROSS_ORIGIN = "provider.update.key_kept_across_origin"
 
 
-def to_public(provider: Provider) -> ProviderPublic:
-    return ProviderPublic.model_validate(
-        {
-            "id": provider.id,
-            "name": provider.name,
-            "provider_type": provider.provider_type,
-            "api_base_url": provider.api_base_url,
-            "enabled": provider.enabled,
-            # The first key stands for the provider's keys where one is shown (see ProviderService.keys).
-            "has_api_key": bool(provider.keys),
-            "api_key_hint": provider.keys[0].hint if provider.keys else None,
-            "validation_status": provider.validation_status,
-            "validation_error": provider.validation_error,
-            "validated_at": provider.validated_at,
-            "created_at": provider.created_at,
-            "updated_at": provider.updated_at,
-            "version": provider.version,
-        }
-    )
-
-
-def find_provider(session: Session, ref: str) -> Provider:
-    """A provider by id or by name, or NotFoundError."""
-    provider = session.scalar(select(Provider).where(or_(Provider.id == ref, Provider.name == ref)))
-    if provider is None:
-        raise NotFoundError(f"No provider {ref!r}; list them with `llmconfig providers list`")
-    return provider
-
-
-def usable_provider(
-    session: Session, ref: str, kind: str, model_name: str, *, known: Provider | None = None
-) -> Provider:
-    """The enabled provider ``ref`` (id or name), if it can serve ``model_name`` as a ``kind`` model.
-
-    ``known``: a provider already read in this transaction, used instead of reading it again when it is ``ref``.
-
-    ValidationError saying what to do otherwise: an unknown or disabled provider, Anthropic for embeddings, a
-    model missing from a non-empty catalog (listing the models of the right kind) or of the wrong kind.
-    """
-    try:
-        provider = known if known is not None and ref in (known.id, known.name) else find_provider(session, ref)
-    except NotFoundError:
-        raise ValidationError(
-            f"Provider {ref!r} does not exist; add it first or pick one from `llmconfig providers list`"
-        ) from None
-    if not provider.enabled:
-        raise ValidationError(f"Provider {provider.name!r} is disabled; enable it or choose another provider")
-    if kind == "embeddings" and provider.provider_type == "anthropic":
-        raise ValidationError(
-            f"Provider {provider.name!r} is an Anthropic provider, which has no embeddings API; "
-            "choose an openai or custom provider"
-        )
-    catalog = dict(
-        session.execute(
-            select(ProviderModel.model_name, ProviderModel.kind).where(ProviderModel.provider_id == provider.id)
-        ).all()
-    )
-    if catalog:
-        if model_name not in catalog:
-            suitable = sorted(name for name, model_kind in catalog.items() if model_kind == kind)
-            shown = ", ".join(suitable[:10]) + (" …" if len(suitable) > 10 else "")
-            raise ValidationError(
-                f"Provider {provider.name!r} does not offer model {model_name!r}; "
-                f"its {kind} models are: {shown or 'none'} (refresh with `llmconfig providers models "
-                f"{provider.name} --refresh`)"
-            )
-        if catalog[model_name] != kind:
-            raise ValidationError(
-                f"{model_name!r} is listed as a model of kind {catalog[model_name]!r}, "
-                f"but this interaction type takes {kind} models"
-            )
-    return provider
-
-
 @dataclass(frozen=True, slots=True)
 class Discovery:
     models: list[DiscoveredModel]
     latency_ms: float
+
+    def result(self) -> ValidationResult:
+        """The outcome of the check that discovered these models: it passed."""
+        return ValidationResult(
+            ok=True,
+            status="ok",
+            detail=f"{len(self.models)} models available",
+            latency_ms=self.latency_ms,
+            models_discovered=len(self.models),
+        )
 
 
 class ProviderService:
@@ -265,15 +197,7 @@ class ProviderService:
         finally:
             if not session_committed and stored is not None:
                 self.forget_secret(stored, data.name)
-        result = None
-        if discovery is not None:
-            result = ValidationResult(
-                ok=True,
-                status="ok",
-                detail=f"{len(discovery.models)} models available",
-                latency_ms=discovery.latency_ms,
-                models_discovered=len(discovery.models),
-            )
+        result = discovery.result() if discovery is not None else None
         log.info("provider added: %s (%s, %s)", provider.name, provider.provider_type, base_url)
         return self.get(provider.id), result
 
@@ -286,7 +210,7 @@ class ProviderService:
             with transaction(self._sessions, write=True) as session:
                 provider = find_provider(session, ref)
                 if data.version is not None and data.version != provider.version:
-                    raise ConflictError(_stale(provider.name, data.version, provider.version))
+                    raise ConflictError.stale(repr(provider.name), data.version, provider.version)
                 before = to_public(provider)
                 if "name" in changed and data.name and data.name != provider.name:
                     if session.scalar(select(Provider.id).where(Provider.name == data.name)) is not None:
@@ -330,7 +254,7 @@ class ProviderService:
         except (StaleDataError, ConcurrentChangeError):
             if "name" in changed and data.name and self._name_taken(data.name, ref):
                 raise ConflictError(f"A provider named {data.name!r} already exists; choose another name") from None
-            raise ConflictError(f"Provider {ref!r} was changed by someone else meanwhile; reload and retry") from None
+            raise ConflictError.overtaken(f"Provider {ref!r}") from None
         except Exception:
             if new_secret is not None and new_secret not in old_secrets:
                 self.forget_secret(new_secret, ref)
@@ -359,14 +283,14 @@ class ProviderService:
 
     def _users_of_now(self, ref: str) -> builtins.list[str]:
         with transaction(self._sessions) as session:
-            return self.users_of(session, find_provider(session, ref).id)
+            return users_of(session, find_provider(session, ref).id)
 
     def _remove(self, ref: str, *, actor: str, version: int | None) -> None:
         with transaction(self._sessions, write=True) as session:
             provider = find_provider(session, ref)
             if version is not None and version != provider.version:
-                raise ConflictError(_stale(provider.name, version, provider.version))
-            users = self.users_of(session, provider.id)
+                raise ConflictError.stale(repr(provider.name), version, provider.version)
+            users = users_of(session, provider.id)
             if users:
                 raise ConflictError(
                     f"Provider {provider.name!r} is in use by {', '.join(users)}; point those at another provider first"
@@ -428,14 +352,7 @@ class ProviderService:
         except ProviderError as exc:
             failed = ValidationResult(ok=False, status=exc.status, detail=str(exc), latency_ms=exc.latency_ms)
             return provider_id, failed, None
-        result = ValidationResult(
-            ok=True,
-            status="ok",
-            detail=f"{len(discovery.models)} models available",
-            latency_ms=discovery.latency_ms,
-            models_discovered=len(discovery.models),
-        )
-        return provider_id, result, discovery
+        return provider_id, discovery.result(), discovery
 
     # -- internals ---------------------------------------------------------------------------------
 
@@ -490,40 +407,6 @@ class ProviderService:
                 )
             )
 
-    @staticmethod
-    def users_of(session: Session, provider_id: str) -> builtins.list[str]:
-        """What uses the provider: entries (global, group, user; themselves or a variant) and budgets."""
-
-        def uses(entry: GlobalConfig | UserConfig | GroupConfig) -> builtins.list[str]:
-            """Where the entry uses the provider: itself (its model or fallbacks), or its variants by name."""
-            where = []
-            if entry.provider_id == provider_id or any(f.get("provider_id") == provider_id for f in entry.fallbacks):
-                where.append("")
-            for variant in entry.variants or []:
-                if variant.get("provider_id") == provider_id or any(
-                    f.get("provider_id") == provider_id for f in variant.get("fallbacks") or []
-                ):
-                    where.append(f" (variant {variant.get('name')!r})")
-            return where
-
-        users: builtins.list[str] = []
-        for entry in session.scalars(select(GlobalConfig)):
-            users += [f"{entry.interaction_type}{variant}" for variant in uses(entry)]
-        for group_entry in session.scalars(select(GroupConfig)):
-            users += [
-                f"{group_entry.interaction_type}{variant} (entry of group {group_entry.group_name})"
-                for variant in uses(group_entry)
-            ]
-        for override in session.scalars(select(UserConfig)):
-            users += [
-                f"{override.interaction_type}{variant} (override of user {override.user_id})"
-                for variant in uses(override)
-            ]
-        for budget in session.scalars(select(Budget)):
-            if budget.scope == f"provider:{provider_id}" or (budget.on_exceed or {}).get("provider_id") == provider_id:
-                users.append(f"the budget of {budget.scope}")
-        return users
-
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -543,11 +426,4 @@ def _origin_change_refused(name: str, moved_from: str, moved_to: str) -> str:
         f"The new base URL moves provider {name!r} to another origin ({moved_from} -> {moved_to}), where its stored "
         "API key would then be sent: send the key again with api_key (null removes it), or send "
         '"keep_api_key": true to keep the stored key on purpose'
-    )
-
-
-def _stale(name: str, given: int, current: int) -> str:
-    return (
-        f"{name!r} was changed by someone else (you sent version {given}, it is now at {current}); "
-        "reload it and apply your change again"
     )

@@ -298,7 +298,9 @@ def read_key_file(path: Path) -> bytes:
 
 
 def write_key_file(path: Path, key: bytes) -> bool:
-    """Write ``key`` to a new file ``path`` with mode 0600, fsynced; ``False`` if ``path`` already exists."""
+    """Write ``key`` to a new file ``path`` with mode 0600, fsynced, in a directory made (mode 0700) if there is
+    none; ``False`` if ``path`` already exists. OSError when it cannot be written."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     created = _write_new_file(path, encode_master_key(key))
     fsync_directory(path.parent)
     return created
@@ -361,11 +363,9 @@ def _read_key_file(path: Path) -> bytes:
 
 
 def _create_key_file(path: Path) -> bytes:
-    key = os.urandom(KEY_BYTES)
-    data = base64.b64encode(key) + b"\n"
+    key = generate_master_key()
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        created = _write_new_file(path, data)
+        created = write_key_file(path, key)
     except OSError as exc:
         raise SettingsError(
             f"Cannot create the master key file {path} ({exc.strerror or exc.__class__.__name__}). "

@@ -240,7 +240,6 @@ def _rotate_environment_key(
     else:
         new_key = generate_master_key()
         try:
-            new_key_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             created = write_key_file(new_key_file, new_key)
         except OSError as exc:
             raise SettingsError(

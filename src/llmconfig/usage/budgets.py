@@ -25,7 +25,7 @@ from llmconfig.db.changes import Change, record_change
 from llmconfig.db.engine import transaction
 from llmconfig.db.models import Budget, GroupMember, InteractionType, Provider, UsageRecord, utcnow
 from llmconfig.errors import ConcurrentChangeError, ConflictError, NotFoundError, ValidationError
-from llmconfig.providers.service import find_provider, usable_provider
+from llmconfig.providers.lookup import find_provider, usable_provider
 
 Period = Literal["hour", "day", "month"]
 ScopeKind = Literal["type", "user", "group", "provider"]
@@ -142,8 +142,9 @@ class BudgetService:
                     provider = usable_provider(session, update.on_exceed.provider_id, kind, update.on_exceed.model_name)
                     on_exceed = {"provider_id": provider.id, "model_name": update.on_exceed.model_name}
                 row = session.get(Budget, scope)
-                if update.version is not None and update.version != (row.version if row else 0):
-                    raise ConflictError(f"The budget of {scope!r} was changed by someone else; reload and retry")
+                current = row.version if row else 0
+                if update.version is not None and update.version != current:
+                    raise ConflictError.stale(f"the budget of {scope!r}", update.version, current)
                 before = None if row is None else self._info(session, row)
                 if row is None:
                     row = Budget(scope=scope)
@@ -167,7 +168,7 @@ class BudgetService:
                 )
                 return after
         except (StaleDataError, ConcurrentChangeError):
-            raise ConflictError(f"The budget of {scope!r} was changed by someone else; reload and retry") from None
+            raise ConflictError.overtaken(f"the budget of {scope!r}") from None
 
     def delete(self, scope: str, *, actor: str = "system") -> None:
         with transaction(self._sessions, write=True) as session:

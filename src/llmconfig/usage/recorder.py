@@ -84,7 +84,8 @@ class UsageRecorder:
     A batch gathers the events recorded within ``linger`` seconds of its first one (or until a flush).
 
     ``record`` only appends to the queue. If the sink fails (the database or the server is down) the batch is
-    dropped (logged once per outage); if the queue is full the event is dropped and counted in ``dropped``.
+    dropped (logged once per outage); if ``max_queue`` events are waiting the event is dropped and counted in
+    ``dropped`` (``llmconfig_usage_events_dropped_total`` on the server's /metrics).
     """
 
     def __init__(

@@ -128,8 +128,9 @@ class UsageService:
         try:
             with transaction(self._sessions, write=True) as session:
                 row = session.get(ModelPrice, model_name)
-                if update.version is not None and update.version != (row.version if row else 0):
-                    raise ConflictError(f"The price of {model_name!r} was changed by someone else; reload and retry")
+                current = row.version if row else 0
+                if update.version is not None and update.version != current:
+                    raise ConflictError.stale(f"the price of {model_name!r}", update.version, current)
                 before = Price.model_validate(row, from_attributes=True) if row else None
                 if row is None:
                     row = ModelPrice(model_name=model_name)
@@ -148,7 +149,7 @@ class UsageService:
                 )
                 return after
         except StaleDataError:
-            raise ConflictError(f"The price of {model_name!r} was changed by someone else; reload and retry") from None
+            raise ConflictError.overtaken(f"the price of {model_name!r}") from None
 
     def delete_price(self, model_name: str, *, actor: str = "system") -> None:
         with transaction(self._sessions, write=True) as session:

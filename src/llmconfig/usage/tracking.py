@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,35 @@ class CallContext:
     targets: tuple[CallTarget, ...]
     # The variant of the entry these targets are (None when the entry has no variants).
     variant: str | None = None
+
+    def event(
+        self,
+        attempt: int,
+        *,
+        prompt_tokens: int,
+        completion_tokens: int,
+        latency_ms: float,
+        error: str | None,
+        key_hint: str | None,
+    ) -> UsageEvent:
+        """The usage event of a call that target ``attempt`` of the chain answered (or the last one failed),
+        recorded now."""
+        target = self.targets[min(attempt, len(self.targets) - 1)]
+        return UsageEvent(
+            at=utcnow(),
+            interaction_type=self.interaction_type,
+            user_id=self.user_id,
+            provider_id=target.provider_id,
+            provider_name=target.provider_name,
+            model_name=target.model_name,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            latency_ms=latency_ms,
+            success=error is None,
+            error_class=error,
+            variant=self.variant,
+            key_hint=key_hint,
+        )
 
 
 class UsageCallback(BaseCallbackHandler):
@@ -80,21 +110,13 @@ class UsageCallback(BaseCallbackHandler):
         started = self._started.pop(run_id, None)
         note = self._notes.pop(run_id, None)
         latency = (time.perf_counter() - started) * 1000 if started is not None else 0.0
-        target = self._context.targets[min(attempt, len(self._context.targets) - 1)]
         self._recorder.record(
-            UsageEvent(
-                at=utcnow(),
-                interaction_type=self._context.interaction_type,
-                user_id=self._context.user_id,
-                provider_id=target.provider_id,
-                provider_name=target.provider_name,
-                model_name=target.model_name,
+            self._context.event(
+                attempt,
                 prompt_tokens=prompt,
                 completion_tokens=completion,
                 latency_ms=latency,
-                success=error is None,
-                error_class=error,
-                variant=self._context.variant,
+                error=error,
                 key_hint=note.hint if note is not None else None,
             )
         )
@@ -153,28 +175,16 @@ class TrackedEmbeddings(Embeddings):
         self._models = [_counting(model) for model in (wrapped, *alternatives)]
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        result: list[list[float]] = self._timed(lambda model: model.embed_documents(texts))
-        return result
+        with self._recorded() as model:
+            return model.embed_documents(texts)
 
     def embed_query(self, text: str) -> list[float]:
-        result: list[float] = self._timed(lambda model: model.embed_query(text))
-        return result
+        with self._recorded() as model:
+            return model.embed_query(text)
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
-        index = self._route()
-        sink: list[int] = []
-        token = _embedding_tokens.set(sink)
-        started = time.perf_counter()
-        with noting_keys() as note:
-            try:
-                result = await self._models[index].aembed_documents(texts)
-            except Exception as error:
-                self._emit(index, started, sink, type(error).__name__, note)
-                raise
-            finally:
-                _embedding_tokens.reset(token)
-        self._emit(index, started, sink, None, note)
-        return result
+        with self._recorded() as model:
+            return await model.aembed_documents(texts)
 
     async def aembed_query(self, text: str) -> list[float]:
         return (await self.aembed_documents([text]))[0]
@@ -184,38 +194,32 @@ class TrackedEmbeddings(Embeddings):
         instead = self._gate.route() if self._gate is not None else None
         return 0 if instead is None else instead
 
-    def _timed(self, call: Callable[[Embeddings], Any]) -> Any:
+    @contextmanager
+    def _recorded(self) -> Iterator[Embeddings]:
+        """The model that answers this call; the call made with it inside the block is timed, its tokens and
+        key noted, and recorded as it ends (a sync and an async call alike: nothing here awaits)."""
         index = self._route()
         sink: list[int] = []
         token = _embedding_tokens.set(sink)
         started = time.perf_counter()
         with noting_keys() as note:
             try:
-                result = call(self._models[index])
+                yield self._models[index]
             except Exception as error:
                 self._emit(index, started, sink, type(error).__name__, note)
                 raise
             finally:
                 _embedding_tokens.reset(token)
         self._emit(index, started, sink, None, note)
-        return result
 
     def _emit(self, index: int, started: float, sink: Sequence[int], error: str | None, note: KeyNote) -> None:
-        target = self._context.targets[min(index, len(self._context.targets) - 1)]
         self._recorder.record(
-            UsageEvent(
-                at=utcnow(),
-                interaction_type=self._context.interaction_type,
-                user_id=self._context.user_id,
-                provider_id=target.provider_id,
-                provider_name=target.provider_name,
-                model_name=target.model_name,
+            self._context.event(
+                index,
                 prompt_tokens=sum(sink),
                 completion_tokens=0,
                 latency_ms=(time.perf_counter() - started) * 1000,
-                success=error is None,
-                error_class=error,
-                variant=self._context.variant,
+                error=error,
                 key_hint=note.hint,
             )
         )

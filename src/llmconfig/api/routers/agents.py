@@ -6,7 +6,6 @@ token; a client token limited to some interaction types may only resolve and rep
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated
 
@@ -21,6 +20,7 @@ from llmconfig.api.errors import COMMON_RESPONSES, NOT_FOUND
 from llmconfig.config.schemas import SingleLine
 from llmconfig.llm.resolved import ResolvedConfig
 from llmconfig.usage.recorder import UsageEvent
+from llmconfig.usage.spend import SpentBudget
 
 router = APIRouter(prefix=API_PREFIX, tags=["agents"], responses=COMMON_RESPONSES)
 
@@ -75,24 +75,15 @@ async def changes(
     )
 
 
-class SpentBudgetOut(BaseModel):
-    scope: str
-    period: str
-    limit_usd: float | None
-    limit_tokens: int | None
-    spent_usd: float
-    spent_tokens: int
-
-
 class Spend(BaseModel):
-    spent: list[SpentBudgetOut]
+    spent: list[SpentBudget]
 
 
 @router.get("/spend", response_model=Spend)
 def spend(service: ServiceDep, _caller: ClientDep) -> Spend:
     """The budgets that are spent now (what client-mode processes check before each call), as this server
     last read them from the usage table (at most ``LLMCONFIG_BUDGET_REFRESH`` seconds ago)."""
-    return Spend(spent=[SpentBudgetOut(**asdict(spent)) for spent in service.services.spend.all_spent()])
+    return Spend(spent=list(service.services.spend.all_spent()))
 
 
 class UsageEventIn(BaseModel):

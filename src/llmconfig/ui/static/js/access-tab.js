@@ -4,7 +4,7 @@
 
 import { api, token as session } from "./api.js";
 import { confirmAction } from "./confirm.js";
-import { $, busy, el, toast } from "./dom.js";
+import { $, busy, el, toast, toggleForm } from "./dom.js";
 
 const ROLE_NOTES = {
   admin: "Everything: changes, tokens, calls to providers.",
@@ -240,12 +240,7 @@ async function revokeToken(info, mine) {
 }
 
 function toggleCreateForm(open) {
-  const form = $("#create-token");
-  form.hidden = !open;
-  const toggle = $("#create-token-toggle");
-  toggle.setAttribute("aria-expanded", String(open));
-  toggle.textContent = open ? "Close" : "Create token";
-  if (open) form.elements.name.focus();
+  toggleForm("create-token", "Create token", open);
 }
 
 /** Drops everything the tab showed (the list is admin business); called when the session ends. */

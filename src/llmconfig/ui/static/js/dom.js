@@ -4,6 +4,19 @@
 export const $ = (selector, root = document) => root.querySelector(selector);
 
 /**
+ * Opens or closes the form `#<form>` that the button `#<form>-toggle` shows: the button then says "Close", or
+ * `label` again once the form is closed; an opened form's name field takes the focus.
+ */
+export function toggleForm(form, label, open) {
+  const shown = $(`#${form}`);
+  shown.hidden = !open;
+  const toggle = $(`#${form}-toggle`);
+  toggle.setAttribute("aria-expanded", String(open));
+  toggle.textContent = open ? "Close" : label;
+  if (open) shown.elements.name.focus();
+}
+
+/**
  * Builds an element: `class` and `text` set className and textContent, `on<event>` adds a listener, `true`
  * makes an empty attribute, and null, undefined or false leave the attribute out.
  */

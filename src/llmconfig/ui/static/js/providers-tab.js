@@ -4,7 +4,7 @@
 import { api } from "./api.js";
 import { renderCards } from "./config-tab.js";
 import { confirmAction } from "./confirm.js";
-import { $, busy, el, toast, when } from "./dom.js";
+import { $, busy, el, toast, toggleForm, when } from "./dom.js";
 import { editProvider } from "./provider-edit.js";
 import { loadCatalog, reloadProviders, state } from "./state.js";
 
@@ -141,12 +141,7 @@ async function addProvider(event) {
 }
 
 function toggleAddForm(open) {
-  const form = $("#add-provider");
-  form.hidden = !open;
-  const toggle = $("#add-provider-toggle");
-  toggle.setAttribute("aria-expanded", String(open));
-  toggle.textContent = open ? "Close" : "Add provider";
-  if (open) form.elements.name.focus();
+  toggleForm("add-provider", "Add provider", open);
 }
 
 /** Wires the tab's static controls; called once at start. */

@@ -1,0 +1,68 @@
+"""Requests to a provider with the keys of its pool, as library calls send them.
+
+Each request takes the provider's next key in turn (:class:`~llmconfig.providers.keys.KeyPool`, the pool this
+process's model objects use too). A key answered 429, 401 or 403 rests, and the same request goes again at once
+with another key of the provider while one is free; only when none is does the answer reach the fallback chain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from llmconfig.gateway.upstream import Answer, Endpoint, StreamingAnswer, Upstream
+from llmconfig.llm.resolved import ResolvedTarget
+from llmconfig.providers.keys import ApiKey, KeyPool
+
+
+class KeyedRequests:
+    """POSTs to a target's endpoints, each with a key of the target's provider; see the module docstring."""
+
+    def __init__(self, upstream: Upstream, pools: Callable[[ResolvedTarget], KeyPool]) -> None:
+        self._upstream = upstream
+        self._pools = pools
+
+    def endpoint(self, target: ResolvedTarget, path: str, key: ApiKey | None = None) -> Endpoint:
+        """The endpoint ``path`` of ``target``, carrying ``key`` (or the target's first key)."""
+        return self._upstream.endpoint(
+            provider_id=target.provider_id,
+            provider_name=target.provider_name,
+            provider_type=target.provider_type,
+            base_url=target.base_url,
+            path=path,
+            api_key=key.value if key is not None else target.api_key,
+        )
+
+    async def post(
+        self, target: ResolvedTarget, path: str, body: bytes, *, chained: bool
+    ) -> tuple[Endpoint, Answer, str | None]:
+        """The whole answer, the endpoint it came from, and the hint of the key it was sent with."""
+        pool = self._pools(target) if target.api_keys else None
+        tried: set[str] = set()
+        while True:
+            key = pool.choose(avoid=frozenset(tried)) if pool is not None else None
+            endpoint = self.endpoint(target, path, key)
+            answer = await self._upstream.post(endpoint, body, chained=chained)
+            if pool is None or key is None or not _another_key(pool, key, answer.status, answer.headers, tried):
+                return endpoint, answer, key.hint if key is not None else None
+
+    async def open(
+        self, target: ResolvedTarget, path: str, body: bytes, *, chained: bool
+    ) -> tuple[Endpoint, StreamingAnswer, str | None]:
+        """The answer once its headers are in (the caller reads and closes it), as :meth:`post` sends it."""
+        pool = self._pools(target) if target.api_keys else None
+        tried: set[str] = set()
+        while True:
+            key = pool.choose(avoid=frozenset(tried)) if pool is not None else None
+            endpoint = self.endpoint(target, path, key)
+            answer = await self._upstream.open(endpoint, body, chained=chained)
+            if pool is None or key is None or not _another_key(pool, key, answer.status, answer.headers, tried):
+                return endpoint, answer, key.hint if key is not None else None
+            answer.close()
+
+
+def _another_key(pool: KeyPool, key: ApiKey, status: int, headers: Mapping[str, str], tried: set[str]) -> bool:
+    """Note the answer ``key`` got; True when it put the key to rest and another key is free to try."""
+    if not pool.observe(key, status, headers):
+        return False
+    tried.add(key.key_id)
+    return pool.free_other_than(frozenset(tried)) is not None
