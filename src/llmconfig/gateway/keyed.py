@@ -13,6 +13,8 @@ from llmconfig.gateway.upstream import Answer, Endpoint, StreamingAnswer, Upstre
 from llmconfig.llm.resolved import ResolvedTarget
 from llmconfig.providers.keys import ApiKey, KeyPool
 
+_MAX_SEEN = 1024
+
 
 class KeyedRequests:
     """POSTs to a target's endpoints, each with a key of the target's provider; see the module docstring."""
@@ -20,6 +22,20 @@ class KeyedRequests:
     def __init__(self, upstream: Upstream, pools: Callable[[ResolvedTarget], KeyPool]) -> None:
         self._upstream = upstream
         self._pools = pools
+        # The pool of each provider version seen: a change of its keys is a new version, so a pool found here
+        # has the keys the target carries (looking it up anew would rebuild the key list on every request).
+        self._seen: dict[tuple[str, int], KeyPool] = {}
+
+    def _pool(self, target: ResolvedTarget) -> KeyPool | None:
+        if not target.api_keys:
+            return None
+        seen = (target.provider_id, target.provider_version)
+        pool = self._seen.get(seen)
+        if pool is None:
+            if len(self._seen) >= _MAX_SEEN:
+                self._seen.clear()
+            pool = self._seen[seen] = self._pools(target)
+        return pool
 
     def endpoint(self, target: ResolvedTarget, path: str, key: ApiKey | None = None) -> Endpoint:
         """The endpoint ``path`` of ``target``, carrying ``key`` (or the target's first key)."""
@@ -36,7 +52,7 @@ class KeyedRequests:
         self, target: ResolvedTarget, path: str, body: bytes, *, chained: bool
     ) -> tuple[Endpoint, Answer, str | None]:
         """The whole answer, the endpoint it came from, and the hint of the key it was sent with."""
-        pool = self._pools(target) if target.api_keys else None
+        pool = self._pool(target)
         tried: set[str] = set()
         while True:
             key = pool.choose(avoid=frozenset(tried)) if pool is not None else None
@@ -49,7 +65,7 @@ class KeyedRequests:
         self, target: ResolvedTarget, path: str, body: bytes, *, chained: bool
     ) -> tuple[Endpoint, StreamingAnswer, str | None]:
         """The answer once its headers are in (the caller reads and closes it), as :meth:`post` sends it."""
-        pool = self._pools(target) if target.api_keys else None
+        pool = self._pool(target)
         tried: set[str] = set()
         while True:
             key = pool.choose(avoid=frozenset(tried)) if pool is not None else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -31,14 +31,17 @@ async def resolve(
     service: ServiceDep,
     _caller: ClientForTypeDep,
     user_id: Annotated[str | None, Query(max_length=255, description="Whose overrides apply")] = None,
-) -> ResolvedConfig:
+) -> Response:
     """What a process needs to build the model of ``interaction_type`` for ``user_id``: the primary target
     and the fallback chain, each with its key, the parameters, and the revision it is current at.
 
     404 for an unknown type, and for a type with nothing configured (problem type
     ``urn:llmconfig:problem:not-configured``, so that clients take their environment fallback).
     """
-    return await service.aresolve(interaction_type, user_id=user_id)
+    resolved = await service.aresolve(interaction_type, user_id=user_id)
+    # Serialised once by the model itself: validating it again against the response model would cost a
+    # client's cold resolution as much as the rest of the request.
+    return Response(resolved.model_dump_json(), media_type="application/json")
 
 
 class Revision(BaseModel):
