@@ -9,15 +9,17 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from llmconfig import LLMConfigService
 from llmconfig.api import create_app
 from llmconfig.config import ConfigUpdate, GroupMembershipUpdate
 from llmconfig.errors import BudgetExceededError, ConflictError
+from llmconfig.providers.schemas import ProviderKeyCreate
 from llmconfig.settings import Settings
 from llmconfig.usage.budgets import BudgetUpdate
 from tests.api.conftest import API, problem_of
-from tests.helpers import add_peer_providers
+from tests.helpers import OPENAI_PEER_KEY, add_peer_providers
 from tests.peers import AnthropicPeer, OpenAIPeer
 from tests.processes import AgentProcess, ServeProcess, agent_for, clean_environment, client_token, configure
 
@@ -245,3 +247,26 @@ def test_a_provider_a_budget_names_cannot_be_removed(budgeted: LLMConfigService)
         budgeted.providers.remove("spare")
     budgeted.budgets.delete("provider:spare")
     budgeted.providers.remove("spare")
+
+
+def test_the_one_statement_resolution_without_a_user_reads_what_the_general_one_reads(
+    budgeted: LLMConfigService, openai_peer: OpenAIPeer
+) -> None:
+    """A call without a user id reads the keys and budgets inside the global statement: the same rules, models
+    and keys (in their order) as the resolution with a user id, which reads them in a statement of their own."""
+    second = "sk-canary-resolution-second-77"
+    budgeted.providers.keys.add("local", ProviderKeyCreate(api_key=SecretStr(second)), actor="t")
+    provider_id = budgeted.providers.get("local").id
+    mini = {"provider_id": "local", "model_name": "gpt-4o-mini"}
+    budgeted.budgets.set("type:reasoning", BudgetUpdate(period="day", limit_usd=5, on_exceed=mini), actor="t")
+    budgeted.budgets.set(f"provider:{provider_id}", BudgetUpdate(period="hour", limit_tokens=10**6), actor="t")
+    budgeted.budgets.set("type:tools", BudgetUpdate(period="day", limit_usd=1), actor="t")  # another type's
+    alone, _ = budgeted.resolver.resolve("reasoning")
+    general, _ = budgeted.resolver.resolve("reasoning", user_id="nobody-in-particular")
+    assert alone is not None and general is not None
+    assert [rule.scope for rule in alone.budgets] == ["type:reasoning", f"provider:{provider_id}"]
+    assert alone.budgets == general.budgets
+    assert alone.target.api_keys == general.target.api_keys and len(alone.target.api_keys) == 2
+    assert [key.hint for key in alone.target.api_keys] == [OPENAI_PEER_KEY[-4:], second[-4:]]
+    on_exceed = alone.budgets[0].on_exceed
+    assert on_exceed is not None and on_exceed.model_name == "gpt-4o-mini" and len(on_exceed.api_keys) == 2

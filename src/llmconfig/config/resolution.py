@@ -13,39 +13,17 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
     Connection,
-    Integer,
-    String,
-    Text,
-    and_,
-    bindparam,
-    cast,
-    literal_column,
-    null,
-    select,
-    union_all,
 )
 from sqlalchemy.orm import Session, sessionmaker
 
 from llmconfig.config.checks import DEFAULT_WEIGHT
 from llmconfig.config.schemas import ConfigSource, storable_user_id
+from llmconfig.config.statements import KEYS_AND_BUDGETS, PROVIDER_KEYS, PROVIDERS, RESOLVE_GLOBAL, RESOLVE_USER
 from llmconfig.config.types import find_interaction_type
 from llmconfig.config.variants import MAIN
 from llmconfig.db.changes import read_revision
 from llmconfig.db.engine import reading, transaction
-from llmconfig.db.models import (
-    Budget,
-    ConfigRevision,
-    GlobalConfig,
-    GroupConfig,
-    GroupMember,
-    InteractionType,
-    Provider,
-    ProviderKey,
-    UserConfig,
-    UTCDateTime,
-)
 from llmconfig.errors import LLMConfigError
 from llmconfig.providers.adapters import adapter_for
 from llmconfig.providers.catalog import ModelKind
@@ -195,99 +173,6 @@ def freeze_params(params: dict[str, Any]) -> str:
     return json.dumps(params, sort_keys=True, separators=(",", ":"))
 
 
-_PROVIDER_COLUMNS = (
-    Provider.id,
-    Provider.name,
-    Provider.provider_type,
-    Provider.version,
-    Provider.api_base_url,
-    Provider.enabled,
-)
-
-
-def _entry_columns(table: type[GlobalConfig] | type[UserConfig] | type[GroupConfig]) -> tuple[Any, ...]:
-    """An entry's settings followed by its provider's columns."""
-    return (
-        table.model_name,
-        table.temperature,
-        table.max_tokens,
-        table.extra_params,
-        table.fallbacks,
-        table.weight,
-        table.variants,
-        *_PROVIDER_COLUMNS,
-    )
-
-
-# The statements of ``Resolver.resolve``, built once: building a statement costs about as much as running it
-# on SQLite, and these run on every cache miss of ``get_llm``.
-
-# The revision counter, the type's kind and its global entry with that entry's provider, in one row. The
-# entry's columns are NULL when nothing is configured globally; no row means no such interaction type.
-_RESOLVE_GLOBAL = (
-    select(ConfigRevision.revision, InteractionType.kind, *_entry_columns(GlobalConfig))
-    .select_from(InteractionType)
-    .join(ConfigRevision, ConfigRevision.id == 1)
-    .outerjoin(GlobalConfig, GlobalConfig.interaction_type == InteractionType.name)
-    .outerjoin(Provider, Provider.id == GlobalConfig.provider_id)
-    .where(InteractionType.name == bindparam("interaction_type"))
-)
-# What may win over the global entry for one user, in order: the user's override (rank 0, no group), then one
-# row per group the user is in (rank 1 + its position), with that group's entry or NULLs when it has none for
-# this type; so the user's groups come with it even when no group configures the type.
-_RESOLVE_USER = union_all(
-    select(literal_column("0", Integer).label("rank"), cast(null(), String(64)).label("group_name"))
-    .add_columns(*_entry_columns(UserConfig))
-    .select_from(UserConfig)
-    .join(Provider, Provider.id == UserConfig.provider_id)
-    .where(UserConfig.user_id == bindparam("user_id"), UserConfig.interaction_type == bindparam("interaction_type")),
-    select((GroupMember.position + 1).label("rank"), GroupMember.group_name)
-    .add_columns(*_entry_columns(GroupConfig))
-    .select_from(GroupMember)
-    .outerjoin(
-        GroupConfig,
-        and_(
-            GroupConfig.group_name == GroupMember.group_name,
-            GroupConfig.interaction_type == bindparam("interaction_type"),
-        ),
-    )
-    .outerjoin(Provider, Provider.id == GroupConfig.provider_id)
-    .where(GroupMember.user_id == bindparam("user_id")),
-).order_by(literal_column("rank"))
-_PROVIDERS = select(*_PROVIDER_COLUMNS).where(
-    Provider.id.in_(bindparam("provider_ids", expanding=True)), Provider.enabled.is_(True)
-)
-
-
-_PROVIDER_KEYS = (
-    select(ProviderKey.provider_id, ProviderKey.id, ProviderKey.secret_ref, ProviderKey.hint)
-    .where(ProviderKey.provider_id.in_(bindparam("provider_ids", expanding=True)))
-    .order_by(ProviderKey.created_at, ProviderKey.id)
-)
-# The keys of a resolution's providers and the budgets of its scopes, in one round trip: the keys in each
-# provider's order (rows without a scope), then the budgets (rows with one).
-_KEYS_AND_BUDGETS = union_all(
-    select(
-        ProviderKey.provider_id,
-        ProviderKey.id.label("key_id"),
-        ProviderKey.secret_ref,
-        ProviderKey.hint,
-        ProviderKey.created_at,
-        cast(null(), String(300)).label("scope"),
-        cast(null(), JSON).label("on_exceed"),
-    ).where(ProviderKey.provider_id.in_(bindparam("provider_ids", expanding=True))),
-    select(
-        cast(null(), String(36)),
-        cast(null(), String(36)),
-        cast(null(), Text),
-        cast(null(), String(8)),
-        cast(null(), UTCDateTime()),
-        Budget.scope,
-        Budget.on_exceed,
-    ).where(Budget.scope.in_(bindparam("scopes", expanding=True))),
-).order_by(literal_column("scope"), literal_column("created_at"), literal_column("key_id"))
-
-
 def _target(provider: Any, model_name: str, keys: dict[str, tuple[KeyRef, ...]] | None = None) -> Target:
     """A Target from anything with the provider's attributes (an ORM row or a Core row), with its keys."""
     return Target(
@@ -304,7 +189,7 @@ def _target(provider: Any, model_name: str, keys: dict[str, tuple[KeyRef, ...]] 
 def _keys_of(connection: Any, provider_ids: Iterable[str]) -> dict[str, tuple[KeyRef, ...]]:
     """The keys of these providers, each provider's first key first."""
     keys: dict[str, list[KeyRef]] = {}
-    for row in connection.execute(_PROVIDER_KEYS, {"provider_ids": sorted(provider_ids)}):
+    for row in connection.execute(PROVIDER_KEYS, {"provider_ids": sorted(provider_ids)}):
         keys.setdefault(row.provider_id, []).append(KeyRef(row.id, row.secret_ref, row.hint))
     return {provider_id: tuple(refs) for provider_id, refs in keys.items()}
 
@@ -344,7 +229,9 @@ class Resolver:
         and run on a plain connection.
         """
         with reading(self._sessions) as connection:
-            head = connection.execute(_RESOLVE_GLOBAL, {"interaction_type": interaction_type}).first()
+            head = connection.execute(
+                RESOLVE_GLOBAL[connection.dialect.name], {"interaction_type": interaction_type}
+            ).first()
             if head is None:
                 with transaction(self._sessions) as session:
                     find_interaction_type(session, interaction_type)  # raises NotFoundError, naming the known types
@@ -358,7 +245,7 @@ class Resolver:
                 user_id = None
             if user_id is not None:
                 layers = connection.execute(
-                    _RESOLVE_USER, {"user_id": user_id, "interaction_type": interaction_type}
+                    RESOLVE_USER, {"user_id": user_id, "interaction_type": interaction_type}
                 ).all()
                 groups = tuple(layer.group_name for layer in layers if layer.group_name is not None)
                 row = next((layer for layer in layers if layer.model_name is not None), None)
@@ -373,7 +260,12 @@ class Resolver:
                     f"{interaction_type!r} uses provider {row.name!r}, which is disabled; "
                     "enable it or configure another provider"
                 )
-            resolution = self._resolution(connection, interaction_type, head.kind, source, row, groups, user_id)
+            # Without a user, the global entry alone calls its own provider: the first statement read the rest.
+            alone = row is head and user_id is None and not row.fallbacks and not row.variants
+            extras = _extras_of(head) if alone else None
+            resolution = self._resolution(
+                connection, interaction_type, head.kind, source, row, groups, user_id, extras=extras
+            )
             return resolution, head.revision
 
     @staticmethod
@@ -385,6 +277,8 @@ class Resolver:
         row: Any,
         groups: tuple[str, ...],
         user_id: str | None,
+        *,
+        extras: tuple[dict[str, list[KeyRef]], dict[str, Any]] | None = None,
     ) -> Resolution:
         """The resolution of the winning entry ``row``: one statement for the providers' keys and the budgets,
         one more when its fallbacks or variants use other providers than its own."""
@@ -397,15 +291,19 @@ class Resolver:
         providers: dict[str, Any] = {row.id: row}
         wanted.discard(row.id)
         if wanted:
-            providers.update((p.id, p) for p in connection.execute(_PROVIDERS, {"provider_ids": sorted(wanted)}))
+            providers.update((p.id, p) for p in connection.execute(PROVIDERS, {"provider_ids": sorted(wanted)}))
         scopes = budget_scopes(interaction_type, user_id, sorted(providers), groups)
         keys: dict[str, list[KeyRef]] = {}
         budgets: dict[str, Any] = {}
-        for extra in connection.execute(_KEYS_AND_BUDGETS, {"provider_ids": sorted(providers), "scopes": scopes}):
-            if extra.scope is None:
-                keys.setdefault(extra.provider_id, []).append(KeyRef(extra.key_id, extra.secret_ref, extra.hint))
-            else:
-                budgets[extra.scope] = extra.on_exceed
+        if extras is not None:
+            keys, budgets = extras
+        else:
+            parameters = {"provider_ids": sorted(providers), "scopes": scopes}
+            for extra in connection.execute(KEYS_AND_BUDGETS, parameters):
+                if extra.scope is None:
+                    keys.setdefault(extra.provider_id, []).append(KeyRef(extra.key_id, extra.secret_ref, extra.hint))
+                else:
+                    budgets[extra.scope] = extra.on_exceed
         key_refs = {provider_id: tuple(refs) for provider_id, refs in keys.items()}
         extra_params = row.extra_params or {}
         resolution = Resolution(
@@ -441,11 +339,25 @@ class Resolver:
         return replace(resolution, budgets=_budget_rules(connection, scopes, budgets))
 
 
+def _extras_of(head: Any) -> tuple[dict[str, list[KeyRef]], dict[str, Any]]:
+    """The keys of the global entry's provider and the budgets of its type and provider, from the JSON arrays
+    of the global statement (``[created_at, id, secret_ref, hint]`` and ``[scope, on_exceed]``)."""
+    stored = sorted((tuple(key) for key in _json(head.keys_json) or ()), key=lambda key: (str(key[0]), key[1]))
+    keys = {head.id: [KeyRef(key_id, secret_ref, hint) for _, key_id, secret_ref, hint in stored]} if stored else {}
+    budgets = {scope: _json(on_exceed) for scope, on_exceed in _json(head.budgets_json) or ()}
+    return keys, budgets
+
+
+def _json(value: Any) -> Any:
+    # A driver may hand JSON over as text (SQLite does for values built in a query).
+    return json.loads(value) if isinstance(value, str) else value
+
+
 def _budget_rules(connection: Any, scopes: list[str], rows: dict[str, Any]) -> tuple[BudgetRule, ...]:
     """The budgets found for a resolution (``rows``: scope → on_exceed), most specific first, with their
     models (one more statement when some budget names one)."""
     wanted = [on_exceed["provider_id"] for on_exceed in rows.values() if on_exceed]
-    providers = {p.id: p for p in connection.execute(_PROVIDERS, {"provider_ids": wanted})} if wanted else {}
+    providers = {p.id: p for p in connection.execute(PROVIDERS, {"provider_ids": wanted})} if wanted else {}
     keys = _keys_of(connection, providers) if providers else {}
     rules = []
     for scope in scopes:
