@@ -80,6 +80,8 @@ def test_a_group_entry_made_in_the_panel_is_what_its_members_get_and_the_source_
     groups = panel.tab("Groups")
     expect(row).to_contain_text("u-7")
     row.get_by_role("button", name="Edit support-team").click()
+    # The entries are read again and their cards replaced: the heading takes the focus once they are in.
+    expect(page.locator("#group-detail-title")).to_be_focused()
     card.get_by_role("button", name="Remove reasoning for support-team").click()
     expect(panel.toast).to_have_text("Removed reasoning for support-team")
     expect(card).to_contain_text("Not configured yet")
