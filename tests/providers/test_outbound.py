@@ -299,8 +299,9 @@ def test_metadata_and_link_local_addresses_are_blocked_without_a_connection(
     started = time.monotonic()
     with pytest.raises(ProviderBlockedError, match=words):
         service.providers.add(custom("meta", url))
-    # A connection attempt to these (unrouted here) would run into the 5 s timeout.
-    assert time.monotonic() - started < 1.0
+    # A connection attempt to these (unrouted here) would run into the 5 s request timeout; the refusal comes
+    # before any, however busy the machine (a margin of 1 s, not a figure of speed: make bench measures that).
+    assert time.monotonic() - started < 4.0
     assert provider_count(service) == 0
 
 
