@@ -1,7 +1,8 @@
 # Developer and CI entry points. `make test` is what CI runs (see .ci/run).
 
 SHELL := /bin/bash
-PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+# CPython 3.12 where the machine has it, else 3.11 (scripts/pick-python.sh says why).
+PYTHON ?= $(shell scripts/pick-python.sh)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed

@@ -27,8 +27,9 @@ LLMCONFIG = Path(sys.executable).parent / "llmconfig"
 #: Variables of the developer's shell that would change what the command does.
 SCRUBBED_PREFIXES = ("LLMCONFIG_", "OPENAI_", "ANTHROPIC_")
 
-# Two cores, and every call spends most of its time importing: more workers only thrash.
-MAX_PARALLEL = 4
+# Two cores shared with the other test worker, and every call spends most of its time importing: more
+# side by side only thrash.
+MAX_PARALLEL = 2
 
 T = TypeVar("T")
 
@@ -99,7 +100,9 @@ class Cli:
             text=True,
             env={**self.env, **(env or {})},
             cwd=self.cwd,
-            timeout=60,
+            # Far above what a command takes (a second or two); only a hung command runs into it, on a
+            # machine busy enough to slow everything else tenfold.
+            timeout=120,
             check=False,
         )
         shown = tuple(Path(a).name if i == 0 else a for i, a in enumerate(argv))

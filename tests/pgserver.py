@@ -15,7 +15,10 @@ import tempfile
 from pathlib import Path
 from types import TracebackType
 
-SERVER_OPTIONS = "-c fsync=off -c full_page_writes=off -c synchronous_commit=off -c max_connections=200"
+SERVER_OPTIONS = "-c fsync=off -c full_page_writes=off -c max_connections=200"
+# A commit that returns before its WAL is written is lost when the server is killed (`stop` is an immediate
+# shutdown, as a crash): fine for a server nobody restarts, wrong for one that is restarted and read again.
+FAST_COMMITS = "-c synchronous_commit=off"
 
 
 class PostgresServerError(RuntimeError):
@@ -77,10 +80,15 @@ def _run(command: list[str], *, what: str, log: Path | None = None) -> None:
 
 
 class PostgresServer:
-    """One cluster in a temporary directory; durability is off, since nothing in it is worth keeping."""
+    """One cluster in a temporary directory; durability is off, since nothing in it is worth keeping.
 
-    def __init__(self, prefix: str = "llmconfig-pg-") -> None:
+    `restartable` keeps commits durable across `stop` and `start` (an outage): without it, what was committed
+    in the last few hundred milliseconds before a stop can be gone after the start.
+    """
+
+    def __init__(self, prefix: str = "llmconfig-pg-", *, restartable: bool = False) -> None:
         self.bin = bin_dir()
+        self.options = SERVER_OPTIONS if restartable else f"{SERVER_OPTIONS} {FAST_COMMITS}"
         self.workdir = Path(tempfile.mkdtemp(prefix=prefix))
         self.data = self.workdir / "data"
         self.log = self.workdir / "server.log"
@@ -100,7 +108,7 @@ class PostgresServer:
 
     def start(self) -> None:
         options = (
-            f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.workdir} " + SERVER_OPTIONS
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.workdir} " + self.options
         )
         _run(
             as_server_user(

@@ -16,8 +16,8 @@ from tests.helpers import configure_reasoning
 from tests.peers import OpenAIPeer
 
 MODELS = ("gpt-4o-mini", "local-chat", "gpt-4o")
-CHANGES = 300
-READERS = 6
+CHANGES = 200
+READERS = 4
 # Distinct users per reader: together below the cache's bound, so every one of them stays cached.
 USERS_PER_READER = 1500
 
@@ -27,7 +27,7 @@ def quick_switching() -> Iterator[None]:
     # Threads switch far more often than the default 5 ms, so that a listener iterating the cache and a
     # request inserting into it interleave within one run of the test.
     previous = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
+    sys.setswitchinterval(1e-5)
     try:
         yield
     finally:

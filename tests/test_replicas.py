@@ -178,7 +178,7 @@ def test_a_change_through_one_replica_reaches_a_library_process_and_survives_a_k
 @pytest.fixture
 def own_postgres() -> Iterator[PostgresServer]:
     """A server of this test's own, so that it can be stopped and started again."""
-    with PostgresServer(prefix="llmconfig-outage-") as server:
+    with PostgresServer(prefix="llmconfig-outage-", restartable=True) as server:
         yield server
 
 

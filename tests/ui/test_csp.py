@@ -87,8 +87,14 @@ def test_every_tab_and_main_action_runs_under_the_policy_without_a_violation(
     usage.get_by_role("button", name="Refresh").click()
     expect(usage.get_by_role("img", name="Latency per model")).to_be_visible()
     expect(usage.locator("#chart-calls .legend")).to_contain_text("reasoning")
-    swatch = usage.locator("#chart-calls .legend span").first
-    colour = swatch.evaluate("(s) => getComputedStyle(s, '::before').backgroundColor")
+    # Read in one step in the page: a legend drawn again between finding a swatch and reading its style would
+    # leave a detached element, whose computed style is empty.
+    colour = page.wait_for_function(
+        """() => {
+            const swatch = document.querySelector("#chart-calls .legend span");
+            return swatch && getComputedStyle(swatch, "::before").backgroundColor;
+        }"""
+    ).json_value()
 
     # Access: create a client token for one type, copy it from the dialog, dismiss it, revoke it.
     access = panel.tab("Access")

@@ -116,6 +116,9 @@ def service() -> Iterator[Services]:
     from llmconfig.services import Services
 
     settings = get_settings()
+    # A command ends within seconds: it has no cache that other processes' changes could make stale, so it
+    # opens no LISTEN connection and starts no listener thread.
+    settings = settings.model_copy(update={"listen_for_changes": False})
     services = Services.from_settings(settings, engine=migrated_engine(settings))
     try:
         yield services
