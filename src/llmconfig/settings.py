@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     # The same for the answers of model calls (decoded, and in total for a stream): far above any completion
     # or batch of embeddings, far below what would hurt the process.
     model_max_response_bytes: int = Field(default=32 * 1024 * 1024, ge=1024, le=1024**3)
+    # Requests to the OpenAI-compatible endpoints carry whole conversations, images as data URLs included:
+    # far larger than the 1 MB documents of the rest of the API.
+    gateway_max_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024, le=1024**3)
 
     # Client mode (DESIGN §9): with both set, get_llm resolves through this llmconfig server, and the process
     # needs neither a database URL nor the master key.

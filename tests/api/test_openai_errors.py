@@ -170,6 +170,33 @@ def test_a_body_that_is_no_json_object_is_400(gateway: Gateway, content: bytes) 
     assert error_of(response)["type"] == "invalid_request_error"
 
 
+def test_a_conversation_over_a_megabyte_with_any_character_reaches_the_provider(gateway: Gateway) -> None:
+    # Larger than the 1 MB documents of the rest of the API, as a long context or an image as a data URL is;
+    # a NUL is only text for the provider here.
+    content = "long context \x00 " + "x" * 1_500_000
+    gateway.openai_peer.script(ScriptedReply(text="read it"))
+    answer = gateway.sdk().chat.completions.create(model="reasoning", messages=[{"role": "user", "content": content}])
+    assert answer.choices[0].message.content == "read it"
+    (sent,) = gateway.openai_peer.requests_to("/v1/chat/completions")
+    assert sent.json["messages"][0]["content"] == content
+
+
+def test_a_body_over_the_gateways_cap_is_413_in_openai_shape_and_reaches_no_provider(gateway: Gateway) -> None:
+    cap = gateway.service.settings.gateway_max_body_bytes
+    body = b'{"model": "reasoning", "messages": [{"role": "user", "content": "' + b"x" * cap + b'"}]}'
+    response = httpx.post(
+        f"{gateway.url}/v1/chat/completions",
+        content=body,
+        headers={"Authorization": f"Bearer {gateway.token}", "Content-Type": "application/json"},
+        timeout=60,
+    )
+    assert response.status_code == 413
+    error = error_of(response)
+    assert error["type"] == "invalid_request_error" and error["code"] == "request_too_large"
+    assert "LLMCONFIG_GATEWAY_MAX_BODY_BYTES" in error["message"]
+    assert gateway.openai_peer.requests_to("/v1/chat/completions") == []
+
+
 def test_a_malformed_embeddings_body_is_400_naming_the_field(gateway: Gateway) -> None:
     with pytest.raises(openai.BadRequestError) as raised:
         gateway.sdk().embeddings.create(model="embeddings", input=[])

@@ -142,6 +142,14 @@ def test_link_local_and_metadata_addresses_are_blocked_by_default(address: str, 
     assert "LLMCONFIG_OUTBOUND_ALLOW" in decision.reason
 
 
+@pytest.mark.parametrize("address", ["64:ff9b::7f00:1", "64:ff9b::"])
+def test_an_allow_list_of_loopback_does_not_let_a_nat64_form_of_loopback_through(address: str) -> None:
+    # Such a connection goes to a NAT64 gateway elsewhere on the network.
+    decision = OutboundPolicy(allow=["127.0.0.0/8", "::1"]).decide("provider.example", address)
+    assert not decision.allowed
+    assert "LLMCONFIG_OUTBOUND_ALLOW" in decision.reason
+
+
 def test_neighbours_of_the_blocked_ranges_are_not_blocked() -> None:
     policy = OutboundPolicy()
     for address in ("169.253.255.255", "169.255.0.0", "fec0::1", "fd00:ec2::253", "fd00:ec2::255"):
@@ -151,7 +159,10 @@ def test_neighbours_of_the_blocked_ranges_are_not_blocked() -> None:
 def test_effective_address_maps_embedded_and_unspecified_addresses() -> None:
     v4, v6 = ipaddress.IPv4Address, ipaddress.IPv6Address
     assert effective_address(v6("::ffff:10.0.0.1")) == v4("10.0.0.1")
-    assert effective_address(v6("64:ff9b::7f00:1")) == v4("127.0.0.1")
+    assert effective_address(v6("64:ff9b::a00:1")) == v4("10.0.0.1")
+    # Through a NAT64 gateway, 127.0.0.1 and 0.0.0.0 are the gateway's own, not this host's.
+    assert effective_address(v6("64:ff9b::7f00:1")) == v6("64:ff9b::7f00:1")
+    assert effective_address(v6("64:ff9b::")) == v6("64:ff9b::")
     assert effective_address(v4("0.0.0.0")) == v4("127.0.0.1")
     assert effective_address(v6("::")) == v6("::1")
     assert effective_address(v6("2001:db8::1")) == v6("2001:db8::1")

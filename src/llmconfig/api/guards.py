@@ -10,6 +10,7 @@ from llmconfig.api.errors import problem
 
 # Bodies of this API are small JSON documents; anything larger is refused rather than buffered.
 MAX_BODY_BYTES = 1_000_000
+OPENAI_PREFIX = "/v1/"
 
 
 class RejectNulBytes:
@@ -17,13 +18,17 @@ class RejectNulBytes:
 
     PostgreSQL cannot store them (psycopg raises), SQLite stores them silently; either way no legitimate
     name, URL or key contains one. The body is read in full (it is small) and replayed to the app.
+
+    The OpenAI-compatible endpoints under ``/v1/`` are left alone: their bodies are conversations (larger, and
+    free to hold any character) for the provider, not values to store, and their refusals must be in OpenAI's
+    shape; that face checks and caps its own input.
     """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"].startswith(OPENAI_PREFIX):
             await self.app(scope, receive, send)
             return
         raw_path = scope.get("raw_path") or scope["path"].encode()

@@ -8,8 +8,9 @@ client and admin tokens, a client token only for its interaction types.
 A small pure-ASGI app (:class:`OpenAICompatible`) rather than FastAPI routes: this is the path every agent
 request takes, and FastAPI's route matching over the whole API, its dependency machinery and its request
 objects cost more than the gateway's own work (measured with ``python -m bench.gateway``). It sits inside the
-app's middleware (security headers, the NUL and body-size guard, the request metrics) and in front of the
-router; every other path goes on to the FastAPI app unchanged.
+app's middleware (security headers, the request metrics; the NUL and body-size guard lets ``/v1`` by, since
+this face caps its own bodies) and in front of the router; every other path goes on to the FastAPI app
+unchanged.
 
 Checking a token is a hash and a lookup in the token snapshot, but refreshing that snapshot (and noting a
 token's last use) reads or writes the database, which must not happen on the event loop: a token that was
@@ -115,10 +116,11 @@ class _Route:
 class OpenAICompatible:
     """Serves ``/v1/models``, ``/v1/chat/completions`` and ``/v1/embeddings``; passes every other path on."""
 
-    def __init__(self, app: ASGIApp, *, gateway: Gateway, callers: CallerCache) -> None:
+    def __init__(self, app: ASGIApp, *, gateway: Gateway, callers: CallerCache, max_body_bytes: int) -> None:
         self.app = app
         self.gateway = gateway
         self.callers = callers
+        self.max_body_bytes = max_body_bytes
         self._routes: dict[str, tuple[str, _Route]] = {
             "/v1/models": ("GET", _Route("/v1/models")),
             "/v1/chat/completions": ("POST", _Route("/v1/chat/completions")),
@@ -155,7 +157,7 @@ class OpenAICompatible:
             if path == "/v1/models":
                 reply: Reply | StreamReply = await self.gateway.models(caller)
             else:
-                body = await _read_body(receive)
+                body = await _read_body(receive, self.max_body_bytes)
                 if path == "/v1/chat/completions":
                     reply = await self.gateway.chat(caller, body)
                 else:
@@ -219,15 +221,32 @@ def _json_headers(body: bytes) -> list[tuple[bytes, bytes]]:
     return [_JSON, (b"content-length", str(len(body)).encode())]
 
 
-async def _read_body(receive: Receive) -> bytes:
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    """The whole body, or a 413 once it is larger than ``limit`` bytes.
+
+    The rest of a body that is too large is still read (and dropped, so memory stays bounded), so that the
+    client, which sends its whole request before it reads the answer, gets the 413 rather than a reset.
+    """
     chunks: list[bytes] = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] != "http.request":
             raise GatewayError(400, "The client went away before sending the whole body")
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size <= limit:
+            chunks.append(chunk)
         if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            break
+    if size > limit:
+        raise GatewayError(
+            413,
+            f"The request body is {size} bytes, more than the {limit} this server takes "
+            "(LLMCONFIG_GATEWAY_MAX_BODY_BYTES); send a shorter conversation, or images as URLs instead of data",
+            code="request_too_large",
+        )
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 async def _send_error(send: Send, exc: GatewayError) -> None:
@@ -279,7 +298,12 @@ def install(app: FastAPI, service: LLMConfigService) -> None:
     upstream = Upstream(clients.policy, max_response_bytes=clients.max_response_bytes)
     gateway = Gateway(service, upstream)
     app.state.gateway = gateway
-    app.add_middleware(OpenAICompatible, gateway=gateway, callers=CallerCache(service))
+    app.add_middleware(
+        OpenAICompatible,
+        gateway=gateway,
+        callers=CallerCache(service),
+        max_body_bytes=service.settings.gateway_max_body_bytes,
+    )
 
 
 async def startup(app: FastAPI) -> None:

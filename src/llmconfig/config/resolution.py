@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import (
     Connection,
@@ -153,8 +153,22 @@ class Resolution:
         )
 
     def _budgets_of(self, chain: tuple[Target, ...]) -> tuple[BudgetRule, ...]:
-        called = {f"provider:{target.provider_id}" for target in chain}
-        return tuple(r for r in self.budgets if not r.scope.startswith("provider:") or r.scope in called)
+        return tuple(budgets_calling(self.budgets, chain))
+
+
+class Scoped(Protocol):
+    @property
+    def scope(self) -> str: ...
+
+
+ScopedT = TypeVar("ScopedT", bound=Scoped)
+
+
+def budgets_calling(budgets: Iterable[ScopedT], targets: Iterable[Any]) -> list[ScopedT]:
+    """The budgets that apply to calls of ``targets`` (anything with a ``provider_id``): every budget but those of
+    providers that only other variants call."""
+    called = {f"provider:{target.provider_id}" for target in targets}
+    return [budget for budget in budgets if not budget.scope.startswith("provider:") or budget.scope in called]
 
 
 def budget_scopes(

@@ -7,13 +7,16 @@ with another key of the provider while one is free; only when none is does the a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TypeVar
 
 from llmconfig.gateway.upstream import Answer, Endpoint, StreamingAnswer, Upstream
 from llmconfig.llm.resolved import ResolvedTarget
 from llmconfig.providers.keys import ApiKey, KeyPool
 
 _MAX_SEEN = 1024
+
+AnswerT = TypeVar("AnswerT", Answer, StreamingAnswer)
 
 
 class KeyedRequests:
@@ -52,28 +55,41 @@ class KeyedRequests:
         self, target: ResolvedTarget, path: str, body: bytes, *, chained: bool
     ) -> tuple[Endpoint, Answer, str | None]:
         """The whole answer, the endpoint it came from, and the hint of the key it was sent with."""
-        pool = self._pool(target)
-        tried: set[str] = set()
-        while True:
-            key = pool.choose(avoid=frozenset(tried)) if pool is not None else None
-            endpoint = self.endpoint(target, path, key)
-            answer = await self._upstream.post(endpoint, body, chained=chained)
-            if pool is None or key is None or not _another_key(pool, key, answer.status, answer.headers, tried):
-                return endpoint, answer, key.hint if key is not None else None
+
+        async def send(endpoint: Endpoint) -> Answer:
+            return await self._upstream.post(endpoint, body, chained=chained)
+
+        return await self._in_turn(target, path, send, discard=lambda answer: None)
 
     async def open(
         self, target: ResolvedTarget, path: str, body: bytes, *, chained: bool
     ) -> tuple[Endpoint, StreamingAnswer, str | None]:
         """The answer once its headers are in (the caller reads and closes it), as :meth:`post` sends it."""
+
+        async def send(endpoint: Endpoint) -> StreamingAnswer:
+            return await self._upstream.open(endpoint, body, chained=chained)
+
+        return await self._in_turn(target, path, send, discard=StreamingAnswer.close)
+
+    async def _in_turn(
+        self,
+        target: ResolvedTarget,
+        path: str,
+        send: Callable[[Endpoint], Awaitable[AnswerT]],
+        *,
+        discard: Callable[[AnswerT], None],
+    ) -> tuple[Endpoint, AnswerT, str | None]:
+        """Send with the pool's next key until an answer does not put its key to rest, or no other key is free;
+        ``discard`` releases an answer that is not returned."""
         pool = self._pool(target)
         tried: set[str] = set()
         while True:
             key = pool.choose(avoid=frozenset(tried)) if pool is not None else None
             endpoint = self.endpoint(target, path, key)
-            answer = await self._upstream.open(endpoint, body, chained=chained)
+            answer = await send(endpoint)
             if pool is None or key is None or not _another_key(pool, key, answer.status, answer.headers, tried):
                 return endpoint, answer, key.hint if key is not None else None
-            answer.close()
+            discard(answer)
 
 
 def _another_key(pool: KeyPool, key: ApiKey, status: int, headers: Mapping[str, str], tried: set[str]) -> bool:

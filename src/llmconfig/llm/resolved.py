@@ -12,7 +12,14 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from llmconfig.config.checks import DEFAULT_WEIGHT
-from llmconfig.config.resolution import BudgetRule, Resolution, Target, VariantResolution, freeze_params
+from llmconfig.config.resolution import (
+    BudgetRule,
+    Resolution,
+    Target,
+    VariantResolution,
+    budgets_calling,
+    freeze_params,
+)
 from llmconfig.config.schemas import SOURCE_PATTERN, ConfigSource
 from llmconfig.config.variants import MAIN, choose
 from llmconfig.errors import NotConfiguredError
@@ -140,9 +147,7 @@ class ResolvedConfig(BaseModel):
         )
 
     def _budgets_of(self, targets: list[ResolvedTarget]) -> list[ResolvedBudget]:
-        """The budgets that apply to calls of ``targets``: those of providers only other variants call left out."""
-        called = {f"provider:{target.provider_id}" for target in targets}
-        return [b for b in self.budgets if not b.scope.startswith("provider:") or b.scope in called]
+        return budgets_calling(self.budgets, targets)
 
     @classmethod
     def of(cls, resolution: Resolution, revision: int, api_keys: KeyLookup) -> ResolvedConfig:

@@ -154,13 +154,17 @@ def effective_address(address: IPAddress) -> IPAddress:
     """The address a connection really reaches, for matching against rules.
 
     ``::ffff:169.254.169.254`` (IPv4-mapped) and ``64:ff9b::a9fe:a9fe`` (NAT64) reach the IPv4 address they
-    embed; ``0.0.0.0`` and ``::`` reach the local host on Linux, so they are checked as loopback.
+    embed; ``0.0.0.0`` and ``::`` reach the local host on Linux, so they are checked as loopback. A NAT64
+    gateway reaches the embedded address from its own side, so ``64:ff9b::7f00:1`` is the gateway's loopback,
+    not this host's: it stays the IPv6 address it is (and an allow-list of loopback does not let it through).
     """
     if isinstance(address, ipaddress.IPv6Address):
         if address.ipv4_mapped is not None:
             address = address.ipv4_mapped
         elif address in _NAT64:
-            address = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+            if not (embedded.is_loopback or embedded.is_unspecified):
+                address = embedded
         elif address.is_unspecified:
             return ipaddress.IPv6Address("::1")
     if isinstance(address, ipaddress.IPv4Address) and address.is_unspecified:
