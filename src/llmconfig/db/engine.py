@@ -136,6 +136,11 @@ def reading(sessions: sessionmaker[Session]) -> Iterator[Connection]:
     An ORM session costs more than the two or three statements ``get_llm`` needs on a cache miss, so those
     statements run on a plain connection; its transaction is rolled back when the block ends. Inside
     :func:`unit_of_work` the enclosing transaction's connection is used, so a write sees its own changes.
+
+    On PostgreSQL the connection is in autocommit: a transaction around these reads would cost a BEGIN and a
+    ROLLBACK, two round trips besides the one of a cold resolution's only statement. Each statement then
+    reads its own snapshot; a change committed between two of them is announced with a newer revision than
+    the one read, so what was resolved from both is replaced when that announcement arrives.
     """
     current = _current.get()
     if current is not None and current[0] is sessions:
@@ -143,6 +148,8 @@ def reading(sessions: sessionmaker[Session]) -> Iterator[Connection]:
         return
     engine: Engine = sessions.kw["bind"]
     with outages_mapped(engine.url), engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execution_options(isolation_level="AUTOCOMMIT")
         yield connection
 
 
