@@ -19,6 +19,7 @@ from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Locator
 from tests.api.conftest import API, ApiContext
 from tests.api.conftest import api as api  # re-exported fixture: the app over SQLite/PostgreSQL + tokens
 from tests.api.conftest import live_server as live_server  # re-exported fixture: that app on a real uvicorn
+from tests.helpers import OPENAI_PEER_KEY
 
 CHROMIUM = Path("/usr/bin/chromium")
 # This machine (and CI) has no network: without these Chromium keeps trying to reach Google services.
@@ -177,6 +178,12 @@ class Panel:
         assert response.status_code == 200, response.text
         config: dict[str, Any] = response.json()
         return config
+
+    def reasoning_on_peer(self, root_url: str) -> dict[str, Any]:
+        """Provider ``peer`` (the OpenAI peer at ``root_url``) answering ``reasoning`` with gpt-4o; returns it."""
+        provider = self.add_provider("peer", "openai", root_url, OPENAI_PEER_KEY)
+        self.set_config("reasoning", provider_id=provider["id"], model_name="gpt-4o")
+        return provider
 
     def set_config(self, interaction_type: str, **body: Any) -> dict[str, Any]:
         """PUT the global configuration of one type, based on its current version."""

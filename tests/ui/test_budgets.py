@@ -23,8 +23,7 @@ def budgets(panel: Panel) -> dict[str, dict[str, Any]]:
 def test_a_budget_made_in_the_panel_shows_its_spend_is_marked_when_exceeded_and_is_deleted(
     panel: Panel, reports: Reports, openai_peer: OpenAIPeer
 ) -> None:
-    provider = panel.add_provider("peer", "openai", openai_peer.root_url, OPENAI_PEER_KEY)
-    panel.set_config("reasoning", provider_id=provider["id"], model_name="gpt-4o")
+    provider = panel.reasoning_on_peer(openai_peer.root_url)
     service = panel.api.service
     for _ in range(2):
         service.get_llm("reasoning").invoke("spend a little")

@@ -24,8 +24,7 @@ def effective(panel: Panel, user_id: str) -> dict[str, Any]:
 def test_a_group_entry_made_in_the_panel_is_what_its_members_get_and_the_source_says_so(
     panel: Panel, reports: Reports, openai_peer: OpenAIPeer
 ) -> None:
-    provider = panel.add_provider("peer", "openai", openai_peer.root_url, OPENAI_PEER_KEY)
-    panel.set_config("reasoning", provider_id=provider["id"], model_name="gpt-4o")
+    provider = panel.reasoning_on_peer(openai_peer.root_url)
     panel.set_config("tools", provider_id=provider["id"], model_name="gpt-4o")
     panel.sign_in()
     page = panel.page
@@ -95,8 +94,7 @@ def test_a_group_entry_made_in_the_panel_is_what_its_members_get_and_the_source_
 def test_a_users_groups_are_reordered_so_the_first_with_an_entry_wins(
     panel: Panel, reports: Reports, openai_peer: OpenAIPeer
 ) -> None:
-    provider = panel.add_provider("peer", "openai", openai_peer.root_url, OPENAI_PEER_KEY)
-    panel.set_config("reasoning", provider_id=provider["id"], model_name="gpt-4o")
+    provider = panel.reasoning_on_peer(openai_peer.root_url)
     for group, model in (("team-a", "gpt-4o-mini"), ("org", "local-chat")):
         body = {"provider_id": provider["id"], "model_name": model}
         assert panel.http.put(f"{API}/groups/{group}/config/reasoning", json=body).status_code == 200

@@ -20,8 +20,7 @@ def variant(card: Locator, n: int) -> Locator:
 def test_a_variant_added_with_a_weight_is_stored_and_each_share_of_the_traffic_shown(
     panel: Panel, reports: Reports, openai_peer: OpenAIPeer
 ) -> None:
-    provider = panel.add_provider("peer", "openai", openai_peer.root_url, OPENAI_PEER_KEY)
-    panel.set_config("reasoning", provider_id=provider["id"], model_name="gpt-4o")
+    panel.reasoning_on_peer(openai_peer.root_url)
     panel.sign_in()
     card = panel.card("reasoning")
     main_share = card.locator(".variant-main .share")
@@ -107,8 +106,7 @@ def test_a_variants_parameters_set_through_the_api_survive_a_weight_change_in_th
 def test_the_servers_422_names_the_variant_next_to_the_form_and_nothing_is_stored(
     panel: Panel, reports: Reports, openai_peer: OpenAIPeer
 ) -> None:
-    provider = panel.add_provider("peer", "openai", openai_peer.root_url, OPENAI_PEER_KEY)
-    panel.set_config("reasoning", provider_id=provider["id"], model_name="gpt-4o")
+    panel.reasoning_on_peer(openai_peer.root_url)
     panel.sign_in()
     card = panel.card("reasoning")
     error = card.get_by_role("alert")

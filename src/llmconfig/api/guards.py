@@ -7,10 +7,10 @@ from urllib.parse import unquote_to_bytes
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmconfig.api.errors import problem
+from llmconfig.api.openai_compat import PREFIX as OPENAI_PREFIX
 
 # Bodies of this API are small JSON documents; anything larger is refused rather than buffered.
 MAX_BODY_BYTES = 1_000_000
-OPENAI_PREFIX = "/v1/"
 
 
 class RejectNulBytes:

@@ -4,7 +4,7 @@
 
 import { api } from "./api.js";
 import { confirmAction } from "./confirm.js";
-import { $, busy, el, toast, when } from "./dom.js";
+import { $, actionsCell, busy, el, smallButton, toast, when } from "./dom.js";
 import { providerOptions } from "./pickers.js";
 import { state } from "./state.js";
 
@@ -59,27 +59,9 @@ function budgetRow(budget) {
     ),
     el("td", {}, spend),
     el("td", { text: exceed ? `${providerName(exceed.provider_id)} / ${exceed.model_name}` : "calls fail" }),
-    el(
-      "td",
-      {},
-      el(
-        "div",
-        { class: "actions" },
-        el("button", {
-          type: "button",
-          class: "small",
-          text: "Edit",
-          "aria-label": `Edit budget ${scope}`,
-          onclick: () => openForm(budget),
-        }),
-        el("button", {
-          type: "button",
-          class: "small danger",
-          text: "Delete",
-          "aria-label": `Delete budget ${scope}`,
-          onclick: () => deleteBudget(budget),
-        }),
-      ),
+    actionsCell(
+      smallButton("Edit", `Edit budget ${scope}`, () => openForm(budget)),
+      smallButton("Delete", `Delete budget ${scope}`, () => deleteBudget(budget), "danger"),
     ),
   );
 }

@@ -36,6 +36,16 @@ export function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+/** A small button of a table row; `label`, its accessible name, names the row too ("Edit budget type:tools"). */
+export function smallButton(text, label, onclick, kind = "") {
+  return el("button", { type: "button", class: kind ? `small ${kind}` : "small", text, "aria-label": label, onclick });
+}
+
+/** The last cell of a table row: its buttons side by side. */
+export function actionsCell(...buttons) {
+  return el("td", {}, el("div", { class: "actions" }, ...buttons));
+}
+
 /** Runs `action` with a loading state on `button` (disabled, aria-busy, `label`), restoring it afterwards. */
 export async function busy(button, label, action) {
   const original = button.textContent;

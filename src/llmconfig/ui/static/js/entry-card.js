@@ -5,7 +5,7 @@
 import { api } from "./api.js";
 import { $, busy, el, toast, when } from "./dom.js";
 import { showHistory } from "./history.js";
-import { providerOptions } from "./pickers.js";
+import { providerAndModel, providerOptions } from "./pickers.js";
 import { state } from "./state.js";
 import { markRejected, readVariants, setUpVariants } from "./variants.js";
 
@@ -40,15 +40,7 @@ function modelControl(card, kind, providerId, selected) {
 
 function fallbackRow(list, fallback = {}) {
   const n = list.children.length + 1;
-  const provider = el("select", { "aria-label": `Fallback ${n} provider`, name: "fallback_provider" });
-  providerOptions(provider, fallback.provider_id);
-  const model = el("input", {
-    "aria-label": `Fallback ${n} model`,
-    name: "fallback_model",
-    value: fallback.model_name || "",
-    placeholder: "model",
-    autocomplete: "off",
-  });
+  const [provider, model] = providerAndModel(`Fallback ${n}`, "fallback", fallback);
   const row = el("li", {}, provider, model);
   row.append(
     el("button", {

@@ -3,7 +3,7 @@
 
 import { api } from "./api.js";
 import { confirmAction } from "./confirm.js";
-import { $, busy, el, toast } from "./dom.js";
+import { $, actionsCell, busy, el, smallButton, toast } from "./dom.js";
 import { buildEntryCard } from "./entry-card.js";
 import { state } from "./state.js";
 
@@ -39,27 +39,9 @@ function groupRow(group) {
     el("th", { scope: "row", text: group.name }),
     el("td", { text: group.members.length ? group.members.join(", ") : "no members" }),
     el("td", {}, types),
-    el(
-      "td",
-      {},
-      el(
-        "div",
-        { class: "actions" },
-        el("button", {
-          type: "button",
-          class: "small",
-          text: "Edit",
-          "aria-label": `Edit ${group.name}`,
-          onclick: (e) => openGroup(group.name, e.currentTarget),
-        }),
-        el("button", {
-          type: "button",
-          class: "small danger",
-          text: "Delete",
-          "aria-label": `Delete ${group.name}`,
-          onclick: () => deleteGroup(group),
-        }),
-      ),
+    actionsCell(
+      smallButton("Edit", `Edit ${group.name}`, (e) => openGroup(group.name, e.currentTarget)),
+      smallButton("Delete", `Delete ${group.name}`, () => deleteGroup(group), "danger"),
     ),
   );
 }

@@ -18,3 +18,20 @@ export function providerOptions(select, selectedId) {
     );
   }
 }
+
+/**
+ * A provider picker and a model field for the row `label` ("Fallback 2"), named `<kind>_provider` and
+ * `<kind>_model` so that the form's reader finds them; `choice` fills them in.
+ */
+export function providerAndModel(label, kind, choice = {}) {
+  const provider = el("select", { "aria-label": `${label} provider`, name: `${kind}_provider` });
+  providerOptions(provider, choice.provider_id);
+  const model = el("input", {
+    "aria-label": `${label} model`,
+    name: `${kind}_model`,
+    value: choice.model_name || "",
+    placeholder: "model",
+    autocomplete: "off",
+  });
+  return [provider, model];
+}

@@ -4,7 +4,7 @@
 import { api } from "./api.js";
 import { renderCards } from "./config-tab.js";
 import { confirmAction } from "./confirm.js";
-import { $, busy, el, toast, toggleForm, when } from "./dom.js";
+import { $, actionsCell, busy, el, smallButton, toast, toggleForm, when } from "./dom.js";
 import { editProvider } from "./provider-edit.js";
 import { loadCatalog, reloadProviders, state } from "./state.js";
 
@@ -30,8 +30,7 @@ export function renderProviders(results = {}) {
   $("#providers-table").hidden = state.providers.length === 0;
   $("#providers-empty").hidden = state.providers.length > 0;
   for (const provider of state.providers) {
-    const action = (text, label, onclick) =>
-      el("button", { type: "button", class: "small", text, "aria-label": `${label} ${provider.name}`, onclick });
+    const action = (text, label, onclick) => smallButton(text, `${label} ${provider.name}`, onclick);
     const row = el(
       "tr",
       { "data-provider": provider.name },
@@ -40,19 +39,13 @@ export function renderProviders(results = {}) {
       el("td", { class: "url", text: provider.api_base_url || "" }),
       el("td", { text: keyText(provider) }),
       statusCell(provider, results[provider.id]),
-      el(
-        "td",
-        {},
-        el(
-          "div",
-          { class: "actions" },
-          action("Validate", "Validate", (e) => validateProvider(e.currentTarget, provider)),
-          action("Refresh models", "Refresh models of", (e) => refreshModels(e.currentTarget, provider)),
-          action("Edit", "Edit", () =>
-            editProvider(row, provider, { saved: refreshProviders, cancelled: renderProviders }),
-          ),
-          action("Delete", "Delete", () => deleteProvider(provider)),
+      actionsCell(
+        action("Validate", "Validate", (e) => validateProvider(e.currentTarget, provider)),
+        action("Refresh models", "Refresh models of", (e) => refreshModels(e.currentTarget, provider)),
+        action("Edit", "Edit", () =>
+          editProvider(row, provider, { saved: refreshProviders, cancelled: renderProviders }),
         ),
+        action("Delete", "Delete", () => deleteProvider(provider)),
       ),
     );
     body.append(row);

@@ -2,7 +2,7 @@
 // and weight, with the share of the traffic each gets (its weight over the sum of all weights).
 
 import { $, el } from "./dom.js";
-import { providerOptions } from "./pickers.js";
+import { providerAndModel } from "./pickers.js";
 
 // The form edits a variant's name, provider, model and weight; its other parameters (null = the entry's own)
 // are kept as stored, so that saving a card never drops what was set through the API.
@@ -34,15 +34,7 @@ function variantRow(box, variant = {}) {
     placeholder: "name",
     autocomplete: "off",
   });
-  const provider = el("select", { "aria-label": `Variant ${n} provider`, name: "variant_provider" });
-  providerOptions(provider, variant.provider_id);
-  const model = el("input", {
-    "aria-label": `Variant ${n} model`,
-    name: "variant_model",
-    value: variant.model_name || "",
-    placeholder: "model",
-    autocomplete: "off",
-  });
+  const [provider, model] = providerAndModel(`Variant ${n}`, "variant", variant);
   const weight = el("input", {
     type: "number",
     min: "1",
