@@ -42,7 +42,7 @@ def create_app(settings: Settings | None = None, *, service: LLMConfigService | 
     settings = settings or get_settings()
     svc = service or LLMConfigService(settings)
 
-    stream = ChangeStream(svc.services, heartbeat=svc.settings.stream_heartbeat)
+    stream = ChangeStream(svc.services, heartbeat=svc.settings.stream_heartbeat, payloads=svc.payloads)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -98,7 +98,7 @@ def create_app(settings: Settings | None = None, *, service: LLMConfigService | 
         app.include_router(module.router)
     openai_compat.install(app, svc)
     # Innermost: the reads it answers pass the metrics, the guards and the security headers like any other.
-    app.add_middleware(SnapshotReads, snapshot=snapshot, tokens=svc.tokens)
+    app.add_middleware(SnapshotReads, tokens=svc.tokens)
     install_operations(app, svc)
     install_ui(app)
     app.add_middleware(RejectNulBytes)

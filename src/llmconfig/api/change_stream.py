@@ -11,6 +11,10 @@ A comment line keeps idle connections open through proxies. A client that reconn
 saw as ``Last-Event-ID``; the changes it missed are replayed from a window of recent ones, or, when that
 window does not reach back far enough, it gets ``resync``.
 
+Before a change is relayed, the resolve payloads it dropped are resolved again (``refill``, bounded by
+:data:`REFILL_WAIT`): the clients that held them ask for them as soon as the event arrives, and then find them
+ready instead of each reading the database at once.
+
 What reaches the stream is what the process's change feed delivers: its own commits and, on PostgreSQL,
 every replica's (LISTEN/NOTIFY). Changes the feed cannot push (on SQLite, another process's writes; on
 PostgreSQL, those made while the listener was reconnecting) are found by polling the revision counter, and
@@ -24,6 +28,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import AsyncIterator
+from typing import Protocol
 
 from llmconfig.db.changes import Announcement, ChangeKind
 from llmconfig.errors import ConfigUnavailableError
@@ -36,6 +41,17 @@ HISTORY = 1024
 # Per client: a client this far behind is told to resync instead of being sent every change.
 CLIENT_BACKLOG = 256
 KEEPALIVE = b": keep-alive\n\n"
+# How long a change waits for its refill before it is relayed anyway (a slow or unreachable database).
+REFILL_WAIT = 0.25
+
+
+class Refilling(Protocol):
+    """What the stream asks before relaying a change: the server's resolve payloads (``ModelCache``)."""
+
+    @property
+    def refill_due(self) -> bool: ...
+
+    def refill(self) -> None: ...
 
 
 def change_event(announcement: Announcement) -> bytes:
@@ -57,8 +73,19 @@ class _Client:
 class ChangeStream:
     """Relays the change feed of one process to every connected client; runs on the server's event loop."""
 
-    def __init__(self, services: Services, *, heartbeat: float, poll_interval: float = 0.25) -> None:
+    def __init__(
+        self,
+        services: Services,
+        *,
+        heartbeat: float,
+        poll_interval: float = 0.25,
+        payloads: Refilling | None = None,
+    ) -> None:
         self._services = services
+        self._payloads = payloads
+        # Changes that arrived while a refill was under way, relayed in order once it ends.
+        self._waiting: list[Announcement] = []
+        self._refilling: asyncio.Task[None] | None = None
         self._heartbeat = heartbeat
         self._poll_interval = poll_interval
         self._clients: set[_Client] = set()
@@ -80,6 +107,10 @@ class ChangeStream:
     async def close(self) -> None:
         """End every stream (at shutdown); clients reconnect elsewhere with their Last-Event-ID."""
         self._services.changes.unsubscribe(self._from_feed)
+        if self._refilling is not None:
+            self._refilling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refilling
         if self._poller is not None:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -131,7 +162,36 @@ class ChangeStream:
         # Called on whichever thread delivers the change (a committing request, the listener thread).
         loop = self._loop
         if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._publish, announcement)
+            loop.call_soon_threadsafe(self._arrived, announcement)
+
+    def _arrived(self, announcement: Announcement) -> None:
+        self._waiting.append(announcement)
+        if self._refilling is not None:
+            return  # relayed after the refill under way, in order
+        if self._payloads is not None and self._payloads.refill_due:
+            self._refilling = asyncio.get_running_loop().create_task(self._refill(self._payloads))
+        else:
+            self._relay_waiting()
+
+    async def _refill(self, payloads: Refilling) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + REFILL_WAIT
+        try:
+            # Again while changes that arrived meanwhile dropped more, within the one bound.
+            while payloads.refill_due and (left := deadline - loop.time()) > 0:
+                await asyncio.wait_for(asyncio.to_thread(payloads.refill), left)
+        except TimeoutError:
+            log.warning("resolving again what a change dropped took over %.2f s; relaying the change", REFILL_WAIT)
+        except Exception:  # the change must reach the clients whatever the refill did
+            log.exception("resolving again what a change dropped failed")
+        finally:
+            self._refilling = None
+            self._relay_waiting()
+
+    def _relay_waiting(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        for announcement in waiting:
+            self._publish(announcement)
 
     def _publish(self, announcement: Announcement) -> None:
         revision = announcement.revision

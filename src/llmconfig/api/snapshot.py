@@ -1,22 +1,28 @@
-"""The read snapshot over HTTP: a kept answer costs a dictionary lookup and two ASGI messages.
+"""Kept answers over HTTP: a kept answer costs a dictionary lookup and two ASGI messages.
 
-The snapshot itself (what is kept, and when it is dropped) is :mod:`llmconfig.snapshot`. Here:
+The read snapshot itself (what is kept, and when it is dropped) is :mod:`llmconfig.snapshot`; resolve payloads
+are kept by the service's payload cache (``LLMConfigService.resolved_json``). Here:
 
 * :func:`answer` is what the read routes return: the kept bytes as a response, or the answer read now in a
-  worker thread. It notes in the request's scope which answer it served.
-* :class:`SnapshotReads` is a plain ASGI middleware that answers a ``GET`` of a path it has seen answered
-  that way before, without FastAPI's routing and dependency solving (which cost several times more than the
-  answer itself): the route, its snapshot key and the access it declares are learned from the first request
-  FastAPI routed there, and every check is the route's own: the same token snapshot, the same policy
-  (``authz``), the same bytes. Whenever any of that cannot be settled without I/O (a token snapshot due
-  for a reload, an answer not kept, a revision check due), or the caller is refused, the request goes to
-  FastAPI like any other, so refusals and errors have one implementation.
+  worker thread. Like the resolve route, it notes in the request's scope where the answer is kept
+  (:class:`Kept`).
+* :class:`SnapshotReads` is a plain ASGI middleware that answers a ``GET`` of a path (with its query string) it
+  has seen answered that way before, without FastAPI's routing and dependency solving (which cost several times
+  more than the answer itself): the route, where its answer is kept and the access it declares are learned from
+  the first request FastAPI routed there, and every check is the route's own: the same token snapshot, the same
+  policy (``authz``, and the token's interaction types where the answer is of one), the same bytes. Whenever any
+  of that cannot be settled without I/O (a token snapshot due for a reload, an answer not kept, a revision
+  check due), or the caller is refused, the request goes to FastAPI like any other, so refusals and errors have
+  one implementation.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from fastapi import Request, Response
@@ -32,10 +38,21 @@ from llmconfig.tokens import TokenService
 
 log = logging.getLogger("llmconfig.api")
 
-# Where :func:`answer` notes the key it served, for :class:`SnapshotReads` to learn the path.
+# Where a route notes where its answer is kept (a :class:`Kept`), for :class:`SnapshotReads` to learn the path.
 SCOPE_KEY = "llmconfig.snapshot_key"
-# A bound on the paths learned: one per view and configured object is what a real configuration needs.
+# A bound on the paths learned: one per view and configured object, and per resolved type and user.
 MAX_PATHS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """Where the answer to a path is kept, as the route that answered it says."""
+
+    # The kept bytes when they are current, without any I/O; None otherwise.
+    lookup: Callable[[], bytes | None]
+    # The interaction type the answer is of: a client token must cover it.
+    interaction_type: str | None = None
+
 
 _CONTENT_TYPE = (b"content-type", b"application/json")
 
@@ -53,38 +70,42 @@ async def answer(request: Request, view: View, subject: str = "") -> Response:
     body = snapshot.cached(key)
     if body is None:
         body = await run_in_threadpool(snapshot.answer, key)
-    request.scope[SCOPE_KEY] = key
+    request.scope[SCOPE_KEY] = Kept(partial(snapshot.cached, key))
     return JSONBytes(body)
 
 
 class SnapshotReads:
     """Answers ``GET`` requests for kept snapshot answers before FastAPI routes them; see the module docstring."""
 
-    def __init__(self, app: ASGIApp, *, snapshot: ReadSnapshot, tokens: TokenService) -> None:
+    def __init__(self, app: ASGIApp, *, tokens: TokenService) -> None:
         self.app = app
-        self._snapshot = snapshot
         self._tokens = tokens
-        # path → (snapshot key, the route FastAPI chose, the access it declares). Only the event loop's
-        # thread reads and writes it.
-        self._paths: dict[str, tuple[Key, Any, Access]] = {}
+        # path and query string → (where the answer is kept, the route FastAPI chose, the access it declares).
+        # Only the event loop's thread reads and writes it.
+        self._paths: dict[tuple[str, bytes], tuple[Kept, Any, Access]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "GET" or scope["query_string"]:
+        if scope["type"] != "http" or scope["method"] != "GET":
             await self.app(scope, receive, send)
             return
-        path: str = scope["path"]
+        path = (scope["path"], scope["query_string"])
         learned = self._paths.get(path)
         if learned is None:
             await self._learn(path, scope, receive, send)
             return
-        key, route, access = learned
-        body = self._snapshot.cached(key)
+        kept, route, access = learned
+        body = kept.lookup()
         token = scope_bearer_token(scope) if body is not None else None
         if body is None or not token:
             await self.app(scope, receive, send)
             return
         known, caller = self._tokens.authenticate_cached(token)
-        if not known or caller is None or not authz.allows(caller, access):
+        if (
+            not known
+            or caller is None
+            or not authz.allows(caller, access)
+            or (kept.interaction_type is not None and not caller.may_use(kept.interaction_type))
+        ):
             await self.app(scope, receive, send)
             return
         scope["route"] = route  # what FastAPI would have set: the metrics count by its template
@@ -97,7 +118,7 @@ class SnapshotReads:
         )
         await send({"type": "http.response.body", "body": body})
 
-    async def _learn(self, path: str, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _learn(self, path: tuple[str, bytes], scope: Scope, receive: Receive, send: Send) -> None:
         status = 0
 
         async def noting_status(message: Message) -> None:
@@ -107,17 +128,17 @@ class SnapshotReads:
             await send(message)
 
         await self.app(scope, receive, noting_status)
-        key = scope.get(SCOPE_KEY)
+        kept = scope.get(SCOPE_KEY)
         route = scope.get("route")
         # Only answers that exist are learned, so unknown ids cannot fill the map.
-        if status != 200 or key is None or route is None:
+        if status != 200 or not isinstance(kept, Kept) or route is None:
             return
         access = access_of(route)
         if access is None:
             return
         if len(self._paths) >= MAX_PATHS:
             self._paths.clear()
-        self._paths[path] = (key, route, access)
+        self._paths[path] = (kept, route, access)
 
 
 # Below this TTL a refresher would only spin: every request checks anyway.

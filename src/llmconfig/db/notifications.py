@@ -8,6 +8,9 @@ A :class:`ChangeFeed` hands each :class:`~llmconfig.db.changes.Announcement` to 
   LISTENing for the ``NOTIFY`` that :func:`~llmconfig.db.changes.record_change` sends, within milliseconds of
   the commit.
 
+A change of this process reaches it both ways; it is delivered once (the recent announcements are remembered by
+revision), so that nothing derived from it is dropped a second time after being read again.
+
 If the listening connection drops, announcements made meanwhile are lost; the listener therefore reconnects
 with backoff and then delivers :data:`~llmconfig.db.changes.RESYNC`, so no change is missed. While it is down
 (and always on SQLite, where other processes cannot push), ``pushed`` is false and subscribers check the
@@ -19,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 import psycopg
@@ -33,6 +37,8 @@ log = logging.getLogger("llmconfig.notifications")
 Subscriber = Callable[[Announcement], None]
 
 KEEPALIVE_SECONDS = 10.0
+# Announcements remembered to deliver each once: a commit's NOTIFY comes back within milliseconds.
+RECENT = 256
 # How the listening connections show in pg_stat_activity.
 APPLICATION_NAME = "llmconfig-listener"
 
@@ -53,6 +59,9 @@ class ChangeFeed:
         self._subscribers: tuple[Subscriber, ...] = ()
         self._lock = threading.Lock()
         self._listener: ChangeListener | None = None
+        # The announcements delivered last (each has its revision), oldest first, and as a set.
+        self._order: deque[Announcement] = deque(maxlen=RECENT)
+        self._delivered: set[Announcement] = set()
         # Started by the first subscriber: a process that only writes (a CLI command) needs no listening thread.
         self._listen_url = engine.url if listen and engine.dialect.name == "postgresql" else None
         event.listen(sessions, "after_commit", self._after_commit)
@@ -74,6 +83,14 @@ class ChangeFeed:
             self._subscribers = tuple(s for s in self._subscribers if s != subscriber)
 
     def deliver(self, announcement: Announcement) -> None:
+        if announcement.revision is not None:
+            with self._lock:
+                if announcement in self._delivered:
+                    return  # this process's own commit, delivered at commit and now by its NOTIFY
+                if len(self._order) == self._order.maxlen:
+                    self._delivered.discard(self._order[0])
+                self._order.append(announcement)
+                self._delivered.add(announcement)
         for subscriber in self._subscribers:  # a tuple replaced on subscribe: safe to iterate unlocked
             try:
                 subscriber(announcement)

@@ -21,6 +21,11 @@ the resolution it came from, with the user's groups, so that a change to a group
 members' entries of that type, and a change to a user's groups only that user's. When changes
 are not pushed (SQLite, or the listener is down), at most every ``ttl`` seconds one read of the revision
 counter tells whether anything changed, and if it did the whole cache is dropped.
+
+A cache made with ``refill=N`` (the server's resolve payloads) also remembers up to N of the entries each change
+dropped, for :meth:`ModelCache.refill` to resolve again before the change is relayed to client processes: every
+client that held the entry asks for it at once, and each then finds it resolved rather than all of them reading
+the database.
 """
 
 from __future__ import annotations
@@ -79,7 +84,7 @@ class _Hot:
 class ModelCache:
     """Hands out the LangChain object for a key, resolving it from ``source`` on a miss; thread-safe."""
 
-    def __init__(self, source: ResolutionSource, builder: Materialiser, *, ttl: float) -> None:
+    def __init__(self, source: ResolutionSource, builder: Materialiser, *, ttl: float, refill: int = 0) -> None:
         self._source = source
         self._builder = builder
         self._ttl = ttl
@@ -94,6 +99,9 @@ class ModelCache:
         self._revision: int | None = None
         self._checked_at = float("-inf")
         self._outage_logged = False
+        # Entries dropped by changes, to resolve again (an ordered set, at most ``refill`` of them).
+        self._refill_limit = refill
+        self._to_refill: dict[HotKey, None] = {}
         source.subscribe(self.apply)
 
     # -- reading ------------------------------------------------------------------------------------
@@ -114,6 +122,11 @@ class ModelCache:
             if hot is not None:
                 return hot.value
         return self._load(key)
+
+    def cached(self, key: HotKey) -> Any | None:
+        """The object for ``key`` when it is cached and known to be fresh, without any I/O; None otherwise."""
+        hot = self._hot.get(key)
+        return hot.value if hot is not None and self._fresh() else None
 
     async def aget(self, key: HotKey) -> Any:
         """Async twin of :meth:`get`: a fresh hit returns at once, a miss resolves in a worker thread."""
@@ -151,10 +164,36 @@ class ModelCache:
             elif change.kind is ChangeKind.PROVIDER:
                 doomed = [key for key, hot in self._hot.items() if change.subject in hot.provider_ids]
             else:
-                self._hot.clear()
-                return
+                doomed = list(self._hot)
             for key in doomed:
                 del self._hot[key]
+            self._note_refill(doomed)
+            # The next revision after the newest one read: with this change applied, what is kept is current at it
+            # (no other commit came between), and the next read of that revision finds nothing new to drop.
+            revision = announcement.revision
+            if revision is not None and self._revision is not None and revision == self._revision + 1:
+                self._revision = revision
+
+    @property
+    def refill_due(self) -> bool:
+        """Whether changes dropped entries that :meth:`refill` would resolve again."""
+        return bool(self._to_refill)
+
+    def refill(self) -> None:
+        """Resolve again the entries the latest changes dropped (blocking: call it from a worker thread).
+
+        An entry that cannot be resolved now (nothing configured any more, an outage) is left to the next caller,
+        who gets the error or the fallback as usual.
+        """
+        with self._lock:
+            keys, self._to_refill = list(self._to_refill), {}
+        for key in keys:
+            if key in self._hot:
+                continue  # a caller resolved it first
+            try:
+                self.get(key)
+            except LLMConfigError as exc:
+                log.debug("not resolved again after a change: %s: %s", key, exc)
 
     def invalidate(self) -> None:
         """Forget every resolution; the next call reads the configuration again."""
@@ -172,6 +211,14 @@ class ModelCache:
             self._last_good.clear()
 
     # -- internals ---------------------------------------------------------------------------------
+
+    def _note_refill(self, dropped: list[HotKey]) -> None:
+        # Callers hold ``_lock``. Global entries first: every client that has no override shares them.
+        room = self._refill_limit - len(self._to_refill)
+        if room <= 0 or not dropped:
+            return
+        for key in sorted(dropped, key=lambda key: key[1] is not None)[:room]:
+            self._to_refill[key] = None
 
     def _fresh(self) -> bool:
         return self._source.pushed or time.monotonic() - self._checked_at <= self._ttl

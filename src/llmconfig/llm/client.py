@@ -23,9 +23,9 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
-import httpx2
+import urllib3
 
 from llmconfig.config.resolution import Resolution, Target
 from llmconfig.config.schemas import storable_user_id
@@ -84,49 +84,92 @@ def parse_events(lines: Iterator[str]) -> Iterator[StreamEvent]:
 
 
 class ServerConnection:
-    """The HTTP client to the server, with the token; turns every failure into one of our errors."""
+    """The HTTP connections to the server, with the token; turns every failure into one of our errors.
+
+    urllib3 (already here for boto3) rather than the SDKs' httpx2: a resolution after a change waits on one
+    request, and urllib3 spends half the time of httpx2 on it in this process, most of all when the process was
+    idle before. Its pool is thread-safe and replaces connections the server closed while they were idle.
+    """
 
     def __init__(self, settings: Settings) -> None:
         if settings.server_url is None or settings.token is None:
             raise SettingsError("Client mode needs both LLMCONFIG_SERVER_URL and LLMCONFIG_TOKEN")
         self.url = settings.server_url
-        timeout = settings.request_timeout
+        self.connect_timeout = min(settings.request_timeout, 5.0)
         self.headers = {"Authorization": f"Bearer {settings.token.get_secret_value()}"}
-        self.timeout = httpx2.Timeout(timeout, connect=min(timeout, 5.0))
-        self.http = httpx2.Client(base_url=self.url + API_PREFIX, headers=self.headers, timeout=self.timeout)
+        # A path the server is published under (behind a proxy) comes before the API's.
+        self._prefix = (urllib3.util.parse_url(self.url).path or "").rstrip("/") + API_PREFIX
+        self.pool = urllib3.connection_from_url(
+            self.url,
+            headers=self.headers,
+            timeout=urllib3.Timeout(connect=self.connect_timeout, read=settings.request_timeout),
+            # A request that could not connect is tried once more; one that was sent is not (usage events).
+            retries=urllib3.Retry(total=1, connect=1, read=0, status=0, other=0, redirect=False),
+            maxsize=8,
+        )
 
-    def request(self, method: str, path: str, **kwargs: Any) -> httpx2.Response:
+    def path(self, path: str) -> str:
+        return self._prefix + path
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        json: Any = None,
+        stream: bool = False,
+        headers: dict[str, str] | None = None,
+        timeout: urllib3.Timeout | None = None,
+    ) -> urllib3.BaseHTTPResponse:
+        url = self.path(path) + (f"?{urlencode(params)}" if params else "")
+        options: dict[str, Any] = {"timeout": timeout} if timeout is not None else {}
         try:
-            response = self.http.request(method, path, **kwargs)
-        except httpx2.HTTPError as exc:
+            response = self.pool.request(
+                method,
+                url,
+                json=json,
+                headers={**self.headers, **headers} if headers else None,
+                preload_content=not stream,
+                **options,
+            )
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise ServerUnavailableError(
-                f"The llmconfig server at {self.url} cannot be reached ({type(exc).__name__}); check "
+                f"The llmconfig server at {self.url} cannot be reached ({_reason(exc)}); check "
                 "LLMCONFIG_SERVER_URL and that the server is running",
-                detail=type(exc).__name__,
+                detail=_reason(exc),
             ) from None
-        if response.status_code >= 500:
-            raise ServerUnavailableError(
-                f"The llmconfig server at {self.url} answered {response.status_code}: {_detail(response)}",
-                detail=f"HTTP {response.status_code}",
-            )
-        if response.status_code == 401:
-            raise LLMConfigError(
-                f"The llmconfig server at {self.url} refused LLMCONFIG_TOKEN (401: {_detail(response)}); create a "
-                "client token with `llmconfig tokens create --role client` and set it"
-            )
-        if response.status_code == 403:
-            raise LLMConfigError(f"The llmconfig server at {self.url} refused this request: {_detail(response)}")
+        status = response.status
+        if status >= 500 or status in (401, 403):
+            detail = _detail(response)
+            response.release_conn()
+            if status >= 500:
+                raise ServerUnavailableError(
+                    f"The llmconfig server at {self.url} answered {status}: {detail}", detail=f"HTTP {status}"
+                )
+            if status == 401:
+                raise LLMConfigError(
+                    f"The llmconfig server at {self.url} refused LLMCONFIG_TOKEN (401: {detail}); create a client "
+                    "token with `llmconfig tokens create --role client` and set it"
+                )
+            raise LLMConfigError(f"The llmconfig server at {self.url} refused this request: {detail}")
         return response
 
     def close(self) -> None:
-        self.http.close()
+        self.pool.close()
 
 
-def _detail(response: httpx2.Response) -> str:
+def _reason(exc: Exception) -> str:
+    """The failure's kind, as the server's operator would look it up (the root cause of a retry error)."""
+    reason = getattr(exc, "reason", None)
+    return type(reason if isinstance(reason, Exception) else exc).__name__
+
+
+def _detail(response: urllib3.BaseHTTPResponse) -> str:
     try:
         body = response.json()
     except ValueError:
-        return response.reason_phrase or "no detail"
+        return response.reason or "no detail"
     return str(body.get("detail") or body) if isinstance(body, dict) else str(body)
 
 
@@ -152,14 +195,14 @@ class ServerSource:
         # An id the server cannot store an override for follows the global entry, as in local mode.
         params = {"user_id": user_id} if user_id is not None and storable_user_id(user_id) else None
         response = self._connection.request("GET", f"/resolve/{quote(interaction_type, safe='')}", params=params)
-        if response.status_code == 404:
+        if response.status == 404:
             problem = response.json() if response.headers.get("content-type", "").endswith("json") else {}
             if isinstance(problem, dict) and problem.get("type") == NotConfiguredError.problem_type:
                 return None, self._revision or 0
             raise NotFoundError(_detail(response))
-        if response.status_code != 200:
-            raise LLMConfigError(f"The llmconfig server answered {response.status_code}: {_detail(response)}")
-        resolved = ResolvedConfig.model_validate_json(response.content)
+        if response.status != 200:
+            raise LLMConfigError(f"The llmconfig server answered {response.status}: {_detail(response)}")
+        resolved = ResolvedConfig.model_validate_json(response.data)
         with self._lock:
             for target in resolved.all_targets():
                 for key in target.pool_keys():
@@ -208,37 +251,37 @@ class ServerSource:
         backoff = 0.1
         connection = self._connection
         # Heartbeats arrive every `stream_heartbeat` seconds: three missed ones mean the stream is dead.
-        timeout = httpx2.Timeout(connection.timeout.connect or 5.0, read=self._heartbeat * 3)
-        with httpx2.Client(base_url=connection.url + API_PREFIX, headers=connection.headers, timeout=timeout) as http:
-            while not self._stop.is_set():
-                headers = {"Accept": "text/event-stream"}
-                if self._revision is not None:
-                    headers["Last-Event-ID"] = str(self._revision)
+        timeout = urllib3.Timeout(connect=connection.connect_timeout, read=self._heartbeat * 3)
+        while not self._stop.is_set():
+            headers = {"Accept": "text/event-stream"}
+            if self._revision is not None:
+                headers["Last-Event-ID"] = str(self._revision)
+            try:
+                response = connection.request("GET", "/changes", headers=headers, stream=True, timeout=timeout)
                 try:
-                    with http.stream("GET", "/changes", headers=headers) as response:
-                        if response.status_code == 200:
-                            backoff = 0.1
-                            self._read(response)
-                        elif not self._stop.is_set():
-                            log.warning(
-                                "The change stream of %s answered %s; checking the revision instead",
-                                connection.url,
-                                response.status_code,
-                            )
-                except httpx2.HTTPError as exc:
-                    if self._connected.is_set():
+                    if response.status == 200:
+                        backoff = 0.1
+                        self._read(response)
+                    elif not self._stop.is_set():
                         log.warning(
-                            "Lost the change stream of %s (%s); reconnecting", connection.url, type(exc).__name__
+                            "The change stream of %s answered %s; checking the revision instead",
+                            connection.url,
+                            response.status,
                         )
                 finally:
-                    self._connected.clear()
-                if self._stop.wait(backoff):
-                    return
-                backoff = min(MAX_BACKOFF, backoff * 2)
+                    response.release_conn()
+            except (LLMConfigError, urllib3.exceptions.HTTPError, OSError) as exc:
+                if self._connected.is_set():
+                    log.warning("Lost the change stream of %s (%s); reconnecting", connection.url, _reason(exc))
+            finally:
+                self._connected.clear()
+            if self._stop.wait(backoff):
+                return
+            backoff = min(MAX_BACKOFF, backoff * 2)
 
-    def _read(self, response: httpx2.Response) -> None:
+    def _read(self, response: urllib3.BaseHTTPResponse) -> None:
         self._connected.set()
-        for event in parse_events(response.iter_lines()):
+        for event in parse_events(_lines(response)):
             if self._stop.is_set():
                 return
             if event.name == "change":
@@ -252,6 +295,15 @@ class ServerSource:
             with self._lock:
                 self._note_revision(int(event.id) if event.id and event.id.isdigit() else None)
             self._deliver(announcement)
+
+
+def _lines(response: urllib3.BaseHTTPResponse) -> Iterator[str]:
+    """The lines of a streamed body as they arrive (``read1`` returns what has come, never waits for more)."""
+    pending = b""
+    while chunk := response.read1():
+        *complete, pending = (pending + chunk).split(b"\n")
+        for line in complete:
+            yield line.removesuffix(b"\r").decode("utf-8", errors="replace")
 
 
 class ServerSpend:
@@ -274,7 +326,7 @@ class ServerSpend:
 
     def read(self) -> None:
         response = self._connection.request("GET", "/spend")
-        if response.status_code == 200:
+        if response.status == 200:
             self._spent = {item["scope"]: SpentBudget(**item) for item in response.json()["spent"]}
 
     def changed(self) -> None:
@@ -321,5 +373,5 @@ class ServerUsageSink:
             for event in batch
         ]
         response = self._connection.request("POST", "/usage/events", json={"events": events})
-        if response.status_code != 202:
+        if response.status != 202:
             raise LLMConfigError(f"The llmconfig server refused {len(batch)} usage events: {_detail(response)}")

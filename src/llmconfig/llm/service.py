@@ -30,6 +30,12 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
+# How many resolve payloads dropped by one change are resolved again before the server relays it: the global
+# entry and the overrides of the users who asked last, far more than a change usually affects.
+REFILL = 64
+# A bound on the resolve payloads kept as JSON (as many as the payload cache keeps).
+MAX_JSON = 10_000
+
 
 class _OfServices(Generic[T]):
     """An attribute of the composition root, reachable on the service too (``svc.providers``)."""
@@ -65,9 +71,15 @@ class LLMConfigService:
         else:
             source, builder = self._local_mode(services, engine)
         self.cache = ModelCache(source, builder, ttl=self.settings.cache_ttl)
-        # Resolve payloads for the server's /resolve and the OpenAI-compatible face: built on first use.
         self._source = source
+        # Resolve payloads for the server's /resolve and the OpenAI-compatible face. Made now in local mode, so
+        # that it learns of each change before anything subscribed later (the server's change stream relays the
+        # change once the payloads it dropped are resolved again: see ``refill``).
         self._payloads: ModelCache | None = None
+        # Resolve payloads as JSON, by key: (the payload, the revision it was stamped with, its bytes).
+        self._resolved_json: dict[HotKey, tuple[ResolvedConfig, int | None, bytes]] = {}
+        if self._services is not None:
+            self._payloads = self.payloads
 
     def _local_mode(self, services: Services | None, engine: Engine | None) -> tuple[ResolutionSource, ModelBuilder]:
         """Resolutions from the database, keys decrypted here."""
@@ -150,18 +162,41 @@ class LLMConfigService:
 
         NotFoundError when the type is unknown or nothing is configured for it.
         """
-        payloads = self._payload_cache()
+        payloads = self.payloads
         return self._stamped(payloads, payloads.get((interaction_type, user_id, None)))
 
     async def aresolve(self, interaction_type: str, *, user_id: str | None = None) -> ResolvedConfig:
         """Async twin of :meth:`resolve`."""
-        payloads = self._payload_cache()
+        payloads = self.payloads
         return self._stamped(payloads, await payloads.aget((interaction_type, user_id, None)))
 
-    def _payload_cache(self) -> ModelCache:
+    def resolved_json(self, interaction_type: str, user_id: str | None = None) -> bytes | None:
+        """:meth:`resolve` as JSON when it is cached and fresh, without any I/O (None otherwise).
+
+        Serialised once per payload and revision: what the server's ``/resolve`` answers warm requests with.
+        """
+        payloads = self.payloads
+        key: HotKey = (interaction_type, user_id, None)
+        resolved = payloads.cached(key)
+        if resolved is None:
+            return None
+        revision = payloads.revision
+        kept = self._resolved_json.get(key)
+        if kept is not None and kept[0] is resolved and kept[1] == revision:
+            return kept[2]
+        body = self._stamped(payloads, resolved).model_dump_json().encode()
+        if len(self._resolved_json) >= MAX_JSON:
+            self._resolved_json.clear()
+        self._resolved_json[key] = (resolved, revision, body)
+        return body
+
+    @property
+    def payloads(self) -> ModelCache:
+        """The cache of resolve payloads (:meth:`resolve`); it resolves again up to ``REFILL`` entries a change
+        dropped when asked to (``payloads.refill()``)."""
         if self._payloads is None:
             self._payloads = ModelCache(
-                self._source, ResolvedBuilder(self._source.api_keys), ttl=self.settings.cache_ttl
+                self._source, ResolvedBuilder(self._source.api_keys), ttl=self.settings.cache_ttl, refill=REFILL
             )
         return self._payloads
 

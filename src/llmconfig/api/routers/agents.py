@@ -7,6 +7,7 @@ token; a client token limited to some interaction types may only resolve and rep
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -17,6 +18,7 @@ from llmconfig.api import authz
 from llmconfig.api.change_stream import ChangeStream
 from llmconfig.api.deps import API_PREFIX, ClientDep, ClientForTypeDep, ServiceDep
 from llmconfig.api.errors import COMMON_RESPONSES, NOT_FOUND
+from llmconfig.api.snapshot import SCOPE_KEY, JSONBytes, Kept
 from llmconfig.config.schemas import SingleLine
 from llmconfig.llm.resolved import ResolvedConfig
 from llmconfig.usage.recorder import UsageEvent
@@ -28,6 +30,7 @@ router = APIRouter(prefix=API_PREFIX, tags=["agents"], responses=COMMON_RESPONSE
 @router.get("/resolve/{interaction_type}", response_model=ResolvedConfig, responses=NOT_FOUND)
 async def resolve(
     interaction_type: str,
+    request: Request,
     service: ServiceDep,
     _caller: ClientForTypeDep,
     user_id: Annotated[str | None, Query(max_length=255, description="Whose overrides apply")] = None,
@@ -38,10 +41,14 @@ async def resolve(
     404 for an unknown type, and for a type with nothing configured (problem type
     ``urn:llmconfig:problem:not-configured``, so that clients take their environment fallback).
     """
-    resolved = await service.aresolve(interaction_type, user_id=user_id)
-    # Serialised once by the model itself: validating it again against the response model would cost a
-    # client's cold resolution as much as the rest of the request.
-    return Response(resolved.model_dump_json(), media_type="application/json")
+    body = service.resolved_json(interaction_type, user_id)
+    if body is None:
+        resolved = await service.aresolve(interaction_type, user_id=user_id)
+        # Kept as JSON unless a change dropped it meanwhile. Serialised by the model itself: validating it again
+        # against the response model would cost a client's cold resolution as much as the rest of the request.
+        body = service.resolved_json(interaction_type, user_id) or resolved.model_dump_json().encode()
+    request.scope[SCOPE_KEY] = Kept(partial(service.resolved_json, interaction_type, user_id), interaction_type)
+    return JSONBytes(body)
 
 
 class Revision(BaseModel):
