@@ -338,3 +338,67 @@ def test_a_client_ahead_of_the_server_is_told_to_resync(stream_server: tuple[str
         assert stream.next()["event"] == "resync"
     finally:
         stream.close()
+
+
+@pytest.fixture
+def kept(
+    migrated_database_url: str,
+    settings_factory: Callable[..., Settings],
+    openai_peer: OpenAIPeer,
+    anthropic_peer: AnthropicPeer,
+) -> Iterator[LLMConfigService]:
+    """A service whose resolutions stay kept between requests (a TTL of a minute), configured like ``configured``."""
+    service = LLMConfigService(settings_factory(database_url=migrated_database_url, cache_ttl=60))
+    add_peer_providers(service, openai_peer, anthropic_peer)
+    service.config.set_global("reasoning", ConfigUpdate(provider_id="local", model_name="gpt-4o"), actor="t")
+    service.config.set_override(
+        "u-42", "reasoning", ConfigUpdate(provider_id="local", model_name="gpt-4o-mini"), actor="t"
+    )
+    try:
+        yield service
+    finally:
+        service.close()
+
+
+def _bearer(service: LLMConfigService, role: str, types: list[str] | None = None) -> dict[str, str]:
+    made, _ = service.tokens.create(role=role, name=f"{role}-{types}", interaction_types=types)  # type: ignore[arg-type]
+    return {"Authorization": f"Bearer {made}"}
+
+
+def test_a_warm_resolve_answered_before_routing_checks_the_role_and_the_types_of_the_token(
+    kept: LLMConfigService,
+) -> None:
+    agent = _bearer(kept, "client", ["reasoning"])
+    with TestClient(create_app(service=kept)) as client:
+        for query, model in (("", "gpt-4o"), ("?user_id=u-42", "gpt-4o-mini")):
+            first = client.get(f"{API}/resolve/reasoning{query}", headers=agent)
+            assert first.status_code == 200
+            assert [t["model_name"] for t in first.json()["targets"]] == [model]
+            assert kept.resolved_json("reasoning", "u-42" if query else None) == first.content  # kept now
+            again = client.get(f"{API}/resolve/reasoning{query}", headers=agent)
+            assert (again.status_code, again.content) == (200, first.content)
+            limited = client.get(f"{API}/resolve/reasoning{query}", headers=_bearer(kept, "client", ["tools"]))
+            assert limited.status_code == 403 and "tools" in problem_of(limited)["detail"]
+            viewer = client.get(f"{API}/resolve/reasoning{query}", headers=_bearer(kept, "viewer"))
+            assert viewer.status_code == 403
+            revoked_token = _bearer(kept, "client")
+            kept.tokens.revoke(kept.tokens.list()[-1].id)
+            assert client.get(f"{API}/resolve/reasoning{query}", headers=revoked_token).status_code == 401
+
+
+def test_the_resolve_payloads_a_change_dropped_are_resolved_again_before_the_change_is_relayed(
+    kept: LLMConfigService,
+) -> None:
+    key = ("reasoning", None, None)
+    kept.resolve("reasoning")
+    kept.config.set_global("reasoning", ConfigUpdate(provider_id="local", model_name="gpt-4o-mini"), actor="t")
+    payloads = kept.payloads
+    assert payloads.cached(key) is None and payloads.refill_due
+    payloads.refill()
+    assert not payloads.refill_due
+    refilled = payloads.cached(key)
+    assert refilled is not None and [t.model_name for t in refilled.all_targets()] == ["gpt-4o-mini"]
+    # What /resolve answers now is that payload, serialised once.
+    body = kept.resolved_json("reasoning")
+    assert body is not None and [t["model_name"] for t in json.loads(body)["targets"]] == ["gpt-4o-mini"]
+    assert kept.resolved_json("reasoning") is body

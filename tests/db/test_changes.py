@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
-from llmconfig.db.changes import Announcement, Change, ChangeKind
+import pytest
+from sqlalchemy import create_engine
+from sqlalchemy.orm import sessionmaker
+
+from llmconfig.db.changes import RESYNC, Announcement, Change, ChangeKind
+from llmconfig.db.notifications import ChangeFeed
 
 
 @pytest.mark.parametrize(
@@ -37,3 +42,19 @@ def test_audit_targets_keep_the_shapes_history_reads() -> None:
 def test_anything_unrecognised_means_everything(payload: str) -> None:
     assert Announcement.from_json(payload).change.kind is ChangeKind.EVERYTHING
     assert Change.decode(payload).kind is ChangeKind.EVERYTHING
+
+
+def test_a_change_delivered_twice_reaches_subscribers_once(tmp_path: Path) -> None:
+    # A process's own change comes at commit and again by its NOTIFY: derived state must not be dropped twice.
+    engine = create_engine(f"sqlite:///{tmp_path / 'feed.db'}")
+    feed = ChangeFeed(engine, sessionmaker(engine), listen=False)
+    seen: list[Announcement] = []
+    feed.subscribe(seen.append)
+    change = Announcement(Change.config("reasoning"), 7)
+    feed.deliver(change)
+    feed.deliver(change)
+    feed.deliver(Announcement(Change.config("reasoning"), 8))
+    feed.deliver(RESYNC)
+    feed.deliver(RESYNC)  # no revision: every one of these counts
+    assert seen == [change, Announcement(Change.config("reasoning"), 8), RESYNC, RESYNC]
+    engine.dispose()

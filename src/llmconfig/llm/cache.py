@@ -141,6 +141,11 @@ class ModelCache:
         """Drop the entries a committed change can affect (called from the thread that delivers it)."""
         change = announcement.change
         with self._lock:
+            # The next revision after the newest one read: with this change applied, what is kept is current at it
+            # (no other commit came between), and the next read of that revision finds nothing new to drop.
+            revision = announcement.revision
+            if revision is not None and self._revision is not None and revision == self._revision + 1:
+                self._revision = revision
             if change.kind in (ChangeKind.TOKEN, ChangeKind.PRICE, ChangeKind.SPEND):
                 return  # none changes what an object is built from (spend is checked on every call)
             self._generation += 1
@@ -168,11 +173,6 @@ class ModelCache:
             for key in doomed:
                 del self._hot[key]
             self._note_refill(doomed)
-            # The next revision after the newest one read: with this change applied, what is kept is current at it
-            # (no other commit came between), and the next read of that revision finds nothing new to drop.
-            revision = announcement.revision
-            if revision is not None and self._revision is not None and revision == self._revision + 1:
-                self._revision = revision
 
     @property
     def refill_due(self) -> bool:
