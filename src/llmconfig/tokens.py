@@ -222,11 +222,13 @@ class TokenService:
             self._touch(caller.token_id)
         return caller
 
-    def authenticate_cached(self, token: str) -> tuple[bool, Caller | None]:
+    def authenticate_cached(self, token: str, *, use: bool = True) -> tuple[bool, Caller | None]:
         """:meth:`authenticate` without any I/O, when it can be: ``(True, caller or None)``.
 
         ``(False, None)`` when answering needs the database (the snapshot is due to be read again, or the
         token's last use to be written): call :meth:`authenticate` then, where blocking is allowed.
+        ``use=False`` for a check that is not a use of the token (an open change stream checking it again),
+        which never waits on the last use.
         """
         digest = hash_token(token)
         if self._env_admin_hash is not None and hmac.compare_digest(digest, self._env_admin_hash):
@@ -235,7 +237,7 @@ class TokenService:
         if snapshot is None or not self._fresh(snapshot):
             return False, None
         caller = snapshot.callers.get(digest)
-        if caller is not None and caller.token_id is not None and self._touch_due(caller.token_id):
+        if use and caller is not None and caller.token_id is not None and self._touch_due(caller.token_id):
             return False, None
         return True, caller
 

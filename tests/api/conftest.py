@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -87,3 +88,12 @@ def problem_of(response: httpx.Response | Any) -> dict[str, Any]:
     assert body["status"] == response.status_code
     assert isinstance(body["detail"], str) and body["detail"]
     return body
+
+
+def sample(metrics: str, method: str, route: str, status: str) -> float:
+    """The count of requests ``/metrics`` gives for a method, route template and status (0 if none)."""
+    pattern = (
+        rf'^llmconfig_http_requests_total\{{method="{method}",route="{re.escape(route)}",status="{status}"\}} (\S+)$'
+    )
+    found = re.search(pattern, metrics, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0

@@ -7,6 +7,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +22,7 @@ from llmconfig.api import create_app
 from llmconfig.config import ConfigUpdate, FallbackTarget
 from llmconfig.providers import ProviderCreate
 from llmconfig.settings import Settings
-from tests.api.conftest import API, ApiContext, problem_of
+from tests.api.conftest import API, ApiContext, problem_of, sample
 from tests.helpers import ANTHROPIC_PEER_KEY, OPENAI_PEER_KEY, add_peer_providers, free_tcp_port
 from tests.peers import AnthropicPeer, OpenAIPeer
 
@@ -168,6 +169,7 @@ class Stream:
         self._response = self._client.send(self._client.build_request("GET", url, headers=headers), stream=True)
         self.status = self._response.status_code
         self.headers = self._response.headers
+        self.ended = threading.Event()  # the server ended the stream
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -182,6 +184,7 @@ class Stream:
                 elif current:
                     self.items.put(current)
                     current = {}
+            self.ended.set()
         except httpx.HTTPError:
             pass
 
@@ -203,9 +206,15 @@ def stream_server(
     migrated_database_url: str, settings_factory: Callable[..., Settings], openai_peer: OpenAIPeer
 ) -> Iterator[tuple[str, LLMConfigService]]:
     """A real uvicorn serving the app with a short heartbeat; yields its URL and the service."""
-    service = LLMConfigService(
-        settings_factory(database_url=migrated_database_url, stream_heartbeat=0.3, cache_ttl=0.2)
-    )
+    settings = settings_factory(database_url=migrated_database_url, stream_heartbeat=0.3, cache_ttl=0.2)
+    with serving(settings, openai_peer) as served:
+        yield served
+
+
+@contextmanager
+def serving(settings: Settings, openai_peer: OpenAIPeer) -> Iterator[tuple[str, LLMConfigService]]:
+    """The app on a real uvicorn, with the provider ``local`` (the OpenAI peer); its URL and the service."""
+    service = LLMConfigService(settings)
     service.providers.add(
         ProviderCreate(
             name="local", provider_type="custom", api_base_url=openai_peer.base_url, api_key=SecretStr(OPENAI_PEER_KEY)
@@ -402,3 +411,87 @@ def test_the_resolve_payloads_a_change_dropped_are_resolved_again_before_the_cha
     body = kept.resolved_json("reasoning")
     assert body is not None and [t["model_name"] for t in json.loads(body)["targets"]] == ["gpt-4o-mini"]
     assert kept.resolved_json("reasoning") is body
+
+
+@pytest.fixture
+def pushing_server(
+    migrated_database_url: str, settings_factory: Callable[..., Settings], openai_peer: OpenAIPeer
+) -> Iterator[tuple[str, LLMConfigService]]:
+    """:func:`stream_server` keeping what it read for a minute (resolutions, tokens), as a quiet production
+    server would between changes."""
+    settings = settings_factory(database_url=migrated_database_url, stream_heartbeat=0.3, cache_ttl=60)
+    with serving(settings, openai_peer) as served:
+        yield served
+
+
+def test_a_change_carries_the_global_resolutions_it_dropped_to_the_tokens_that_cover_them(
+    pushing_server: tuple[str, LLMConfigService],
+) -> None:
+    url, service = pushing_server
+    set_reasoning(service, "gpt-4o")
+    reasoning = _bearer(service, "client", ["reasoning"])
+    reasoning_id = service.tokens.list()[-1].id
+    tools = _bearer(service, "client", ["tools"])
+    assert httpx.get(f"{url}{API}/resolve/reasoning", headers=reasoning).status_code == 200  # the server keeps it
+    covering = Stream(f"{url}{API}/changes", reasoning)
+    other = Stream(f"{url}{API}/changes", tools)
+    try:
+        set_reasoning(service, "gpt-4o-mini")
+        change = covering.next()
+        data = json.loads(change["data"])
+        assert (data["change"], data["revision"]) == ("config:reasoning", int(change["id"]))
+        pushed = data["resolved"]["reasoning"]
+        assert [t["model_name"] for t in pushed["targets"]] == ["gpt-4o-mini"]
+        assert pushed["revision"] >= data["revision"]
+        assert pushed == httpx.get(f"{url}{API}/resolve/reasoning", headers=reasoning).json()  # what /resolve says
+        # A token limited to other types is told of the change, and given nothing it could not resolve.
+        assert json.loads(other.next()["data"]) == {"change": "config:reasoning", "revision": data["revision"]}
+
+        service.tokens.revoke(reasoning_id)
+        assert httpx.get(f"{url}{API}/resolve/reasoning", headers=reasoning).status_code == 401
+        set_reasoning(service, "local-chat")
+        # The revoked token's stream gets no resolution: it ends; the other one goes on.
+        assert covering.ended.wait(10)
+        assert all("resolved" not in item.get("data", "") for item in _drained(covering))
+        after = [json.loads(other.next()["data"])["change"] for _ in range(2)]
+        assert after == [f"token:{reasoning_id}", "config:reasoning"]
+    finally:
+        covering.close()
+        other.close()
+
+
+def _drained(stream: Stream) -> list[dict[str, str]]:
+    items = []
+    while not stream.items.empty():
+        items.append(stream.items.get_nowait())
+    return items
+
+
+def test_a_client_mode_process_takes_a_change_from_the_event_without_asking_resolve_again(
+    pushing_server: tuple[str, LLMConfigService], settings_factory: Callable[..., Settings]
+) -> None:
+    url, service = pushing_server
+    set_reasoning(service, "gpt-4o")
+    made, _ = service.tokens.create(role="client", name="agents")
+    agent = LLMConfigService(settings_factory(server_url=url, token=SecretStr(made), cache_ttl=60))
+    resolves = f"{API}/resolve/{{interaction_type}}"
+    try:
+        assert agent.get_llm("reasoning").model_name == "gpt-4o"  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 10
+        while not agent.changes_pushed:  # its change stream is connected
+            assert time.monotonic() < deadline, "the agent's change stream did not connect"
+            time.sleep(0.02)
+        asked = sample(httpx.get(f"{url}/metrics").text, "GET", resolves, "200")
+        set_reasoning(service, "gpt-4o-mini")
+        while agent.get_llm("reasoning").model_name != "gpt-4o-mini":  # type: ignore[attr-defined]
+            assert time.monotonic() < deadline, "the change did not reach the agent"
+            time.sleep(0.01)
+        assert sample(httpx.get(f"{url}/metrics").text, "GET", resolves, "200") == asked
+        # Used once: a change the event carried nothing for is asked for again.
+        service.config.set_override(
+            "u-42", "reasoning", ConfigUpdate(provider_id="local", model_name="local-chat"), actor="t"
+        )
+        assert agent.get_llm("reasoning", user_id="u-42").model_name == "local-chat"  # type: ignore[attr-defined]
+        assert sample(httpx.get(f"{url}/metrics").text, "GET", resolves, "200") == asked + 1
+    finally:
+        agent.close()

@@ -22,7 +22,7 @@ from llmconfig.db.models import utcnow
 from llmconfig.settings import Settings
 from llmconfig.tokens import TokenService
 from llmconfig.usage.recorder import UsageEvent
-from tests.api.conftest import API, problem_of
+from tests.api.conftest import API, problem_of, sample
 
 SECRET_IN_FRAME = "sk-canary-in-a-frame-3e1d9c7b5a"
 
@@ -39,14 +39,6 @@ def app_and_admin(
         yield create_app(service.settings, service=service), {"Authorization": f"Bearer {token}"}
     finally:
         service.close()
-
-
-def sample(metrics: str, method: str, route: str, status: str) -> float:
-    pattern = (
-        rf'^llmconfig_http_requests_total\{{method="{method}",route="{re.escape(route)}",status="{status}"\}} (\S+)$'
-    )
-    found = re.search(pattern, metrics, re.MULTILINE)
-    return float(found.group(1)) if found else 0.0
 
 
 def test_no_middleware_of_the_app_is_a_base_http_middleware(app_and_admin: tuple[FastAPI, dict[str, str]]) -> None:

@@ -42,7 +42,9 @@ def create_app(settings: Settings | None = None, *, service: LLMConfigService | 
     settings = settings or get_settings()
     svc = service or LLMConfigService(settings)
 
-    stream = ChangeStream(svc.services, heartbeat=svc.settings.stream_heartbeat, payloads=svc.payloads)
+    stream = ChangeStream(
+        svc.services, heartbeat=svc.settings.stream_heartbeat, payloads=svc.payloads, resolved=svc.resolved_json
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

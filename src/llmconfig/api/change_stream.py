@@ -6,14 +6,24 @@ Each change is one event whose ``id`` is the revision it committed at::
     event: change
     data: {"change":"config:reasoning","revision":42}
 
+A change that dropped the global resolution of some interaction types carries the new ones, as ``/resolve``
+answers them, for the types the client's token covers::
+
+    data: {"change":"config:reasoning","revision":42,"resolved":{"reasoning":{...}}}
+
+A client installs them instead of asking ``/resolve`` again, so that a change reaches its ``get_llm`` in one
+trip from the server instead of two. They are sent only while the token is known valid: a revoked token's
+stream ends at its next change.
+
 ``event: resync`` tells a client that changes may have been missed, so it must drop everything it resolved.
 A comment line keeps idle connections open through proxies. A client that reconnects sends the last id it
 saw as ``Last-Event-ID``; the changes it missed are replayed from a window of recent ones, or, when that
 window does not reach back far enough, it gets ``resync``.
 
 Before a change is relayed, the resolve payloads it dropped are resolved again (``refill``, bounded by
-:data:`REFILL_WAIT`): the clients that held them ask for them as soon as the event arrives, and then find them
-ready instead of each reading the database at once.
+:data:`REFILL_WAIT`): the global ones travel with the event, and the clients that held the others (users'
+resolutions) ask for them as soon as the event arrives, and then find them ready instead of each reading the
+database at once.
 
 What reaches the stream is what the process's change feed delivers: its own commits and, on PostgreSQL,
 every replica's (LISTEN/NOTIFY). Changes the feed cannot push (on SQLite, another process's writes; on
@@ -25,14 +35,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Protocol
 
 from llmconfig.db.changes import Announcement, ChangeKind
 from llmconfig.errors import ConfigUnavailableError
+from llmconfig.llm.cache import HotKey
 from llmconfig.services import Services
+from llmconfig.tokens import Caller
 
 log = logging.getLogger("llmconfig.api")
 
@@ -51,13 +64,18 @@ class Refilling(Protocol):
     @property
     def refill_due(self) -> bool: ...
 
-    def refill(self) -> None: ...
+    def refill(self) -> list[HotKey]: ...
 
 
-def change_event(announcement: Announcement) -> bytes:
+def change_event(announcement: Announcement, resolved: dict[str, bytes] | None = None) -> bytes:
+    data = announcement.to_json().encode()
+    if resolved:
+        # The payloads are JSON already (serialised once, for /resolve too): spliced into the object as they are.
+        members = b",".join(json.dumps(name).encode() + b":" + body for name, body in sorted(resolved.items()))
+        data = data[:-1] + b',"resolved":{' + members + b"}}"
     if announcement.revision is None:  # known only to this process (a budget became spent): nothing to resume
-        return f"event: change\ndata: {announcement.to_json()}\n\n".encode()
-    return f"id: {announcement.revision}\nevent: change\ndata: {announcement.to_json()}\n\n".encode()
+        return b"event: change\ndata: " + data + b"\n\n"
+    return b"id: %d\nevent: change\ndata: " % announcement.revision + data + b"\n\n"
 
 
 def resync_event(revision: int) -> bytes:
@@ -65,9 +83,12 @@ def resync_event(revision: int) -> bytes:
 
 
 class _Client:
-    def __init__(self) -> None:
+    def __init__(self, caller: Caller | None, token: str | None) -> None:
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=CLIENT_BACKLOG)
         self.overflowed = False
+        # Who is listening, to send each client the resolutions its token covers (none without a token).
+        self.caller = caller
+        self.token = token
 
 
 class ChangeStream:
@@ -80,9 +101,14 @@ class ChangeStream:
         heartbeat: float,
         poll_interval: float = 0.25,
         payloads: Refilling | None = None,
+        resolved: Callable[[str], bytes | None] | None = None,
     ) -> None:
         self._services = services
         self._payloads = payloads
+        # The global resolution of a type as /resolve answers it, when it is cached (no I/O).
+        self._resolved = resolved
+        # The types whose global resolution the refill under way made ready, sent with the next change.
+        self._refilled: set[str] = set()
         # Changes that arrived while a refill was under way, relayed in order once it ends.
         self._waiting: list[Announcement] = []
         self._refilling: asyncio.Task[None] | None = None
@@ -119,9 +145,14 @@ class ChangeStream:
             self._offer(client, None)
         self._loop = None
 
-    async def events(self, last_event_id: int | None) -> AsyncIterator[bytes]:
-        """The stream of one client: what it missed since ``last_event_id``, then every change as it comes."""
-        client = _Client()
+    async def events(
+        self, last_event_id: int | None, *, caller: Caller | None = None, token: str | None = None
+    ) -> AsyncIterator[bytes]:
+        """The stream of one client: what it missed since ``last_event_id``, then every change as it comes.
+
+        ``caller`` and ``token``: who is listening; changes carry the resolutions of the types it covers.
+        """
+        client = _Client(caller, token)
         self._clients.add(client)
         try:
             yield b"retry: 1000\n: connected\n\n"
@@ -179,7 +210,8 @@ class ChangeStream:
         try:
             # Again while changes that arrived meanwhile dropped more, within the one bound.
             while payloads.refill_due and (left := deadline - loop.time()) > 0:
-                await asyncio.wait_for(asyncio.to_thread(payloads.refill), left)
+                refilled = await asyncio.wait_for(asyncio.to_thread(payloads.refill), left)
+                self._refilled.update(name for name, user_id, kind in refilled if user_id is None and kind is None)
         except TimeoutError:
             log.warning("resolving again what a change dropped took over %.2f s; relaying the change", REFILL_WAIT)
         except Exception:  # the change must reach the clients whatever the refill did
@@ -190,10 +222,12 @@ class ChangeStream:
 
     def _relay_waiting(self) -> None:
         waiting, self._waiting = self._waiting, []
-        for announcement in waiting:
-            self._publish(announcement)
+        refilled, self._refilled = self._refilled, set()
+        for number, announcement in enumerate(waiting, start=1):
+            # The resolutions are those of the latest revision: they go with the last change relayed.
+            self._publish(announcement, refilled if number == len(waiting) else ())
 
-    def _publish(self, announcement: Announcement) -> None:
+    def _publish(self, announcement: Announcement, refilled: Iterable[str] = ()) -> None:
         revision = announcement.revision
         if announcement.change.kind is ChangeKind.SPEND:
             event = change_event(announcement)
@@ -209,8 +243,38 @@ class ChangeStream:
         self._recent.append(announcement)
         self._latest = max(self._latest, revision)
         event = change_event(announcement)
-        for client in self._clients:
-            self._offer(client, event)
+        resolved = self._resolutions(refilled)
+        if not resolved:
+            for client in self._clients:
+                self._offer(client, event)
+            return
+        # One event per set of types covered: clients with the same coverage share its bytes.
+        events: dict[frozenset[str], bytes] = {frozenset(): event}
+        for client in list(self._clients):
+            covered = self._covered(client, resolved)
+            if covered is None:
+                self._offer(client, None)  # its token was revoked: the stream ends
+                continue
+            if covered not in events:
+                events[covered] = change_event(announcement, {name: resolved[name] for name in covered})
+            self._offer(client, events[covered])
+
+    def _resolutions(self, names: Iterable[str]) -> dict[str, bytes]:
+        if self._resolved is None:
+            return {}
+        found = {name: self._resolved(name) for name in names}
+        return {name: body for name, body in found.items() if body is not None}
+
+    def _covered(self, client: _Client, resolved: dict[str, bytes]) -> frozenset[str] | None:
+        """The types of ``resolved`` that ``client`` may receive; None if its token has been revoked."""
+        if client.caller is None or client.token is None:
+            return frozenset()
+        known, caller = self._services.tokens.authenticate_cached(client.token, use=False)
+        if not known:
+            return frozenset()  # not checked since the last token change: it asks /resolve, which checks
+        if caller is None:
+            return None
+        return frozenset(name for name in resolved if caller.may_use(name))
 
     def _resync(self, revision: int) -> None:
         self._latest = max(self._latest, revision)

@@ -30,11 +30,11 @@ from llmconfig.config.schemas import (
     check_group_name,
     check_user_id,
 )
-from llmconfig.config.types import InteractionTypeService, find_interaction_type
+from llmconfig.config.types import InteractionTypeService, find_interaction_type, kind_of
 from llmconfig.config.variants import choose
 from llmconfig.db.changes import Change, record_change
 from llmconfig.db.engine import transaction
-from llmconfig.db.models import AuditEntry, GlobalConfig, GroupConfig, InteractionType, UserConfig
+from llmconfig.db.models import AuditEntry, GlobalConfig, GroupConfig, InteractionType, Provider, UserConfig
 from llmconfig.errors import ConcurrentChangeError, ConflictError, NotFoundError
 from llmconfig.providers.service import ProviderService
 
@@ -69,20 +69,26 @@ class Scope:
         return repr(interaction_type)
 
     def row(self, session: Session, interaction_type: str) -> EntryRow | None:
-        """The stored entry, with its provider in the same statement (the entry before a change names it)."""
+        """The stored entry, with its provider in the same statement (the entry before a change names it).
+
+        The provider's keys, which it otherwise loads with it, are left unread: an entry does not show them,
+        and reading them is one more round trip on the path of every write.
+        """
         if self.user_id is not None:
             return session.scalar(
                 select(UserConfig)
                 .where(UserConfig.user_id == self.user_id, UserConfig.interaction_type == interaction_type)
-                .options(joinedload(UserConfig.provider))
+                .options(joinedload(UserConfig.provider).lazyload(Provider.keys))
             )
         if self.group is not None:
             return session.scalar(
                 select(GroupConfig)
                 .where(GroupConfig.group_name == self.group, GroupConfig.interaction_type == interaction_type)
-                .options(joinedload(GroupConfig.provider))
+                .options(joinedload(GroupConfig.provider).lazyload(Provider.keys))
             )
-        return session.get(GlobalConfig, interaction_type, options=[joinedload(GlobalConfig.provider)])
+        return session.get(
+            GlobalConfig, interaction_type, options=[joinedload(GlobalConfig.provider).lazyload(Provider.keys)]
+        )
 
     def new_row(self, session: Session, interaction_type: str, values: dict[str, object]) -> EntryRow:
         if self.user_id is not None:
@@ -137,7 +143,7 @@ class EntryService:
 
     def get_entry(self, interaction_type: str) -> ConfigEntry:
         with transaction(self._sessions) as session:
-            kind = find_interaction_type(session, interaction_type).kind
+            kind = kind_of(session, interaction_type)
             row = session.get(GlobalConfig, interaction_type)
             if row is None:
                 raise NotFoundError(
@@ -293,7 +299,7 @@ class EntryService:
         what = scope.describe(interaction_type)
         try:
             with transaction(self._sessions, write=True) as session:
-                kind = find_interaction_type(session, interaction_type).kind
+                kind = kind_of(session, interaction_type)
                 row = scope.row(session, interaction_type)
                 check_version(what, row, update.version)
                 # Names of other providers are needed only to show an entry's variants.
@@ -339,7 +345,7 @@ class EntryService:
             missing = f"Group {scope.group!r} has no entry for {interaction_type!r}"
         try:
             with transaction(self._sessions, write=True) as session:
-                kind = find_interaction_type(session, interaction_type).kind
+                kind = kind_of(session, interaction_type)
                 row = scope.row(session, interaction_type)
                 if row is None:
                     raise NotFoundError(missing)

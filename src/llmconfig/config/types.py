@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import builtins
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -20,9 +20,27 @@ def find_interaction_type(session: Session, name: str) -> InteractionType:
     """The interaction type called ``name``, or NotFoundError naming the known ones."""
     interaction_type = session.get(InteractionType, name)
     if interaction_type is None:
-        known = ", ".join(session.scalars(select(InteractionType.name).order_by(InteractionType.name)))
-        raise NotFoundError(f"Unknown interaction type {name!r}; known types: {known}")
+        raise _unknown(session, name)
     return interaction_type
+
+
+_KIND = select(InteractionType.kind).where(InteractionType.name == bindparam("name"))
+
+
+def kind_of(session: Session, name: str) -> str:
+    """The kind of the interaction type called ``name``, or NotFoundError naming the known ones.
+
+    For the write paths, which need only the kind: one Core statement, without loading the row into the session.
+    """
+    kind = session.execute(_KIND, {"name": name}).scalar()
+    if kind is None:
+        raise _unknown(session, name)
+    return kind
+
+
+def _unknown(session: Session, name: str) -> NotFoundError:
+    known = ", ".join(session.scalars(select(InteractionType.name).order_by(InteractionType.name)))
+    return NotFoundError(f"Unknown interaction type {name!r}; known types: {known}")
 
 
 def _info(row: InteractionType) -> InteractionTypeInfo:

@@ -179,21 +179,25 @@ class ModelCache:
         """Whether changes dropped entries that :meth:`refill` would resolve again."""
         return bool(self._to_refill)
 
-    def refill(self) -> None:
+    def refill(self) -> list[HotKey]:
         """Resolve again the entries the latest changes dropped (blocking: call it from a worker thread).
 
-        An entry that cannot be resolved now (nothing configured any more, an outage) is left to the next caller,
-        who gets the error or the fallback as usual.
+        Returns the keys that are cached again, whoever resolved them. An entry that cannot be resolved now
+        (nothing configured any more, an outage) is left to the next caller, who gets the error or the fallback
+        as usual.
         """
         with self._lock:
             keys, self._to_refill = list(self._to_refill), {}
+        refilled: list[HotKey] = []
         for key in keys:
-            if key in self._hot:
-                continue  # a caller resolved it first
-            try:
-                self.get(key)
-            except LLMConfigError as exc:
-                log.debug("not resolved again after a change: %s: %s", key, exc)
+            if key not in self._hot:  # else a caller resolved it first
+                try:
+                    self.get(key)
+                except LLMConfigError as exc:
+                    log.debug("not resolved again after a change: %s: %s", key, exc)
+                    continue
+            refilled.append(key)
+        return refilled
 
     def invalidate(self) -> None:
         """Forget every resolution; the next call reads the configuration again."""

@@ -6,7 +6,8 @@ server instead of the database: no database URL, no master key and no database d
 * :class:`ServerSource` resolves with ``GET /resolve/{type}`` (keys included, kept in memory only), reads
   the revision with ``GET /revision``, and follows ``GET /changes`` (Server-Sent Events) on a daemon thread
   that reconnects with backoff and resumes with ``Last-Event-ID``; while the stream is down the cache polls
-  the revision instead.
+  the revision instead. The global resolutions a change event carries are used, once, instead of asking
+  ``/resolve`` again.
 * :class:`ServerUsageSink` posts usage events in batches (``POST /usage/events``), from the recorder's
   thread, never on the call path.
 
@@ -18,6 +19,7 @@ environment fallback.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -183,6 +185,8 @@ class ServerSource:
         # Keys by reference (provider id and version, key id), as the last resolutions handed them over.
         self._keys: dict[str, ApiKey] = {}
         self._revision: int | None = None
+        # The global resolutions the latest change event carried, by interaction type; each is used once.
+        self._pushed: dict[str, ResolvedConfig] = {}
         self._subscribers: tuple[Callable[[Announcement], None], ...] = ()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -194,6 +198,8 @@ class ServerSource:
     def resolve(self, interaction_type: str, user_id: str | None) -> tuple[Resolution | None, int]:
         # An id the server cannot store an override for follows the global entry, as in local mode.
         params = {"user_id": user_id} if user_id is not None and storable_user_id(user_id) else None
+        if params is None and (pushed := self._take_pushed(interaction_type)) is not None:
+            return self._accept(pushed)
         response = self._connection.request("GET", f"/resolve/{quote(interaction_type, safe='')}", params=params)
         if response.status == 404:
             problem = response.json() if response.headers.get("content-type", "").endswith("json") else {}
@@ -202,13 +208,19 @@ class ServerSource:
             raise NotFoundError(_detail(response))
         if response.status != 200:
             raise LLMConfigError(f"The llmconfig server answered {response.status}: {_detail(response)}")
-        resolved = ResolvedConfig.model_validate_json(response.data)
+        return self._accept(ResolvedConfig.model_validate_json(response.data))
+
+    def _accept(self, resolved: ResolvedConfig) -> tuple[Resolution | None, int]:
         with self._lock:
             for target in resolved.all_targets():
                 for key in target.pool_keys():
                     self._keys[server_key_ref(target.provider_id, target.provider_version, key.key_id)] = key
             self._note_revision(resolved.revision)
         return resolved.resolution(), resolved.revision
+
+    def _take_pushed(self, interaction_type: str) -> ResolvedConfig | None:
+        with self._lock:
+            return self._pushed.pop(interaction_type, None)
 
     def revision(self) -> int:
         response = self._connection.request("GET", "/revision")
@@ -280,21 +292,41 @@ class ServerSource:
             backoff = min(MAX_BACKOFF, backoff * 2)
 
     def _read(self, response: urllib3.BaseHTTPResponse) -> None:
+        with self._lock:
+            self._pushed = {}  # from before the stream broke: what came since is unknown
         self._connected.set()
         for event in parse_events(_lines(response)):
             if self._stop.is_set():
                 return
+            revision = int(event.id) if event.id and event.id.isdigit() else None
+            pushed: dict[str, ResolvedConfig] = {}
             if event.name == "change":
                 announcement = Announcement.from_json(event.data)
                 if announcement.change.kind is ChangeKind.SPEND and self._spend is not None:
                     self._spend.changed()
+                pushed = _pushed_resolutions(event.data, revision)
             elif event.name == "resync":
                 announcement = RESYNC
             else:
                 continue
+            # Before the change is delivered: the cache drops what it changed, and resolves it from these.
             with self._lock:
-                self._note_revision(int(event.id) if event.id and event.id.isdigit() else None)
+                self._pushed = pushed
+                self._note_revision(revision)
             self._deliver(announcement)
+
+
+def _pushed_resolutions(data: str, revision: int | None) -> dict[str, ResolvedConfig]:
+    """The resolutions a change event carries (none when they are older than its revision, or malformed)."""
+    if revision is None or '"resolved"' not in data:
+        return {}
+    try:
+        carried = json.loads(data).get("resolved") or {}
+        resolutions = {name: ResolvedConfig.model_validate(body) for name, body in carried.items()}
+    except (ValueError, AttributeError) as exc:  # pydantic's ValidationError is a ValueError
+        log.warning("ignored the resolutions a change event carried: %s", exc)
+        return {}
+    return {name: resolved for name, resolved in resolutions.items() if resolved.revision >= revision}
 
 
 def _lines(response: urllib3.BaseHTTPResponse) -> Iterator[str]:

@@ -124,6 +124,12 @@ class LLMConfigService:
         return source, builder
 
     @property
+    def changes_pushed(self) -> bool:
+        """Whether changes reach this process as they are committed (PostgreSQL's LISTEN/NOTIFY, or the server's
+        change stream in client mode); otherwise the revision is checked at most every ``LLMCONFIG_CACHE_TTL``."""
+        return self._source.pushed
+
+    @property
     def services(self) -> Services:
         """The composition root this service resolves from (not available in client mode)."""
         if self._services is None:
