@@ -95,8 +95,9 @@ def client_figures(
         )
         cold_row.details.append(
             f"medians of {iterations} cold `get_llm` calls (GET /resolve from the server, then the model is built), "
-            "each after a change to a model not used before, and of as many direct constructions timed the same "
-            "way, interleaved"
+            "each after a change to a model not used before and `invalidate()` (which also forgets the resolution "
+            "the change's event carried, so that the call asks the server), and of as many direct constructions "
+            "timed the same way, interleaved"
         )
         cold_row.details.append(
             f"for scale, GET /health (a database ping in a worker thread) after the same change and pause takes "

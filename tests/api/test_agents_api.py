@@ -487,11 +487,19 @@ def test_a_client_mode_process_takes_a_change_from_the_event_without_asking_reso
             assert time.monotonic() < deadline, "the change did not reach the agent"
             time.sleep(0.01)
         assert sample(httpx.get(f"{url}/metrics").text, "GET", resolves, "200") == asked
-        # Used once: a change the event carried nothing for is asked for again.
-        service.config.set_override(
-            "u-42", "reasoning", ConfigUpdate(provider_id="local", model_name="local-chat"), actor="t"
-        )
-        assert agent.get_llm("reasoning", user_id="u-42").model_name == "local-chat"  # type: ignore[attr-defined]
+        # invalidate() forgets what an event carried too: the next call asks the server.
+        set_reasoning(service, "local-chat")
+        while agent.cache.cached(("reasoning", None, "chat")) is not None:  # the event has landed
+            assert time.monotonic() < deadline, "the change did not reach the agent"
+            time.sleep(0.01)
+        agent.invalidate()
+        assert agent.get_llm("reasoning").model_name == "local-chat"  # type: ignore[attr-defined]
         assert sample(httpx.get(f"{url}/metrics").text, "GET", resolves, "200") == asked + 1
+        # What an event carries nothing for (a user's resolution) is asked for.
+        service.config.set_override(
+            "u-42", "reasoning", ConfigUpdate(provider_id="local", model_name="gpt-4o"), actor="t"
+        )
+        assert agent.get_llm("reasoning", user_id="u-42").model_name == "gpt-4o"  # type: ignore[attr-defined]
+        assert sample(httpx.get(f"{url}/metrics").text, "GET", resolves, "200") == asked + 2
     finally:
         agent.close()

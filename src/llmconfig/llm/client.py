@@ -243,6 +243,10 @@ class ServerSource:
     def pushed(self) -> bool:
         return self._connected.is_set()
 
+    def forget(self) -> None:
+        with self._lock:
+            self._pushed = {}
+
     def close(self) -> None:
         self._stop.set()
 

@@ -231,7 +231,8 @@ class LLMConfigService:
         return self._recorder is None or self._recorder.flush(timeout=timeout)
 
     def invalidate(self) -> None:
-        """Forget every resolution; the next call reads the configuration again."""
+        """Forget every resolution; the next call reads the configuration again (asks the server, in client mode)."""
+        self._source.forget()
         self.cache.invalidate()
 
     def close(self) -> None:

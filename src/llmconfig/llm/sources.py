@@ -45,6 +45,10 @@ class ResolutionSource(Protocol):
         """Whether every change reaches subscribers by push right now (so no revision check is needed)."""
         ...
 
+    def forget(self) -> None:
+        """Drop the resolutions held besides the cache's (client mode: those the last change event carried)."""
+        ...
+
 
 class DatabaseSource:
     """Resolutions read from the database, keys decrypted with this process's secret backend."""
@@ -72,6 +76,9 @@ class DatabaseSource:
 
     def subscribe(self, subscriber: Callable[[Announcement], None]) -> None:
         self._changes.subscribe(subscriber)
+
+    def forget(self) -> None:
+        pass  # every resolution is read from the database
 
     @property
     def pushed(self) -> bool:
