@@ -12,8 +12,8 @@ answers them, for the types the client's token covers::
     data: {"change":"config:reasoning","revision":42,"resolved":{"reasoning":{...}}}
 
 A client installs them instead of asking ``/resolve`` again, so that a change reaches its ``get_llm`` in one
-trip from the server instead of two. They are sent only while the token is known valid: a revoked token's
-stream ends at its next change.
+trip from the server instead of two. They are sent only while the token snapshot holds the stream's token as
+valid; a stream whose token it finds revoked is ended at the next change that carries any.
 
 ``event: resync`` tells a client that changes may have been missed, so it must drop everything it resolved.
 A comment line keeps idle connections open through proxies. A client that reconnects sends the last id it
@@ -45,7 +45,6 @@ from llmconfig.db.changes import Announcement, ChangeKind
 from llmconfig.errors import ConfigUnavailableError
 from llmconfig.llm.cache import HotKey
 from llmconfig.services import Services
-from llmconfig.tokens import Caller
 
 log = logging.getLogger("llmconfig.api")
 
@@ -83,11 +82,10 @@ def resync_event(revision: int) -> bytes:
 
 
 class _Client:
-    def __init__(self, caller: Caller | None, token: str | None) -> None:
+    def __init__(self, token: str | None) -> None:
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=CLIENT_BACKLOG)
         self.overflowed = False
-        # Who is listening, to send each client the resolutions its token covers (none without a token).
-        self.caller = caller
+        # Checked again at each change that carries resolutions: each client gets those its token covers now.
         self.token = token
 
 
@@ -145,14 +143,12 @@ class ChangeStream:
             self._offer(client, None)
         self._loop = None
 
-    async def events(
-        self, last_event_id: int | None, *, caller: Caller | None = None, token: str | None = None
-    ) -> AsyncIterator[bytes]:
+    async def events(self, last_event_id: int | None, *, token: str | None = None) -> AsyncIterator[bytes]:
         """The stream of one client: what it missed since ``last_event_id``, then every change as it comes.
 
-        ``caller`` and ``token``: who is listening; changes carry the resolutions of the types it covers.
+        ``token``: the listener's; changes carry the resolutions of the types it covers (none without one).
         """
-        client = _Client(caller, token)
+        client = _Client(token)
         self._clients.add(client)
         try:
             yield b"retry: 1000\n: connected\n\n"
@@ -260,14 +256,14 @@ class ChangeStream:
             self._offer(client, events[covered])
 
     def _resolutions(self, names: Iterable[str]) -> dict[str, bytes]:
-        if self._resolved is None:
+        resolved = self._resolved
+        if resolved is None:
             return {}
-        found = {name: self._resolved(name) for name in names}
-        return {name: body for name, body in found.items() if body is not None}
+        return {name: body for name in names if (body := resolved(name)) is not None}
 
     def _covered(self, client: _Client, resolved: dict[str, bytes]) -> frozenset[str] | None:
         """The types of ``resolved`` that ``client`` may receive; None if its token has been revoked."""
-        if client.caller is None or client.token is None:
+        if client.token is None:
             return frozenset()
         known, caller = self._services.tokens.authenticate_cached(client.token, use=False)
         if not known:

@@ -296,8 +296,7 @@ class ServerSource:
             backoff = min(MAX_BACKOFF, backoff * 2)
 
     def _read(self, response: urllib3.BaseHTTPResponse) -> None:
-        with self._lock:
-            self._pushed = {}  # from before the stream broke: what came since is unknown
+        self.forget()  # carried before the stream broke: what changed since is unknown
         self._connected.set()
         for event in parse_events(_lines(response)):
             if self._stop.is_set():

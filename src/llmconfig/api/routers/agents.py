@@ -68,7 +68,7 @@ def revision(service: ServiceDep, _caller: ClientDep) -> Revision:
 )
 async def changes(
     request: Request,
-    caller: ClientDep,
+    _caller: ClientDep,
     last_event_id: Annotated[
         str | None, Header(description="The last revision seen: the changes since are replayed (or resync)")
     ] = None,
@@ -78,7 +78,7 @@ async def changes(
     stream: ChangeStream = request.app.state.change_stream
     since = int(last_event_id) if last_event_id is not None and last_event_id.strip().isdigit() else None
     return StreamingResponse(
-        stream.events(since, caller=caller, token=bearer_token(request)),
+        stream.events(since, token=bearer_token(request)),
         media_type="text/event-stream",
         # No buffering by nginx and friends, no caching anywhere: each event must reach the client at once.
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
